@@ -1,0 +1,222 @@
+"""The controller's service layer: the one door to Shipway's state.
+
+The API, gitd, hooks and the runner call these methods; nothing else touches
+the tables. Methods are synchronous and thread-safe: Twisted callers run them
+with `deferToThread`. `user` arguments are the authenticated caller; methods
+that take one enforce permissions themselves (an app the caller cannot see is
+`NotFound`, never `Forbidden`, so names do not leak).
+
+CONTRACT (skeleton): signatures and docstrings here are the contract between
+parts; the bodies are filled in by the controller work.
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal, Protocol
+
+from controller.models import (
+    App, AppSecrets, Build, Domain, Release, Slug, SshKey, User,
+)
+
+Need = Literal["read", "write", "owner"]
+Output = Callable[[str], None]
+
+
+class Deployer(Protocol):
+    """Makes a release live (see `runner/deploy.py`). Raises DeployFailed."""
+
+    def deploy(self, app: App, release: Release, output: Output) -> None: ...
+
+    def apply_formation(self, app: App, output: Output) -> None: ...
+
+    def restart(self, app: App, output: Output) -> None: ...
+
+    def destroy(self, app: App) -> None: ...
+
+
+class Controller:
+    """Facade over users, keys, apps, access, config, slugs, releases,
+    formation, domains and builds."""
+
+    # --- users and authentication -------------------------------------
+    def signup(self, email: str, password: str) -> tuple[User, str]:
+        """Create a user; returns it and its API key."""
+        raise NotImplementedError
+
+    def login(self, email: str, password: str) -> tuple[User, str]:
+        """Check the password; returns the user and its (current) API key."""
+        raise NotImplementedError
+
+    def user_for_api_key(self, api_key: str) -> User:
+        """Raises Unauthorized for an unknown key."""
+        raise NotImplementedError
+
+    def user_for_email_and_key(self, email: str, api_key: str) -> User:
+        """HTTP Basic: the key must belong to that email. Raises Unauthorized."""
+        raise NotImplementedError
+
+    def user_for_ssh_key(self, key_blob: bytes) -> User | None:
+        """The user owning this public key (wire-format blob), if any."""
+        raise NotImplementedError
+
+    def reset_api_key(self, user: User) -> str:
+        """New key; the old one stops working at once."""
+        raise NotImplementedError
+
+    def list_ssh_keys(self, user: User) -> list[SshKey]:
+        raise NotImplementedError
+
+    def add_ssh_key(self, user: User, public_key: str) -> SshKey:
+        """Validates an authorized_keys line. BadRequest if invalid, Conflict if
+        any user already has it, BadRequest over the per-user limit."""
+        raise NotImplementedError
+
+    def remove_ssh_key(self, user: User, key_id_or_fingerprint: str) -> None:
+        raise NotImplementedError
+
+    # --- apps and access ----------------------------------------------
+    def create_app(self, user: User, name: str | None = None) -> App:
+        """DNS-label name (generated when None); Conflict if taken."""
+        raise NotImplementedError
+
+    def list_apps(self, user: User) -> list[App]:
+        """Apps the user owns or collaborates on."""
+        raise NotImplementedError
+
+    def get_app(self, user: User, name: str, need: Need = "read") -> App:
+        """NotFound if missing or invisible to the user; Forbidden if visible
+        but `need` is "owner" and the user is a collaborator."""
+        raise NotImplementedError
+
+    def app_by_name(self, name: str) -> App:
+        """Internal lookup without permission checks. NotFound if missing."""
+        raise NotImplementedError
+
+    def all_apps(self) -> list[App]:
+        """Internal: every app (for supervision and router rendering)."""
+        raise NotImplementedError
+
+    def destroy_app(self, user: User, name: str) -> None:
+        """Owner only. Stops and removes everything (via the deployer and the
+        destroy hooks registered with `on_destroy`)."""
+        raise NotImplementedError
+
+    def on_destroy(self, hook: Callable[[App], None]) -> None:
+        """Register cleanup run when an app is destroyed (repo, slugs, cache)."""
+        raise NotImplementedError
+
+    def list_collaborators(self, user: User, app: str) -> list[str]:
+        raise NotImplementedError
+
+    def add_collaborator(self, user: User, app: str, email: str) -> None:
+        raise NotImplementedError
+
+    def remove_collaborator(self, user: User, app: str, email: str) -> None:
+        raise NotImplementedError
+
+    def authorized_keys(self, app: App) -> list[str]:
+        """authorized_keys lines of everyone allowed on the app."""
+        raise NotImplementedError
+
+    def app_secrets(self, app: App) -> AppSecrets:
+        raise NotImplementedError
+
+    # --- config ---------------------------------------------------------
+    def get_config(self, user: User, app: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def set_config(self, user: User, app: str, values: dict[str, str],
+                   output: Output | None = None) -> Release | None:
+        """Validates names and the size limit; creates and deploys a new
+        release when the app has a slug."""
+        raise NotImplementedError
+
+    def unset_config(self, user: User, app: str, keys: list[str],
+                     output: Output | None = None) -> Release | None:
+        raise NotImplementedError
+
+    # --- slugs and releases ---------------------------------------------
+    def record_slug(self, app: App, storage_key: str, sha256: str, size: int,
+                    commit: str, process_types: dict[str, str],
+                    buildpacks: list[str]) -> Slug:
+        raise NotImplementedError
+
+    def get_slug(self, slug_id: int) -> Slug:
+        raise NotImplementedError
+
+    def list_slugs(self, app: App) -> list[Slug]:
+        raise NotImplementedError
+
+    def create_release(self, app: App, slug: Slug | None, description: str,
+                       created_by: str) -> Release:
+        """Next version (never reused, safe under concurrency) with the slug
+        and a snapshot of the current config; status "pending"."""
+        raise NotImplementedError
+
+    def deploy_release(self, app: App, release: Release,
+                       output: Output | None = None) -> Release:
+        """Marks it deploying, calls the deployer, marks succeeded or failed
+        (re-raising DeployFailed). The one path every deploy goes through."""
+        raise NotImplementedError
+
+    def list_releases(self, user: User, app: str) -> list[Release]:
+        raise NotImplementedError
+
+    def get_release(self, app: App, version: int) -> Release:
+        raise NotImplementedError
+
+    def current_release(self, app: App) -> Release | None:
+        """The newest succeeded release (what is live)."""
+        raise NotImplementedError
+
+    def rollback(self, user: User, app: str, version: int | None = None,
+                 output: Output | None = None) -> Release:
+        """New release with the slug and config of `version` (default: the
+        succeeded release before the current one), deployed."""
+        raise NotImplementedError
+
+    def release_env(self, app: App, release: Release) -> dict[str, str]:
+        """The run environment: the release's config snapshot plus APP_NAME,
+        APP_VERSION, RELEASE_COOKIE, RELEASE_NODE, MY_NODE_NAME,
+        SECRET_KEY_BASE (PORT is the runner's)."""
+        raise NotImplementedError
+
+    def current_config(self, app: App) -> dict[str, str]:
+        """Internal: decrypted config (for the build's ENV_DIR)."""
+        raise NotImplementedError
+
+    # --- formation --------------------------------------------------------
+    def get_formation(self, app: App) -> dict[str, int]:
+        """Replica count per process type (web defaults to 1)."""
+        raise NotImplementedError
+
+    def scale(self, user: User, app: str, counts: dict[str, int],
+              output: Output | None = None) -> dict[str, int]:
+        raise NotImplementedError
+
+    def restart(self, user: User, app: str, output: Output | None = None) -> None:
+        raise NotImplementedError
+
+    # --- domains -----------------------------------------------------------
+    def list_domains(self, user: User, app: str) -> list[Domain]:
+        raise NotImplementedError
+
+    def app_domains(self, app: App) -> list[str]:
+        """Internal: custom hostnames of an app."""
+        raise NotImplementedError
+
+    def add_domain(self, user: User, app: str, hostname: str) -> Domain:
+        raise NotImplementedError
+
+    def remove_domain(self, user: User, app: str, hostname: str) -> None:
+        raise NotImplementedError
+
+    # --- builds (push history) ---------------------------------------------
+    def start_build(self, app: App, user: User, ref: str, commit: str) -> Build:
+        raise NotImplementedError
+
+    def finish_build(self, build_id: int, status: str, output: str,
+                     release_version: int | None = None) -> Build:
+        raise NotImplementedError
+
+    def list_builds(self, user: User, app: str) -> list[Build]:
+        raise NotImplementedError

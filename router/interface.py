@@ -1,0 +1,27 @@
+"""The router contract."""
+from __future__ import annotations
+
+import attrs
+from zope.interface import Interface
+
+
+@attrs.frozen
+class Route:
+    app: str
+    hostnames: list[str]  # APP.<base domain> plus custom domains
+    upstreams: list[tuple[str, int]]  # ("127.0.0.1", port) of healthy web replicas
+
+
+class IRouter(Interface):
+    def start() -> None:
+        """Start (or adopt) the managed nginx."""
+
+    def stop() -> None:
+        """Stop nginx."""
+
+    def set_route(route: Route) -> None:
+        """Create or replace one app's route and reload gracefully; returns
+        once nginx serves the new config."""
+
+    def remove_route(app: str) -> None:
+        """Drop an app's route and reload."""

@@ -1,0 +1,60 @@
+"""The runner contract: it knows releases and replicas, not git or users."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+import attrs
+from zope.interface import Interface
+
+Output = Callable[[str], None]
+
+
+@attrs.frozen
+class HealthCheck:
+    path: str = "/"
+    timeout: int = 60  # seconds for a replica to answer after start
+    interval: float = 0.5
+
+
+@attrs.frozen
+class ReleaseSpec:
+    """Everything needed to run one release of one app."""
+
+    app: str
+    version: int
+    slug_key: str
+    process_types: dict[str, str]
+    env: dict[str, str]
+    formation: dict[str, int]
+    health: HealthCheck = HealthCheck()
+
+
+@attrs.frozen
+class ReplicaState:
+    app: str
+    version: int
+    process_type: str
+    container_id: str
+    state: str  # "starting", "running", "exited", ...
+    host_port: int | None  # web replicas: the 127.0.0.1 port
+    started_at: dt.datetime | None
+
+
+class IRunner(Interface):
+    def deploy(spec: ReleaseSpec, output: Output) -> None:
+        """Zero-downtime switch to `spec`: start new replicas, wait for health,
+        route to them, stop the old ones. On failure leave the old replicas
+        serving and raise controller.errors.DeployFailed with log lines."""
+
+    def replicas(app: str) -> list[ReplicaState]:
+        """The app's replicas as Docker sees them now."""
+
+    def destroy(app: str) -> None:
+        """Stop and remove all of the app's containers and routes."""
+
+    def start() -> None:
+        """Adopt running containers and start supervision."""
+
+    def stop() -> None:
+        """Stop supervision (containers keep running)."""

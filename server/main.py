@@ -1,0 +1,91 @@
+"""`shipway server`: every part in one Twisted reactor.
+
+Blocking work (database, Docker, files) runs in threads; the reactor thread
+only moves bytes. Each part is built by one factory named here, so this file
+is the one place that shows how the system is wired.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from twisted.internet import reactor, threads
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+
+from server.services import Services
+from server.settings import Settings
+
+log = Logger()
+
+
+def build_services(settings: Settings) -> Services:
+    """Construct every part; no listening, no Docker calls yet."""
+    from builder.docker_builder import DockerBuilder
+    from controller.store import open_controller
+    from hooks.pipeline import Pipeline
+    from router.nginx import NginxRouter
+    from runner.deploy import Deployer
+    from runner.docker_runner import DockerRunner
+    from storage.factory import make_slug_store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    controller = open_controller(settings)
+    slugs = make_slug_store(settings)
+    builder = DockerBuilder(settings)
+    router = NginxRouter(settings)
+    runner = DockerRunner(settings, slugs=slugs, router=router, controller=controller)
+    controller.set_deployer(Deployer(settings, controller=controller, runner=runner))
+    pipeline = Pipeline(settings, controller=controller, builder=builder, slugs=slugs)
+    services = Services(settings=settings, controller=controller, slugs=slugs,
+                        builder=builder, router=router, runner=runner, pipeline=pipeline)
+    controller.on_destroy(lambda app: slugs.delete_prefix(f"{app.name}/"))
+    controller.on_destroy(lambda app: builder.remove_cache(app.name))
+    return services
+
+
+def listen(services: Services) -> None:
+    """Open the HTTP (API, git smart-HTTP, slug downloads) and SSH ports."""
+    from twisted.web.server import Site
+
+    from gitd.ssh import make_ssh_factory
+    from server.web import make_root
+
+    settings = services.settings
+    site = Site(make_root(services))
+    site.displayTracebacks = False
+    reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
+    reactor.listenTCP(settings.ssh_port, make_ssh_factory(services),
+                      interface=settings.bind_host)
+
+
+def _start_background(services: Services) -> None:
+    def boot() -> None:
+        services.builder.cleanup_leftovers()
+        services.router.start()
+        services.runner.start()
+
+    d = threads.deferToThread(boot)
+    d.addCallback(lambda _: log.info("shipway: ready"))
+    d.addErrback(lambda f: log.failure("shipway: start-up failed", f))
+
+
+def run(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT. Run containers and nginx are left for the
+    next start to adopt only on a crash; a clean stop stops supervision."""
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+    services = build_services(settings)
+    reactor.suggestThreadPoolSize(32)
+    listen(services)
+    reactor.callWhenRunning(_start_background, services)
+    reactor.addSystemEventTrigger("before", "shutdown", services.runner.stop)
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    reactor.run(installSignalHandlers=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m server`: the same as `shipway server` (for tests and scripts)."""
+    from cli.main import main as cli_main
+
+    cli_main(["server", *(argv if argv is not None else sys.argv[1:])])

@@ -1,0 +1,35 @@
+"""Shipway: a self-hosted git-push-to-deploy platform."""
+from setuptools import find_packages, setup
+
+setup(
+    name="shipway",
+    version="0.1.0",
+    description="Self-hosted git-push-to-deploy platform (Heroku/Gigalixir style).",
+    python_requires=">=3.11",
+    packages=find_packages(include=[
+        "server*", "controller*", "runner*", "builder*", "storage*", "router*",
+        "hooks*", "gitd*", "cli*", "logger*",
+    ]),
+    include_package_data=True,
+    package_data={"": ["*.sh", "*.yaml", "*.json", "*.ini", "*.mako", "*.conf", "*.txt", "files/*", "alembic/*", "alembic/versions/*"]},
+    install_requires=[
+        "Twisted[conch]>=24.3",
+        "dulwich>=0.22",
+        "SQLAlchemy>=2.0",
+        "alembic>=1.13",
+        "psycopg[binary]>=3.1",
+        "argon2-cffi>=23.1",
+        "cryptography>=42",
+        "docker>=7.0",
+        "boto3>=1.34",
+        "click>=8.1",
+        "attrs>=23.2",
+        "PyYAML>=6.0",
+        "requests>=2.31",
+        "zope.interface>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "moto[server]>=5.0", "pytest-timeout>=2.3"],
+    },
+    entry_points={"console_scripts": ["shipway=cli.main:main"]},
+)

@@ -1,0 +1,290 @@
+"""Shared fixtures: a real `shipway server` subprocess on free loopback ports,
+a real PostgreSQL server, the stack image, and Docker clean-up by label."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+class ApiClient:
+    """A thin requests wrapper for the REST API (Bearer auth)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+
+    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if self.api_key and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        kw.setdefault("timeout", 600)
+        return requests.request(method, self.base_url + path, headers=headers, **kw)
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("DELETE", path, **kw)
+
+
+class ShipwayServer:
+    """One `python -m server` process with its own data dir and ports."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
+                 database_url: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.http_port = free_port()
+        self.ssh_port = free_port()
+        self.router_port = free_port()
+        self.instance = unique("test")
+        self.database_url = database_url
+        self.extra_env = dict(env or {})
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "SHIPWAY_INSTANCE": self.instance,
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.database_url:
+            env["SHIPWAY_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60) -> "ShipwayServer":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--data-dir", str(self.data_dir),
+             "--http-port", str(self.http_port), "--ssh-port", str(self.ssh_port),
+             "--router-port", str(self.router_port)],
+            cwd=str(ROOT), env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"shipway server exited:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/api/health", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"shipway server did not answer:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-20000:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def api(self, api_key: str | None = None) -> ApiClient:
+        return ApiClient(self.url, api_key)
+
+    def signup(self, email: str | None = None, password: str = "correct horse battery") -> "TestUser":
+        email = email or f"{unique('u')}@example.com"
+        r = self.api().post("/api/users", json={"email": email, "password": password})
+        assert r.status_code == 201, r.text
+        return TestUser(email=email, password=password, api_key=r.json()["api_key"], server=self)
+
+    def cleanup_docker(self) -> None:
+        remove_docker_objects(self.instance)
+
+
+class TestUser:
+    __test__ = False
+
+    def __init__(self, email: str, password: str, api_key: str, server: ShipwayServer) -> None:
+        self.email, self.password, self.api_key, self.server = email, password, api_key, server
+
+    @property
+    def api(self) -> ApiClient:
+        return self.server.api(self.api_key)
+
+
+def remove_docker_objects(instance: str) -> None:
+    """Remove every container and volume labelled with this test instance."""
+    try:
+        import docker
+    except ImportError:
+        return
+    try:
+        client = docker.from_env()
+    except Exception:
+        return
+    label = f"shipway.instance={instance}"
+    for c in client.containers.list(all=True, filters={"label": label}):
+        try:
+            c.remove(force=True)
+        except Exception:
+            pass
+    for v in client.volumes.list(filters={"label": label}):
+        try:
+            v.remove(force=True)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Factory: start fresh servers (each its own data dir); all stopped and
+    their containers removed at teardown."""
+    started: list[ShipwayServer] = []
+
+    def make(**kw: Any) -> ShipwayServer:
+        server = ShipwayServer(tmp_path_factory.mktemp("shipway"), **kw)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+        server.cleanup_docker()
+        _stop_nginx(server.data_dir)
+
+
+@pytest.fixture(scope="session")
+def shipway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
+    """One server shared by the tests that only need the API (each test makes
+    its own users and apps, so they do not interfere)."""
+    server = ShipwayServer(tmp_path_factory.mktemp("shipway-shared")).start()
+    yield server
+    server.stop()
+    server.cleanup_docker()
+    _stop_nginx(server.data_dir)
+
+
+def _stop_nginx(data_dir: Path) -> None:
+    """The router leaves nginx running across server crashes; tests stop it."""
+    for pid_file in data_dir.glob("**/nginx.pid"):
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGQUIT)
+        except (OSError, ValueError):
+            pass
+
+
+@pytest.fixture
+def user(shipway_server: ShipwayServer) -> TestUser:
+    return shipway_server.signup()
+
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    raise RuntimeError(f"PostgreSQL's {name} is not installed (scripts/install.sh installs it)")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server on a free loopback port for this test session,
+    or the one named by SHIPWAY_TEST_POSTGRES_URL."""
+    given = os.environ.get("SHIPWAY_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    base = tmp_path_factory.mktemp("pg")
+    data = base / "data"
+    port = free_port()
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        run_as = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+    subprocess.run(run_as + [_pg_bin("initdb"), "-D", str(data), "-U", "shipway",
+                             "--auth=trust", "-E", "UTF8"], check=True,
+                   capture_output=True)
+    subprocess.run(run_as + [_pg_bin("pg_ctl"), "-D", str(data), "-w", "-l", str(base / "pg.log"),
+                             "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+                             "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://shipway@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(run_as + [_pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both databases, for tests that must pass on each. PostgreSQL tests get a
+    fresh database each so they start empty, like SQLite's new file."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shipway.db'}"
+    base = request.getfixturevalue("postgres_url")
+    import sqlalchemy as sa
+
+    name = unique("db")
+    engine = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://"),
+                              isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.rsplit("/", 1)[0] + f"/{name}"
+
+
+# --- the stack image ----------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def stack_image() -> str:
+    """The stack image, built on first need (kept between runs)."""
+    from builder.stack import ensure_stack_image
+    from server.settings import load_settings
+
+    settings, _ = load_settings({}, environ={})
+    return ensure_stack_image(settings, output=lambda line: print(line, flush=True))
