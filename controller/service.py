@@ -32,10 +32,24 @@ class Deployer(Protocol):
 
     def destroy(self, app: App) -> None: ...
 
+    def refresh_route(self, app: App) -> None:
+        """Re-render the app's route (after a domain change)."""
+        ...
+
 
 class Controller:
     """Facade over users, keys, apps, access, config, slugs, releases,
     formation, domains and builds."""
+
+    def set_deployer(self, deployer: Deployer) -> None:
+        """Wired once by the composition root (the deployer needs the
+        controller, so it cannot be a constructor argument)."""
+        raise NotImplementedError
+
+    def rotate_master_key(self) -> int:
+        """Re-encrypt every config value and snapshot under a new master key;
+        returns how many values were re-encrypted."""
+        raise NotImplementedError
 
     # --- users and authentication -------------------------------------
     def signup(self, email: str, password: str) -> tuple[User, str]:
