@@ -1,0 +1,1 @@
+"""Collects build and container output per app (roadmap milestone 2)."""
