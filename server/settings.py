@@ -47,6 +47,8 @@ class Settings:
     base_domain: str = "localhost"
     database_url: str | None = None
     master_key: str | None = None
+    # HMAC secret API keys are derived from (None: api-key.secret in data_dir).
+    api_key_secret: str | None = None
     # Slug storage: "local" (HMAC-signed URLs served by the API) or "s3".
     slug_store: str = "local"
     s3_bucket: str | None = None

@@ -1,0 +1,52 @@
+"""What every resource module of the store shares: the database, the
+keyring, the deployer slot, and small row → value-object helpers."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from twisted.logger import Logger
+
+from controller.crypto import Keyring
+from controller.db import Database
+from controller.errors import Unavailable
+from controller.models import App, User
+from controller.service import Controller, Deployer
+from server.settings import Settings
+
+log = Logger(namespace="shipway.controller")
+
+
+def silent(line: str) -> None:
+    """The default `output`: nobody is listening."""
+
+
+class StoreBase(Controller):
+    """State shared by the resource mixins (see `controller/store.py`)."""
+
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    api_key_secret: bytes
+    _deployer: Deployer | None
+    _destroy_hooks: list[Callable[[App], None]]
+    _hooks_lock: threading.Lock
+
+    def set_deployer(self, deployer: Deployer) -> None:
+        self._deployer = deployer
+
+    def deployer(self) -> Deployer:
+        """The wired deployer; Unavailable until the composition root sets it."""
+        if self._deployer is None:
+            raise Unavailable("no deployer is configured in this process")
+        return self._deployer
+
+    @staticmethod
+    def _user(row: Any) -> User:
+        return User(id=row.id, email=row.email, created_at=row.created_at)
+
+    @staticmethod
+    def _one(conn: Connection, query: sa.Select) -> Any:
+        return conn.execute(query).first()

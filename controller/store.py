@@ -1,0 +1,41 @@
+"""`open_controller`: the concrete service layer, assembled from one mixin
+per resource (users, keys, apps and access, config, releases, formation,
+domains, builds) over one database and one keyring.
+
+`controller/service.py` stays the readable contract; this module only wires.
+"""
+from __future__ import annotations
+
+import threading
+
+from controller.apps import AppsMixin
+from controller.crypto import Keyring, load_api_key_secret
+from controller.db import Database
+from controller.keys import KeysMixin
+from controller.migrations import migrate
+from controller.users import UsersMixin
+from server.settings import Settings
+
+
+class Store(UsersMixin, KeysMixin, AppsMixin):
+    """The controller service on SQLite or PostgreSQL (see the mixins)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.keyring = Keyring(settings.data_dir, settings.master_key)
+        self.api_key_secret = load_api_key_secret(settings.data_dir, settings.api_key_secret)
+        self.db = Database(settings.effective_database_url)
+        migrate(self.db)
+        self._deployer = None
+        self._destroy_hooks = []
+        self._hooks_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release database connections (tests reopen the same database)."""
+        self.db.dispose()
+
+
+def open_controller(settings: Settings) -> Store:
+    """Open (and migrate to the newest schema) the controller's database."""
+    return Store(settings)
