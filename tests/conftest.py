@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -246,6 +247,9 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         run_as = ["runuser", "-u", "postgres", "--"]
+        # postgres cannot enter root's 0700 pytest temp dir: use one under /tmp.
+        base = Path(tempfile.mkdtemp(prefix="shipway-pg-"))
+        data = base / "data"
         shutil.chown(base, "postgres")
     subprocess.run(run_as + [_pg_bin("initdb"), "-D", str(data), "-U", "shipway",
                              "--auth=trust", "-E", "UTF8"], check=True,
@@ -258,6 +262,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run(run_as + [_pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                        capture_output=True)
+        if run_as:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
