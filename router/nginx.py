@@ -1,21 +1,286 @@
-"""PLACEHOLDER: replaced by the part owner; lets the server boot meanwhile."""
+"""The managed nginx: Shipway's router process and its control plane.
+
+nginx runs as its own daemon (its own session, pid file and prefix under
+`<data_dir>/router/`), so it keeps serving apps while `shipway server` is
+restarted or even killed; the next start adopts it through the pid file. A
+clean stop of the server leaves it running for the same reason (like the run
+containers); `stop()` is the explicit way to end it.
+
+Every change renders the whole configuration to a new file, checks it with
+`nginx -t`, moves it into place atomically and reloads with SIGHUP: nginx
+starts workers on the new configuration and lets the old ones finish their
+in-flight requests. `set_route` returns only once a fresh connection is
+answered by the new configuration *and* the old workers are gone, so callers
+may stop the replicas the old configuration pointed at.
+"""
 from __future__ import annotations
 
-from typing import Any
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from router.interface import IRouter, Route
+from router.nginx_conf import GENERATION_HEADER, GENERATION_HOST, Layout, check_route, render
+from server.settings import Settings
+
+log = Logger()
+
+APPLY_TIMEOUT = 15.0  # seconds for new workers to answer after a reload
+DRAIN_TIMEOUT = 30.0  # seconds to wait for old workers to finish requests
 
 
+class RouterError(RuntimeError):
+    """nginx refused a configuration or did not come up."""
+
+
+def _worker_user() -> str | None:
+    """A root master must hand its workers to an unprivileged user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        import grp
+
+        grp.getgrnam("nogroup")
+        return "nobody nogroup"
+    except KeyError:
+        return "nobody"
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (nginx's workers)."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
+    except OSError:
+        return False
+
+
+@implementer(IRouter)
 class NginxRouter:
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.dir = Path(settings.data_dir) / "router"
+        listen = settings.bind_host or "127.0.0.1"
+        self.layout = Layout(prefix=str(self.dir), listen_host=listen,
+                             listen_port=settings.router_port, worker_user=_worker_user())
+        # The address the control plane probes nginx on.
+        self.probe_host = "127.0.0.1" if listen in ("0.0.0.0", "127.0.0.1") else listen
+        self._state_path = self.dir / "routes.json"
+        self._lock = threading.RLock()
+        self._routes: dict[str, Route] = {}
+        self._generation = 0
+        self._started = False
 
+    # --- IRouter ---------------------------------------------------------
     def start(self) -> None:
-        pass
+        """Start nginx, or adopt the one a previous server left running. Its
+        routes are kept (loaded from the state file) until the runner sets
+        them again, so apps stay served across a restart of the server."""
+        with self._lock:
+            for sub in ("logs", "tmp"):
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            self._load_state()
+            self._apply(self._routes)
+            self._started = True
 
     def stop(self) -> None:
-        pass
+        """Stop nginx gracefully (SIGQUIT: in-flight requests finish)."""
+        with self._lock:
+            pid = self.pid()
+            if pid is None:
+                return
+            os.kill(pid, signal.SIGQUIT)
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            self._started = False
 
-    def set_route(self, route: Any) -> None:
-        raise NotImplementedError("router not built yet")
+    def set_route(self, route: Route) -> None:
+        check_route(route)
+        with self._lock:
+            if self._routes.get(route.app) == route and self._started:
+                return
+            routes = dict(self._routes)
+            routes[route.app] = route
+            self._apply(routes)
 
     def remove_route(self, app: str) -> None:
-        raise NotImplementedError("router not built yet")
+        with self._lock:
+            if app not in self._routes:
+                return
+            routes = dict(self._routes)
+            del routes[app]
+            self._apply(routes)
+
+    # --- for the runner and tests ---------------------------------------
+    def routes(self) -> dict[str, Route]:
+        with self._lock:
+            return dict(self._routes)
+
+    def pid(self) -> int | None:
+        """The master's pid if our nginx is running (checked, not trusted:
+        a stale pid file may name an unrelated process after a reboot)."""
+        try:
+            pid = int(Path(self.layout.pid).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            return None
+        if b"nginx" not in cmdline or self.layout.conf.encode() not in cmdline:
+            return None
+        return pid
+
+    def generation(self) -> int | None:
+        """The configuration generation a fresh connection is served by."""
+        conn = http.client.HTTPConnection(self.probe_host, self.settings.router_port, timeout=2)
+        try:
+            conn.request("GET", "/", headers={"Host": GENERATION_HOST})
+            resp = conn.getresponse()
+            resp.read()
+            value = resp.getheader(GENERATION_HEADER)
+            return int(value) if value else None
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
+
+    # --- internals ---------------------------------------------------------
+    def _apply(self, routes: dict[str, Route]) -> None:
+        """Render, check, install and load `routes`; on any failure the
+        running configuration and the in-memory routes stay as they were."""
+        generation = self._generation + 1
+        text = render(self.layout, routes.values(), generation)
+        candidate = Path(self.layout.conf + ".new")
+        candidate.write_text(text)
+        check = subprocess.run(self._cmd(str(candidate)) + ["-t", "-q"],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            candidate.unlink(missing_ok=True)
+            raise RouterError(f"nginx rejected the configuration: {check.stderr.strip()}")
+        os.replace(candidate, self.layout.conf)
+        self._routes, self._generation = dict(routes), generation
+        self._save_state()
+
+        pid = self.pid()
+        if pid is None:
+            self._launch()
+            self._wait_generation(generation)
+            log.info("router: nginx started on {host}:{port} (generation {g})",
+                     host=self.layout.listen_host, port=self.layout.listen_port, g=generation)
+            return
+        old_workers = _children(pid)
+        os.kill(pid, signal.SIGHUP)
+        self._wait_generation(generation)
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while old_workers and time.monotonic() < deadline:
+            old_workers = {w for w in old_workers if _alive(w)}
+            if old_workers:
+                time.sleep(0.02)
+        if old_workers:
+            log.warn("router: old nginx workers {pids} still draining", pids=sorted(old_workers))
+
+    def _cmd(self, conf: str) -> list[str]:
+        binary = shutil.which(self.settings.nginx_binary) or self.settings.nginx_binary
+        return [binary, "-p", self.layout.prefix + "/", "-c", conf, "-e", self.layout.error_log]
+
+    def _launch(self) -> None:
+        Path(self.layout.pid).unlink(missing_ok=True)
+        # nginx daemonizes itself (fork + setsid): the master outlives us.
+        result = subprocess.run(self._cmd(self.layout.conf), capture_output=True, text=True,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise RouterError(f"nginx did not start: {result.stderr.strip()}")
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while self.pid() is None:
+            if time.monotonic() > deadline:
+                raise RouterError(f"nginx did not write its pid file:\n{self._error_tail()}")
+            time.sleep(0.02)
+
+    def _wait_generation(self, generation: int) -> None:
+        """Two fresh connections in a row on the new generation: the first
+        proves new workers run, the second that old ones stopped accepting."""
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        seen = 0
+        while seen < 2:
+            current = self.generation()
+            seen = seen + 1 if current is not None and current >= generation else 0
+            if seen < 2:
+                if time.monotonic() > deadline:
+                    raise RouterError(f"nginx did not load generation {generation}:\n"
+                                      f"{self._error_tail()}")
+                time.sleep(0.01)
+
+    def _error_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(Path(self.layout.error_log).read_text(errors="replace")
+                             .splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _load_state(self) -> None:
+        try:
+            state = json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            return
+        self._generation = int(state.get("generation", 0))
+        self._routes = {
+            r["app"]: Route(app=r["app"], hostnames=list(r["hostnames"]),
+                            upstreams=[(h, int(p)) for h, p in r["upstreams"]])
+            for r in state.get("routes", [])
+        }
+
+    def _save_state(self) -> None:
+        state = {"generation": self._generation,
+                 "routes": [{"app": r.app, "hostnames": list(r.hostnames),
+                             "upstreams": [list(u) for u in r.upstreams]}
+                            for r in self._routes.values()]}
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self._state_path)
+
+
+def hostnames_for(settings: Settings, app: str, domains: Iterable[str]) -> list[str]:
+    """An app's names: APP.<base domain> first, then its custom domains."""
+    names = [f"{app}.{settings.base_domain}".lower()]
+    names += [d.lower() for d in domains if d.lower() not in names]
+    return names
