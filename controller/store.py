@@ -1,6 +1,7 @@
 """`open_controller`: the concrete service layer, assembled from one mixin
-per resource (users, keys, apps and access, config, releases, formation,
-domains, builds) over one database and one keyring.
+per resource module over one database and one keyring. The mixins stack in
+a line (access → apps → releases → config → formation → domains → builds,
+plus users and keys) because later resources use earlier ones' helpers.
 
 `controller/service.py` stays the readable contract; this module only wires.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from controller.apps import AppsMixin
+from controller.builds import BuildsMixin
 from controller.crypto import Keyring, load_api_key_secret
 from controller.db import Database
 from controller.keys import KeysMixin
@@ -17,7 +18,7 @@ from controller.users import UsersMixin
 from server.settings import Settings
 
 
-class Store(UsersMixin, KeysMixin, AppsMixin):
+class Store(UsersMixin, KeysMixin, BuildsMixin):
     """The controller service on SQLite or PostgreSQL (see the mixins)."""
 
     def __init__(self, settings: Settings) -> None:

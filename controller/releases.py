@@ -1,0 +1,228 @@
+"""The release rules, in one place for the API, the pipeline and config
+changes: numbering, the config snapshot, deploy status, what is live, and
+rollback.
+
+- Versions are per app, 1, 2, 3…, handed out by bumping `apps.last_version`
+  inside the creating transaction. The bump locks the app row (PostgreSQL)
+  or the database (SQLite `BEGIN IMMEDIATE`), so concurrent creators queue
+  instead of colliding, and a version is never reused even if releases are
+  deleted; `UNIQUE (app_id, version)` backs the rule up.
+- A release carries its slug, an encrypted snapshot of the config at its
+  creation, the slug's process types, a description, status and author.
+- Status: pending → deploying → succeeded | failed. What is live (the
+  "current" release, the last good one) is the newest succeeded release.
+- Rollback makes a *new* release with an older release's slug and config.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from controller.apps import AppsMixin
+from controller.base import log, silent
+from controller.db import apps, now, releases, slugs
+from controller.errors import BadRequest, NotFound
+from controller.models import App, Release, Slug, User
+from controller.service import Output
+
+RELEASE_COLUMNS = [c for c in releases.c if c.name != "config_ct"]
+
+
+def to_release(row: Any, app_name: str) -> Release:
+    return Release(id=row.id, app_id=row.app_id, app_name=app_name, version=row.version,
+                   slug_id=row.slug_id, commit=row.commit,
+                   process_types=dict(row.process_types or {}), description=row.description,
+                   status=row.status, created_by=row.created_by, created_at=row.created_at)
+
+
+def snapshot_aad(app_id: int, version: int) -> str:
+    return f"release-config:{app_id}:{version}"
+
+
+class ReleasesMixin(AppsMixin):
+    # --- building blocks used inside other transactions -----------------------
+    def _next_version(self, conn: Connection, app: App) -> int:
+        version = conn.execute(apps.update().where(apps.c.id == app.id)
+                               .values(last_version=apps.c.last_version + 1)
+                               .returning(apps.c.last_version)).scalar_one_or_none()
+        if version is None:
+            raise NotFound(f"no app named {app.name!r}")
+        return version
+
+    def _current_row(self, conn: Connection, app: App, below: int | None = None) -> Any:
+        query = sa.select(*RELEASE_COLUMNS).where(releases.c.app_id == app.id,
+                                                  releases.c.status == "succeeded")
+        if below is not None:
+            query = query.where(releases.c.version < below)
+        return conn.execute(query.order_by(releases.c.version.desc()).limit(1)).first()
+
+    def _insert_release(self, conn: Connection, app: App, slug: Slug | None,
+                        config: dict[str, str], description: str, created_by: str) -> Release:
+        version = self._next_version(conn, app)
+        token = self.keyring.encrypt(json.dumps(config, sort_keys=True),
+                                     snapshot_aad(app.id, version))
+        release_id = conn.execute(releases.insert().values(
+            app_id=app.id, version=version, slug_id=slug.id if slug else None,
+            commit=slug.commit if slug else None,
+            process_types=dict(slug.process_types) if slug else {},
+            description=description[:1000], status="pending", created_by=created_by,
+            config_ct=token, created_at=now(),
+        )).inserted_primary_key[0]
+        row = conn.execute(sa.select(*RELEASE_COLUMNS).where(releases.c.id == release_id)).one()
+        log.info("app {app}: release v{version} created ({description})", app=app.name,
+                 version=version, description=description)
+        return to_release(row, app.name)
+
+    def _snapshot(self, conn: Connection, app_id: int, version: int) -> dict[str, str]:
+        token = conn.execute(sa.select(releases.c.config_ct).where(
+            releases.c.app_id == app_id, releases.c.version == version)).scalar_one()
+        return json.loads(self.keyring.decrypt(token, snapshot_aad(app_id, version)))
+
+    def _set_status(self, release: Release, status: str) -> Release:
+        with self.db.write() as conn:
+            conn.execute(releases.update().where(releases.c.id == release.id)
+                         .values(status=status))
+            row = conn.execute(sa.select(*RELEASE_COLUMNS)
+                               .where(releases.c.id == release.id)).one()
+        return to_release(row, release.app_name)
+
+    # --- the contract ------------------------------------------------------------
+    def create_release(self, app: App, slug: Slug | None, description: str,
+                       created_by: str) -> Release:
+        if slug is not None and slug.app_id != app.id:
+            raise BadRequest(f"slug {slug.id} does not belong to {app.name}")
+        with self.db.write() as conn:
+            return self._insert_release(conn, app, slug, self._config(conn, app),
+                                        description, created_by)
+
+    def deploy_release(self, app: App, release: Release,
+                       output: Output | None = None) -> Release:
+        """Any exception from the deployer marks the release failed and is
+        re-raised (DeployFailed for an unhealthy release; Unavailable when no
+        deployer is wired), so no release is left "deploying"."""
+        output = output or silent
+        release = self._set_status(release, "deploying")
+        try:
+            self.deployer().deploy(app, release, output)
+        except BaseException as e:
+            self._set_status(release, "failed")
+            log.info("app {app}: release v{version} failed: {error}", app=app.name,
+                     version=release.version, error=e)
+            raise
+        return self._set_status(release, "succeeded")
+
+    def list_releases(self, user: User, app: str) -> list[Release]:
+        with self.db.read() as conn:
+            found = self._authorize(conn, user, app, "read")
+            rows = conn.execute(sa.select(*RELEASE_COLUMNS).where(releases.c.app_id == found.id)
+                                .order_by(releases.c.version.desc())).all()
+        return [to_release(r, found.name) for r in rows]
+
+    def get_release(self, app: App, version: int) -> Release:
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise BadRequest("release version must be an integer")
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(*RELEASE_COLUMNS).where(
+                releases.c.app_id == app.id, releases.c.version == version)).first()
+        if row is None:
+            raise NotFound(f"{app.name} has no release v{version}")
+        return to_release(row, app.name)
+
+    def current_release(self, app: App) -> Release | None:
+        with self.db.read() as conn:
+            row = self._current_row(conn, app)
+        return to_release(row, app.name) if row else None
+
+    def rollback(self, user: User, app: str, version: int | None = None,
+                 output: Output | None = None) -> Release:
+        """Deploys a new release made from `version`'s slug and config; the
+        default target is the succeeded release before the current one.
+        DeployFailed propagates (the new release is then marked failed)."""
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise BadRequest("release version must be an integer")
+        with self.db.write() as conn:
+            found = self._authorize(conn, user, app, "write")
+            if version is None:
+                current = self._current_row(conn, found)
+                if current is None:
+                    raise BadRequest(f"{found.name} has no live release to roll back from")
+                target = self._current_row(conn, found, below=current.version)
+                if target is None:
+                    raise BadRequest(f"{found.name} has no earlier good release to roll back to")
+            else:
+                target = conn.execute(sa.select(*RELEASE_COLUMNS).where(
+                    releases.c.app_id == found.id, releases.c.version == version)).first()
+                if target is None:
+                    raise NotFound(f"{found.name} has no release v{version}")
+            if target.slug_id is None:
+                raise BadRequest(f"v{target.version} has no slug to roll back to")
+            slug = self._slug_row(conn, target.slug_id)
+            if slug is None:
+                raise BadRequest(f"the slug of v{target.version} is gone")
+            config = self._snapshot(conn, found.id, target.version)
+            release = self._insert_release(conn, found, slug, config,
+                                           f"Rollback to v{target.version}", user.email)
+        return self.deploy_release(found, release, output)
+
+    def release_config(self, app: App, release: Release) -> dict[str, str]:
+        """Internal: the decrypted config snapshot of a release."""
+        with self.db.read() as conn:
+            return self._snapshot(conn, app.id, release.version)
+
+    def release_env(self, app: App, release: Release) -> dict[str, str]:
+        """APP_VERSION is "v<N>" (as releases are shown). The platform's
+        variables win over the snapshot (config refuses those names anyway)."""
+        with self.db.read() as conn:
+            env = self._snapshot(conn, app.id, release.version)
+            secrets = self._secrets(conn, app)
+        node = f"{secrets.node_basename}@127.0.0.1"
+        env.update({
+            "APP_NAME": app.name,
+            "APP_VERSION": f"v{release.version}",
+            "RELEASE_COOKIE": secrets.release_cookie,
+            "SECRET_KEY_BASE": secrets.secret_key_base,
+            "RELEASE_DISTRIBUTION": "name",
+            "RELEASE_NODE": node,
+            "MY_NODE_NAME": node,
+        })
+        return env
+
+    # --- slugs ---------------------------------------------------------------------
+    @staticmethod
+    def _to_slug(row: Any) -> Slug:
+        return Slug(id=row.id, app_id=row.app_id, storage_key=row.storage_key,
+                    sha256=row.sha256, size=row.size, commit=row.commit,
+                    process_types=dict(row.process_types or {}),
+                    buildpacks=list(row.buildpacks or []), created_at=row.created_at)
+
+    def _slug_row(self, conn: Connection, slug_id: int) -> Slug | None:
+        row = conn.execute(sa.select(slugs).where(slugs.c.id == slug_id)).first()
+        return self._to_slug(row) if row else None
+
+    def record_slug(self, app: App, storage_key: str, sha256: str, size: int,
+                    commit: str, process_types: dict[str, str],
+                    buildpacks: list[str]) -> Slug:
+        with self.db.write() as conn:
+            slug_id = conn.execute(slugs.insert().values(
+                app_id=app.id, storage_key=storage_key, sha256=sha256, size=int(size),
+                commit=commit, process_types=dict(process_types),
+                buildpacks=list(buildpacks), created_at=now(),
+            )).inserted_primary_key[0]
+            return self._slug_row(conn, slug_id)  # type: ignore[return-value]
+
+    def get_slug(self, slug_id: int) -> Slug:
+        with self.db.read() as conn:
+            slug = self._slug_row(conn, slug_id)
+        if slug is None:
+            raise NotFound(f"no slug {slug_id}")
+        return slug
+
+    def list_slugs(self, app: App) -> list[Slug]:
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(slugs).where(slugs.c.app_id == app.id)
+                                .order_by(slugs.c.id.desc())).all()
+        return [self._to_slug(r) for r in rows]
+
