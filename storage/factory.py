@@ -1,13 +1,17 @@
-"""PLACEHOLDER: replaced by the part owner; lets the server boot meanwhile."""
+"""Picks the slug store backend named by `settings.slug_store`."""
 from __future__ import annotations
 
-from typing import Any
+from server.settings import Settings
+from storage.interface import ISlugStore
 
 
-class _NotBuilt:
-    def __getattr__(self, name: str) -> Any:
-        raise NotImplementedError(f"slug store not built yet ({name})")
+def make_slug_store(settings: Settings) -> ISlugStore:
+    if settings.slug_store == "local":
+        from storage.local import LocalSlugStore
 
+        return LocalSlugStore(settings)
+    if settings.slug_store == "s3":
+        from storage.s3 import S3SlugStore
 
-def make_slug_store(settings: Any) -> Any:
-    return _NotBuilt()
+        return S3SlugStore(settings)
+    raise ValueError(f"unknown slug_store {settings.slug_store!r} (local or s3)")
