@@ -1,0 +1,212 @@
+"""The REST API under `/api`: one Twisted resource that matches the route
+table (`controller/api_routes.py`), authenticates, parses JSON and runs the
+handler in a thread.
+
+Everything that can block (the database, password hashing, deploys) runs in
+the reactor's thread pool; the reactor thread only parses the request and
+writes the answer. Errors are mapped here, once: `ShipwayError` → its status
+and `{"error", "code"}`; `NotImplementedError` (a part not built yet) → 501;
+anything else → 500 with a generic message and the traceback in the log only.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Callable
+from urllib.parse import unquote
+
+import attrs
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from controller.api_routes import ROUTES, Route, match
+from controller.api_views import Call
+from controller.errors import BadRequest, DeployFailed, ShipwayError, Unauthorized
+from controller.models import User
+
+log = Logger(namespace="shipway.api")
+
+RunInThread = Callable[..., defer.Deferred]
+AUTH_CHALLENGE = b'Basic realm="shipway"'
+
+
+@attrs.frozen
+class Incoming:
+    """What the worker thread needs from a request, copied on the reactor
+    thread (a Twisted request must not be touched from another thread)."""
+
+    method: str
+    segments: list[str]
+    authorization: str | None
+    body: bytes
+
+
+class ApiError(Exception):
+    """An error answer decided before any handler runs (404, 405, 413)."""
+
+    def __init__(self, status: int, message: str, headers: dict[bytes, bytes] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+class ApiResource(Resource):
+    """`/api/...`: a leaf resource; routing is by the table, not by children."""
+
+    isLeaf = True
+
+    def __init__(self, services: Any, run_in_thread: RunInThread = threads.deferToThread) -> None:
+        super().__init__()
+        self.services = services
+        self.run_in_thread = run_in_thread
+
+    # Twisted calls render for every method; we dispatch ourselves.
+    def render(self, request: Request) -> int:  # type: ignore[override]
+        try:
+            incoming = self._read(request)
+            route, params = self._route(incoming)
+        except ApiError as e:
+            for name, value in e.headers.items():
+                request.setHeader(name, value)
+            _write(request, e.status, {"error": e.message, "code": e.status})
+            return NOT_DONE_YET
+        finished = {"gone": False}
+        request.notifyFinish().addErrback(lambda _f: finished.update(gone=True))
+        d = self.run_in_thread(self._handle, route, params, incoming)
+        d.addCallbacks(lambda result: self._answer(request, finished, *result),
+                       lambda f: self._fail(request, finished, route, f))
+        return NOT_DONE_YET
+
+    def _read(self, request: Request) -> Incoming:
+        """Check the size first (declared, then real), then copy the request."""
+        limit = self.services.settings.limits.request_body_bytes
+        declared = request.getHeader(b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise ApiError(413, f"request body too large (limit {limit} bytes)")
+            except ValueError:
+                raise ApiError(400, "invalid Content-Length header") from None
+        content = request.content
+        body = b""
+        if content is not None:
+            content.seek(0, 2)
+            if content.tell() > limit:
+                raise ApiError(413, f"request body too large (limit {limit} bytes)")
+            content.seek(0)
+            body = content.read()
+        raw_path = request.path.split(b"?", 1)[0]
+        parts = raw_path.split(b"/")[2:]  # drop "" and "api"
+        if parts and parts[-1] == b"":
+            parts = parts[:-1]
+        segments = [unquote(p.decode("utf-8", "replace")) for p in parts]
+        auth = request.getHeader(b"authorization")
+        return Incoming(method=request.method.decode("ascii", "replace").upper(),
+                        segments=segments,
+                        authorization=auth.decode("latin-1") if auth is not None else None,
+                        body=body)
+
+    def _route(self, incoming: Incoming) -> tuple[Route, dict[str, str]]:
+        found, allowed = match(incoming.method, incoming.segments)
+        if found is not None:
+            return found
+        if allowed:
+            allow = ", ".join(sorted(allowed)).encode()
+            raise ApiError(405, f"method {incoming.method} not allowed here (allowed: "
+                                f"{allow.decode()})", {b"Allow": allow})
+        raise ApiError(404, "no such API endpoint: /api/" + "/".join(incoming.segments)[:200])
+
+    # --- in the worker thread -----------------------------------------------
+    def _handle(self, route: Route, params: dict[str, str], incoming: Incoming) -> tuple[int, Any]:
+        body = _parse_body(incoming.body) if route.body else None
+        user = self._authenticate(incoming.authorization) if route.auth else None
+        call = Call(services=self.services, user=user, params=params, body=body)
+        return route.status, route.handler(call)
+
+    def _authenticate(self, header: str | None) -> User:
+        controller = self.services.controller
+        if not header:
+            raise Unauthorized("authentication required: use your API key "
+                               "(Authorization: Bearer KEY, or Basic email:KEY)")
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and value:
+            return controller.user_for_api_key(value)
+        if scheme.lower() == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise Unauthorized("malformed Basic credentials") from None
+            email, sep, key = decoded.partition(":")
+            if not sep or not key:
+                raise Unauthorized("Basic credentials must be email:API key")
+            if not email:  # `curl -u :KEY`
+                return controller.user_for_api_key(key)
+            return controller.user_for_email_and_key(email, key)
+        raise Unauthorized("unsupported Authorization scheme: use Bearer or Basic")
+
+    # --- back on the reactor thread -------------------------------------------
+    def _answer(self, request: Request, finished: dict, status: int, payload: Any) -> None:
+        if not finished["gone"]:
+            _write(request, status, payload)
+
+    def _fail(self, request: Request, finished: dict, route: Route, failure: Failure) -> None:
+        status, payload = error_payload(failure, route)
+        if status == 401:
+            request.setHeader(b"WWW-Authenticate", AUTH_CHALLENGE)
+        if not finished["gone"]:
+            _write(request, status, payload)
+
+
+def error_payload(failure: Failure, route: Route) -> tuple[int, dict[str, Any]]:
+    """The one mapping from an exception to an HTTP answer."""
+    exc = failure.value
+    if isinstance(exc, ShipwayError):
+        payload = exc.to_json()
+        if isinstance(exc, DeployFailed) and exc.log_tail:
+            payload["log_tail"] = exc.log_tail
+        return exc.status, payload
+    if isinstance(exc, NotImplementedError):
+        log.warn("{method} {path}: not implemented yet: {error}", method=route.method,
+                 path=route.path, error=str(exc))
+        return 501, {"error": f"not implemented yet: {exc}" if str(exc) else "not implemented yet",
+                     "code": 501}
+    log.failure("{method} {path}: unexpected error", failure, method=route.method,
+                path=route.path)
+    return 500, {"error": "internal server error (see the server log)", "code": 500}
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    """A JSON object, or {} for an empty body (every body field is optional
+    or checked by its handler)."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest("request body must be a JSON object")
+    return value
+
+
+def _write(request: Request, status: int, payload: Any) -> None:
+    data = json.dumps(payload, default=str).encode("utf-8") + b"\n"
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-store")
+    request.setHeader(b"Content-Length", str(len(data)).encode())
+    if request.method != b"HEAD":
+        request.write(data)
+    request.finish()
+
+
+def make_api_resource(services: Any) -> Resource:
+    """Mounted at `/api` by `server/web.py`."""
+    return ApiResource(services)
+
+
+__all__ = ["ApiResource", "ROUTES", "make_api_resource"]

@@ -1,0 +1,154 @@
+"""API handlers for apps and everything under `/api/apps/{app}`.
+
+Permissions are the controller's job (it gets the caller with every call);
+these handlers only check the shape of the input and shape the output.
+Deploys (config change, rollback, scale, restart) run to the end inside the
+request thread, and the answer carries the release and the progress lines.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from controller.api_views import (
+    Call, app_json, build_json, domain_json, output_collector, release_json, replica_json,
+)
+from controller.errors import BadRequest
+
+
+def list_apps(call: Call) -> list[dict[str, Any]]:
+    settings = call.services.settings
+    return [app_json(settings, a, call.me) for a in call.controller.list_apps(call.me)]
+
+
+def create_app(call: Call) -> dict[str, Any]:
+    app = call.controller.create_app(call.me, call.field("name", str, required=False))
+    return app_json(call.services.settings, app, call.me)
+
+
+def app_info(call: Call) -> dict[str, Any]:
+    controller = call.controller
+    app = controller.get_app(call.me, call.params["app"])
+    current = controller.current_release(app)
+    info = app_json(call.services.settings, app, call.me)
+    info.update({
+        "version": current.version if current else None,
+        "release": release_json(current),
+        "formation": controller.get_formation(app),
+        "domains": controller.app_domains(app),
+    })
+    return info
+
+
+def destroy_app(call: Call) -> dict[str, Any]:
+    call.controller.destroy_app(call.me, call.params["app"])
+    return {"ok": True, "name": call.params["app"]}
+
+
+# --- config -----------------------------------------------------------------
+
+def get_config(call: Call) -> dict[str, Any]:
+    return {"config": call.controller.get_config(call.me, call.params["app"])}
+
+
+def set_config(call: Call) -> dict[str, Any]:
+    values = call.body or {}
+    if not values:
+        raise BadRequest('nothing to set: send {"NAME": "value", ...}')
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"config value of {name[:80]!r} must be a string")
+    lines, output = output_collector()
+    release = call.controller.set_config(call.me, call.params["app"], dict(values), output)
+    return _config_answer(call, release, lines)
+
+
+def unset_config(call: Call) -> dict[str, Any]:
+    keys = call.field("keys", list)
+    if not keys or not all(isinstance(k, str) for k in keys):
+        raise BadRequest("field 'keys' must be a non-empty list of strings")
+    lines, output = output_collector()
+    release = call.controller.unset_config(call.me, call.params["app"], list(keys), output)
+    return _config_answer(call, release, lines)
+
+
+def _config_answer(call: Call, release: Any, lines: list[str]) -> dict[str, Any]:
+    return {"config": call.controller.get_config(call.me, call.params["app"]),
+            "release": release_json(release), "log": lines}
+
+
+# --- releases -----------------------------------------------------------------
+
+def list_releases(call: Call) -> list[dict[str, Any]]:
+    return [release_json(r) for r in call.controller.list_releases(call.me, call.params["app"])]
+
+
+def rollback(call: Call) -> dict[str, Any]:
+    version = call.field("version", int, required=False)
+    if version is not None and version < 1:
+        raise BadRequest("field 'version' must be a release number (1 or more)")
+    lines, output = output_collector()
+    release = call.controller.rollback(call.me, call.params["app"], version, output)
+    return {"release": release_json(release), "log": lines}
+
+
+# --- processes -------------------------------------------------------------------
+
+def ps(call: Call) -> dict[str, Any]:
+    app = call.controller.get_app(call.me, call.params["app"])
+    replicas = call.services.runner.replicas(app.name)
+    return {"formation": call.controller.get_formation(app),
+            "replicas": [replica_json(r) for r in replicas]}
+
+
+def scale(call: Call) -> dict[str, Any]:
+    counts = call.body or {}
+    if not counts:
+        raise BadRequest('nothing to scale: send {"web": N, ...}')
+    for name, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise BadRequest(f"replica count of {name[:80]!r} must be a whole number >= 0")
+    lines, output = output_collector()
+    formation = call.controller.scale(call.me, call.params["app"], dict(counts), output)
+    return {"formation": formation, "log": lines}
+
+
+def restart(call: Call) -> dict[str, Any]:
+    lines, output = output_collector()
+    call.controller.restart(call.me, call.params["app"], output)
+    return {"ok": True, "log": lines}
+
+
+# --- domains, collaborators, builds ------------------------------------------------
+
+def list_domains(call: Call) -> list[dict[str, Any]]:
+    return [domain_json(d) for d in call.controller.list_domains(call.me, call.params["app"])]
+
+
+def add_domain(call: Call) -> dict[str, Any]:
+    hostname = call.field("hostname", str)
+    return domain_json(call.controller.add_domain(call.me, call.params["app"], hostname))
+
+
+def remove_domain(call: Call) -> dict[str, Any]:
+    call.controller.remove_domain(call.me, call.params["app"], call.params["hostname"])
+    return {"ok": True}
+
+
+def list_collaborators(call: Call) -> list[dict[str, Any]]:
+    emails = call.controller.list_collaborators(call.me, call.params["app"])
+    return [{"email": e} for e in emails]
+
+
+def add_collaborator(call: Call) -> dict[str, Any]:
+    email = call.field("email", str)
+    call.controller.add_collaborator(call.me, call.params["app"], email)
+    return {"email": email.strip().lower()}
+
+
+def remove_collaborator(call: Call) -> dict[str, Any]:
+    call.controller.remove_collaborator(call.me, call.params["app"], call.params["email"])
+    return {"ok": True}
+
+
+def list_builds(call: Call) -> list[dict[str, Any]]:
+    return [build_json(b) for b in call.controller.list_builds(call.me, call.params["app"])]

@@ -1,0 +1,92 @@
+"""The route table of the REST API: the single list that the dispatcher
+matches, the OpenAPI test compares with `openapi.yaml`, and the auth-matrix
+tests iterate over. Paths are relative to `/api`."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+from controller import api_account as account
+from controller import api_apps as apps
+from controller.api_views import Call
+
+Handler = Callable[[Call], Any]
+
+
+@attrs.frozen
+class Route:
+    method: str
+    path: str  # "/apps/{app}/config"
+    handler: Handler
+    auth: bool = True
+    body: bool = False  # parse the body as a JSON object
+    status: int = 200  # on success
+
+    @property
+    def segments(self) -> list[str]:
+        return self.path.strip("/").split("/")
+
+
+def R(method: str, path: str, handler: Handler, **kw: Any) -> Route:  # noqa: N802
+    return Route(method, path, handler, **kw)
+
+
+ROUTES: list[Route] = [
+    R("GET", "/health", account.health, auth=False),
+    R("GET", "/openapi.json", account.openapi, auth=False),
+    R("POST", "/users", account.signup, auth=False, body=True, status=201),
+    R("POST", "/login", account.login, auth=False, body=True),
+    R("GET", "/account", account.account),
+    R("POST", "/account/api_key", account.reset_api_key),
+    R("GET", "/account/ssh_keys", account.list_ssh_keys),
+    R("POST", "/account/ssh_keys", account.add_ssh_key, body=True, status=201),
+    R("DELETE", "/account/ssh_keys/{key}", account.remove_ssh_key),
+    R("GET", "/apps", apps.list_apps),
+    R("POST", "/apps", apps.create_app, body=True, status=201),
+    R("GET", "/apps/{app}", apps.app_info),
+    R("DELETE", "/apps/{app}", apps.destroy_app),
+    R("GET", "/apps/{app}/config", apps.get_config),
+    R("PATCH", "/apps/{app}/config", apps.set_config, body=True),
+    R("DELETE", "/apps/{app}/config", apps.unset_config, body=True),
+    R("GET", "/apps/{app}/releases", apps.list_releases),
+    R("POST", "/apps/{app}/releases/rollback", apps.rollback, body=True),
+    R("GET", "/apps/{app}/ps", apps.ps),
+    R("PUT", "/apps/{app}/formation", apps.scale, body=True),
+    R("POST", "/apps/{app}/restart", apps.restart),
+    R("GET", "/apps/{app}/domains", apps.list_domains),
+    R("POST", "/apps/{app}/domains", apps.add_domain, body=True, status=201),
+    R("DELETE", "/apps/{app}/domains/{hostname}", apps.remove_domain),
+    R("GET", "/apps/{app}/collaborators", apps.list_collaborators),
+    R("POST", "/apps/{app}/collaborators", apps.add_collaborator, body=True, status=201),
+    R("DELETE", "/apps/{app}/collaborators/{email}", apps.remove_collaborator),
+    R("GET", "/apps/{app}/builds", apps.list_builds),
+]
+
+
+def _bind(pattern: list[str], segments: list[str]) -> dict[str, str] | None:
+    if len(pattern) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(pattern, segments):
+        if want.startswith("{") and want.endswith("}"):
+            if not got:
+                return None
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
+
+
+def match(method: str, segments: list[str]) -> tuple[tuple[Route, dict[str, str]] | None, set[str]]:
+    """The route and its path parameters, or None and the methods that the
+    path does allow (empty: no such path → 404; else → 405)."""
+    allowed: set[str] = set()
+    for route in ROUTES:
+        params = _bind(route.segments, segments)
+        if params is None:
+            continue
+        if route.method == method:
+            return (route, params), allowed
+        allowed.add(route.method)
+    return None, allowed

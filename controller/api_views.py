@@ -1,0 +1,117 @@
+"""What API handlers share: the call they receive, checks on JSON body
+fields, and the JSON shape of each value object (one place, so the API, the
+OpenAPI document and the CLI agree)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+
+from controller.errors import BadRequest
+from controller.models import App, Build, Domain, Release, SshKey, User
+
+
+@attrs.frozen
+class Call:
+    """One authenticated request, as a handler sees it (in a worker thread)."""
+
+    services: Any  # server.services.Services
+    user: User | None
+    params: dict[str, str]
+    body: dict[str, Any] | None
+
+    @property
+    def controller(self) -> Any:
+        return self.services.controller
+
+    @property
+    def me(self) -> User:
+        assert self.user is not None, "route declared auth=False"
+        return self.user
+
+    def field(self, name: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
+        """A body field of the given JSON type; BadRequest if missing or wrong."""
+        body = self.body or {}
+        if name not in body or body[name] is None:
+            if required:
+                raise BadRequest(f"missing field {name!r}")
+            return None
+        value = body[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python, never in JSON.
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
+            raise BadRequest(f"field {name!r} must be {names}")
+        return value
+
+
+_JSON_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object",
+               bool: "true or false"}
+
+
+def output_collector() -> tuple[list[str], Any]:
+    """A list of deploy progress lines and the `output` callable that fills it
+    (bounded: a runaway deploy log must not fill memory)."""
+    lines: list[str] = []
+
+    def output(line: str) -> None:
+        if len(lines) < 2000:
+            lines.append(str(line).rstrip("\n"))
+
+    return lines, output
+
+
+def when(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "email": user.email, "created_at": when(user.created_at)}
+
+
+def ssh_key_json(key: SshKey) -> dict[str, Any]:
+    return {"id": key.id, "fingerprint": key.fingerprint, "key_type": key.key_type,
+            "comment": key.comment, "public_key": key.public_key,
+            "created_at": when(key.created_at)}
+
+
+def app_urls(settings: Any, name: str) -> dict[str, str]:
+    return {
+        "git_http": f"http://{settings.public_host}:{settings.http_port}/{name}.git",
+        "git_ssh": f"ssh://git@{settings.public_host}:{settings.ssh_port}/{name}.git",
+        "web": f"http://{name}.{settings.base_domain}:{settings.router_port}/",
+    }
+
+
+def app_json(settings: Any, app: App, user: User) -> dict[str, Any]:
+    return {"name": app.name, "owner": app.owner_email,
+            "role": "owner" if app.owner_id == user.id else "collaborator",
+            "created_at": when(app.created_at), "urls": app_urls(settings, app.name)}
+
+
+def release_json(release: Release | None) -> dict[str, Any] | None:
+    if release is None:
+        return None
+    return {"version": release.version, "status": release.status,
+            "description": release.description, "commit": release.commit,
+            "slug_id": release.slug_id, "process_types": dict(release.process_types),
+            "created_by": release.created_by, "created_at": when(release.created_at)}
+
+
+def domain_json(domain: Domain) -> dict[str, Any]:
+    return {"hostname": domain.hostname, "created_at": when(domain.created_at)}
+
+
+def build_json(build: Build) -> dict[str, Any]:
+    return {"id": build.id, "ref": build.ref, "commit": build.commit,
+            "user": build.user_email, "status": build.status,
+            "release_version": build.release_version, "output": build.output,
+            "started_at": when(build.started_at), "finished_at": when(build.finished_at)}
+
+
+def replica_json(replica: Any) -> dict[str, Any]:
+    """A runner.interface.ReplicaState."""
+    return {"version": replica.version, "process_type": replica.process_type,
+            "container_id": replica.container_id, "state": replica.state,
+            "host_port": replica.host_port, "started_at": when(replica.started_at)}
