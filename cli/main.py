@@ -3,16 +3,26 @@ from __future__ import annotations
 
 import click
 
-from cli import server_cmd
+from cli import access, account, apps, config_cmd, domains, ps, releases, server_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("--url", envvar="SHIPWAY_URL", default=None,
+              help="Server URL [SHIPWAY_URL, http://127.0.0.1:5000].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-a", "--app", "app_name", default=None, help="App name for app commands.")
+def cli(url: str | None, as_json: bool, app_name: str | None) -> None:
     """Shipway: git push to deploy."""
 
 
 server_cmd.register(cli)
+for module in (account, apps, config_cmd, releases, ps, domains, access):
+    module.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="shipway")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""HTTP to the Shipway API, with every failure turned into a one-line
+`click` error (exit 1) instead of a traceback."""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import click
+import requests
+
+# Deploys run inside the request (config:set, rollback, scale), so reads may
+# take as long as a deploy does; connecting must not.
+TIMEOUT = (10, 30 * 60)
+
+
+class ServerError(click.ClickException):
+    """The server said no (its message), or could not be reached."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def seg(value: str | int) -> str:
+    """One URL path segment (emails, fingerprints with '/' and '+')."""
+    return quote(str(value), safe="")
+
+
+class Client:
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        self.url = url
+        self.api_key = api_key
+
+    def call(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        headers = {"Accept": "application/json"}
+        if auth:
+            if not self.api_key:
+                raise ServerError(f"not logged in to {self.url}: run `shipway login`")
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        try:
+            response = requests.request(method, f"{self.url}/api{path}", json=body,
+                                        headers=headers, timeout=TIMEOUT)
+        except requests.ConnectionError:
+            raise ServerError(f"cannot reach the Shipway server at {self.url} "
+                              "(is it running? set --url or SHIPWAY_URL)") from None
+        except requests.Timeout:
+            raise ServerError(f"the Shipway server at {self.url} did not answer in time") from None
+        except requests.RequestException as e:
+            raise ServerError(f"request to {self.url} failed: {e}") from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            message = data.get("error") if isinstance(data, dict) else None
+            message = message or f"HTTP {response.status_code} from {self.url}"
+            if response.status_code == 401 and auth:
+                message += " (run `shipway login`)"
+            if isinstance(data, dict) and data.get("log_tail"):
+                message += "\n" + "\n".join(str(line) for line in data["log_tail"])
+            raise ServerError(message, response.status_code)
+        if data is None:
+            raise ServerError(f"unexpected answer from {self.url} "
+                              f"(HTTP {response.status_code}, not JSON)")
+        return data
