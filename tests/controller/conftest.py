@@ -41,3 +41,55 @@ def owner(store: Store) -> User:
 @pytest.fixture
 def app(store: Store, owner: User) -> App:
     return store.create_app(owner, "demo-app")
+
+
+class RecordingDeployer:
+    """A Deployer-protocol object for injecting faults: it records what the
+    controller asked for, and raises `fail_with` from deploy when set. It
+    stands in for the runner (another part), never for the controller."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self.fail_with: BaseException | None = None
+        self.deployed: list[tuple[str, int]] = []
+        self.status_during_deploy: list[str] = []
+        self.formations: list[str] = []
+        self.restarts: list[str] = []
+        self.destroyed: list[str] = []
+        self.routes: list[str] = []
+
+    def deploy(self, app: App, release: Any, output: Callable[[str], None]) -> None:
+        if self.store is not None:
+            self.status_during_deploy.append(self.store.get_release(app, release.version).status)
+        output(f"deploying v{release.version}")
+        self.deployed.append((app.name, release.version))
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def apply_formation(self, app: App, output: Callable[[str], None]) -> None:
+        self.formations.append(app.name)
+
+    def restart(self, app: App, output: Callable[[str], None]) -> None:
+        self.restarts.append(app.name)
+
+    def destroy(self, app: App) -> None:
+        self.destroyed.append(app.name)
+
+    def refresh_route(self, app: App) -> None:
+        self.routes.append(app.name)
+
+
+@pytest.fixture
+def deployer(store: Store) -> RecordingDeployer:
+    d = RecordingDeployer(store)
+    store.set_deployer(d)
+    return d
+
+
+@pytest.fixture
+def live_app(store: Store, owner: User, app: App, deployer: RecordingDeployer) -> App:
+    """An app with a slug and a succeeded v1."""
+    slug = store.record_slug(app, f"{app.name}/a.tgz", "a" * 64, 100, "c0ffee",
+                             {"web": "python app.py", "worker": "python worker.py"}, ["python"])
+    store.deploy_release(app, store.create_release(app, slug, "Deploy c0ffee", owner.email))
+    return app
