@@ -1,10 +1,242 @@
-"""PLACEHOLDER: replaced by the part owner; lets the server boot meanwhile."""
+"""Smart HTTP on the API port: `/<app>.git/info/refs`, `/<app>.git/git-
+receive-pack`, `/<app>.git/git-upload-pack`, with HTTP Basic (email, API
+key). A missing or wrong credential gets 401 with `WWW-Authenticate`, so git
+asks for one or takes it from ~/.netrc.
+
+The response streams (chunked) as the handler writes it, so the pipeline's
+progress reaches the pusher line by line; Twisted spools the request body
+to a temp file before we see it, so a big pack costs disk, not memory.
+"""
 from __future__ import annotations
 
-from typing import Any
+import gzip
+import zlib
+from typing import Any, BinaryIO
 
-from twisted.web.resource import NoResource
+from dulwich.protocol import pkt_line
+from twisted.internet import protocol, reactor, threads
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from controller.errors import NotFound, ShipwayError, Unauthorized
+from gitd.bridge import ThreadOutput
+from gitd.receive import ProtocolFailure
+from gitd.service import SERVICES, git_service
+
+log = Logger()
+
+OPTION_HEADERS = {b"shipway-hot": "hot", b"shipway-clean": "clean"}
 
 
-def GitRepoResource(services: Any, app: str) -> Any:  # noqa: N802
-    return NoResource()
+class FileSource:
+    """A request body as the `Source` the pack ingester reads."""
+
+    def __init__(self, body: BinaryIO) -> None:
+        self.body = body
+        self._eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.body.read(n)
+        if n and not data:
+            self._eof = True
+        return data
+
+    def recv(self, n: int, timeout: float | None = None) -> bytes:
+        return self.read(n)
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+
+def _body(request: Any) -> BinaryIO:
+    request.content.seek(0)
+    if (request.getHeader(b"content-encoding") or b"").lower() in (b"gzip", b"x-gzip"):
+        return gzip.GzipFile(fileobj=request.content, mode="rb")  # type: ignore[return-value]
+    return request.content
+
+
+class _ResponseStream(ThreadOutput):
+    """ThreadOutput onto an HTTP response that can still turn into an error
+    until its first byte is written."""
+
+    def __init__(self, request: Any, content_type: bytes) -> None:
+        super().__init__(self._send)
+        self.request = request
+        self.content_type = content_type
+        self.started = False
+        request.notifyFinish().addBoth(lambda _: self.close())
+
+    def _send(self, data: bytes) -> None:
+        if not self.started:
+            self.started = True
+            self.request.setHeader(b"content-type", self.content_type)
+            self.request.setHeader(b"cache-control", b"no-cache")
+            self.request.registerProducer(self, True)
+        self.request.write(data)
+
+    def end(self, status: int = 200, message: str = "") -> None:
+        """Reactor thread: finish, or answer `status` if nothing was sent."""
+        if self.closed:
+            return
+        if self.started:
+            self.request.unregisterProducer()
+        elif status != 200:
+            self.request.setResponseCode(status)
+            self.request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            self.request.write((message + "\n").encode())
+        else:
+            self.request.setHeader(b"content-type", self.content_type)
+        self.close()
+        self.request.finish()
+
+
+class _UploadProcess(protocol.ProcessProtocol):
+    """C git upload-pack's output straight onto the response; the process
+    is the response's producer, so a slow client pauses its stdout."""
+
+    def __init__(self, request: Any, content_type: bytes, preamble: bytes,
+                 body: bytes) -> None:
+        self.request, self.body = request, body
+        self.done = False
+        request.setHeader(b"content-type", content_type)
+        request.setHeader(b"cache-control", b"no-cache")
+        if preamble:
+            request.write(preamble)
+        request.notifyFinish().addErrback(self._gone)
+
+    def connectionMade(self) -> None:  # noqa: N802
+        self.request.registerProducer(self.transport, True)
+        self.transport.write(self.body)
+        self.transport.closeStdin()
+
+    def _gone(self, _: Any) -> None:
+        self.done = True
+        try:
+            self.transport.signalProcess("KILL")
+        except Exception:
+            pass
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        if not self.done:
+            self.request.write(data)
+
+    def errReceived(self, data: bytes) -> None:  # noqa: N802
+        log.info("gitd http upload-pack: {err}", err=data.decode("utf-8", "replace").strip())
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        if self.done:
+            return
+        self.done = True
+        self.request.unregisterProducer()
+        self.request.finish()
+
+
+class GitRepoResource(Resource):
+    isLeaf = True
+
+    def __init__(self, services: Any, app_name: str) -> None:
+        super().__init__()
+        self.git = git_service(services)
+        self.controller = services.controller
+        self.app_name = app_name
+
+    def render(self, request: Any) -> Any:
+        path = b"/".join(request.postpath)
+        method = request.method
+        if path == b"info/refs" and method in (b"GET", b"HEAD"):
+            service = (request.args.get(b"service") or [b""])[0].decode("ascii", "replace")
+            if service not in SERVICES:
+                return self._plain(request, 403, "smart HTTP only: use a git client >= 1.6.6")
+            action = "advertise"
+        elif path in (b"git-receive-pack", b"git-upload-pack") and method == b"POST":
+            service, action = path.decode(), "rpc"
+        else:
+            return self._plain(request, 404, "not found")
+        email, key = request.getUser(), request.getPassword()
+        if not email or not key:
+            return self._challenge(request)
+        d = threads.deferToThread(self._authorize, email.decode("utf-8", "replace"),
+                                  key.decode("utf-8", "replace"), service)
+        d.addCallback(lambda auth: self._serve(request, service, action, *auth))
+        d.addErrback(self._refused, request)
+        return NOT_DONE_YET
+
+    # --- auth -----------------------------------------------------------------
+    def _authorize(self, email: str, key: str, service: str) -> tuple[Any, Any]:
+        user = self.controller.user_for_email_and_key(email, key)
+        return user, self.git.authorize(user, self.app_name, service)
+
+    def _challenge(self, request: Any) -> bytes:
+        request.setHeader(b"www-authenticate", b'Basic realm="shipway"')
+        return self._plain(request, 401, "authentication required (email and API key)")
+
+    def _refused(self, failure: Any, request: Any) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if failure.check(Unauthorized):
+            request.write(self._challenge(request))
+        elif failure.check(NotFound, ShipwayError):
+            request.write(self._plain(request, 404, "repository not found"))
+        else:
+            log.failure("gitd http: request failed", failure)
+            request.write(self._plain(request, 500, "internal error"))
+        request.finish()
+
+    @staticmethod
+    def _plain(request: Any, status: int, message: str) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return (message + "\n").encode()
+
+    # --- services --------------------------------------------------------------
+    def _serve(self, request: Any, service: str, action: str, user: Any, app: Any) -> None:
+        kind = b"advertisement" if action == "advertise" else b"result"
+        content_type = b"application/x-%s-%s" % (service.encode(), kind)
+        if service == "git-upload-pack":
+            self._upload(request, content_type, app, action)
+            return
+        stream = _ResponseStream(request, content_type)
+        if action == "advertise":
+            def run() -> None:
+                stream.write(pkt_line(b"# service=git-receive-pack\n") + pkt_line(None))
+                handler = self.git.receive_pack(app, user, source=FileSource(request.content),
+                                                read=lambda n: b"", write=stream.write)
+                handler.advertise()
+        else:
+            headers = frozenset(opt for name, opt in OPTION_HEADERS.items()
+                                if (request.getHeader(name) or b"").strip().lower()
+                                in (b"true", b"1", b"yes"))
+
+            def run() -> None:
+                source = FileSource(_body(request))
+                handler = self.git.receive_pack(app, user, source=source, read=source.read,
+                                                write=stream.write, stateless=True,
+                                                header_options=headers)
+                handler.handle()
+
+        def failed(failure: Any) -> None:
+            if failure.check(ProtocolFailure, OSError, EOFError, zlib.error):
+                stream.end(400, f"shipway: {failure.value}")
+            else:
+                log.failure("gitd http: receive-pack crashed", failure)
+                stream.end(500, "internal error")
+
+        threads.deferToThread(run).addCallbacks(lambda _: stream.end(), failed)
+
+    def _upload(self, request: Any, content_type: bytes, app: Any, action: str) -> None:
+        advertise = action == "advertise"
+        argv, env = self.git.upload_pack_argv(app, stateless=True, advertise=advertise)
+        preamble, body = b"", b""
+        if advertise:
+            preamble = pkt_line(b"# service=git-upload-pack\n") + pkt_line(None)
+        else:
+            try:
+                body = _body(request).read()
+            except (OSError, EOFError, zlib.error):
+                request.write(self._plain(request, 400, "bad request body"))
+                request.finish()
+                return
+        reactor.spawnProcess(_UploadProcess(request, content_type, preamble, body),
+                             argv[0], argv, env=env)

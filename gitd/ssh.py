@@ -1,10 +1,292 @@
-"""PLACEHOLDER: replaced by the part owner; lets the server boot meanwhile."""
+"""The SSH transport (Twisted conch): public-key login against the keys users
+registered, and exactly two commands, `git-receive-pack '<app>.git'` and
+`git-upload-pack '<app>.git'`. Never a shell.
+
+Receive runs gitd/receive.py in a worker thread bridged to the channel;
+upload runs C git's upload-pack as a child process whose output follows the
+channel's window (paused while the client is not reading).
+"""
 from __future__ import annotations
 
+import shlex
+import struct
+from pathlib import Path
 from typing import Any
 
-from twisted.internet.protocol import Factory, Protocol
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.conch import avatar, error
+from twisted.conch.checkers import ISSHPrivateKey
+from twisted.conch.interfaces import IConchUser
+from twisted.conch.ssh import channel, common, connection, factory, keys, userauth
+from twisted.conch.ssh.connection import EXTENDED_DATA_STDERR
+from twisted.cred import portal
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, protocol, reactor, threads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from controller.errors import ShipwayError
+from controller.models import User
+from gitd.bridge import ThreadInput, ThreadOutput
+from gitd.receive import ProtocolFailure
+from gitd.service import SERVICES, GitService, git_service, parse_repo_arg
+
+log = Logger()
+
+# A larger window than conch's 128 KiB default: fewer round trips of window
+# adjustments on a big pack. ThreadInput's high-water mark bounds memory.
+LOCAL_WINDOW = 2 * 1024 * 1024
+LOCAL_MAX_PACKET = 32768
 
 
-def make_ssh_factory(services: Any) -> Factory:
-    return Factory.forProtocol(Protocol)
+def host_key(data_dir: Path) -> keys.Key:
+    """The server's host key, generated on first start and kept, so clients'
+    known_hosts stay valid across restarts."""
+    path = Path(data_dir) / "ssh_host_ed25519_key"
+    if not path.exists():
+        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pem)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return keys.Key.fromFile(str(path))
+
+
+@implementer(ICredentialsChecker)
+class UserKeyChecker:
+    """Checks a public key against the users' registered keys; the avatar id
+    is the User, so the session knows who pushed."""
+
+    credentialInterfaces = (ISSHPrivateKey,)
+
+    def __init__(self, controller: Any) -> None:
+        self.controller = controller
+
+    @defer.inlineCallbacks
+    def requestAvatarId(self, credentials: Any):  # noqa: N802 (Twisted's name)
+        user = yield threads.deferToThread(self.controller.user_for_ssh_key, credentials.blob)
+        if user is None:
+            raise UnauthorizedLogin("unknown key")
+        if not credentials.signature:
+            raise error.ValidPublicKey()  # conch then asks the client to sign
+        key = keys.Key.fromString(credentials.blob)
+        if not key.verify(credentials.signature, credentials.sigData):
+            raise UnauthorizedLogin("bad signature")
+        return user
+
+
+@implementer(portal.IRealm)
+class GitRealm:
+    def __init__(self, git: GitService) -> None:
+        self.git = git
+
+    def requestAvatar(self, avatar_id: User, mind: Any, *interfaces: Any):  # noqa: N802
+        if IConchUser not in interfaces:
+            raise NotImplementedError("only SSH sessions")
+        return IConchUser, GitAvatar(self.git, avatar_id), lambda: None
+
+
+class GitAvatar(avatar.ConchUser):
+    def __init__(self, git: GitService, user: User) -> None:
+        super().__init__()
+        self.git, self.user = git, user
+        self.channelLookup[b"session"] = GitSession
+
+    def lookupChannel(self, channelType, windowSize, maxPacket, data):  # noqa: N802
+        klass = self.channelLookup.get(channelType)
+        if klass is None:
+            raise error.ConchError(connection.OPEN_UNKNOWN_CHANNEL_TYPE, "unknown channel")
+        return klass(localWindow=LOCAL_WINDOW, localMaxPacket=LOCAL_MAX_PACKET,
+                     remoteWindow=windowSize, remoteMaxPacket=maxPacket,
+                     data=data, avatar=self)
+
+
+class _UploadProcess(protocol.ProcessProtocol):
+    def __init__(self, session: "GitSession") -> None:
+        self.session = session
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        self.session.write(data)
+
+    def errReceived(self, data: bytes) -> None:  # noqa: N802
+        self.session.writeExtended(EXTENDED_DATA_STDERR, data)
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        code = getattr(reason.value, "exitCode", None)
+        self.session.finish(1 if code is None else code)
+
+
+class GitSession(channel.SSHChannel):
+    """One `ssh` session: one git command, then exit status and close."""
+
+    name = b"session"
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.git: GitService = self.avatar.git
+        self.user: User = self.avatar.user
+        self.started = False
+        self.input: ThreadInput | None = None
+        self.output: ThreadOutput | None = None
+        self.process: Any = None
+        self.gone = False
+
+    # --- requests ---------------------------------------------------------
+    def request_env(self, data: bytes) -> int:
+        return 1  # GIT_PROTOCOL and friends: accepted, protocol v0 is spoken
+
+    def request_pty_req(self, data: bytes) -> int:
+        return 1  # so an interactive `ssh` gets the message below
+
+    def request_window_change(self, data: bytes) -> int:
+        return 1
+
+    def request_shell(self, data: bytes) -> int:
+        if self.started:
+            return 0
+        self.started = True
+        reactor.callLater(0, self.fail, f"Hi {self.user.email}! Shipway does not provide "
+                          "shell access; push with git instead.", 1)
+        return 1
+
+    def request_exec(self, data: bytes) -> int:
+        if self.started:
+            return 0
+        self.started = True
+        command = common.getNS(data)[0].decode("utf-8", "replace")
+        reactor.callLater(0, self.start, command)
+        return 1
+
+    # --- the command --------------------------------------------------------
+    def start(self, command: str) -> None:
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = []
+        service = words[0] if words else ""
+        if service in ("git", ) and len(words) > 1:  # "git receive-pack 'x.git'"
+            service, words = f"git-{words[1]}", words[1:]
+        app_name = parse_repo_arg(words[1]) if len(words) == 2 else None
+        if service not in SERVICES or app_name is None:
+            self.fail(f"shipway: unknown command {command!r}: only git-receive-pack and "
+                      "git-upload-pack '<app>.git' are served", 1)
+            return
+        d = threads.deferToThread(self.git.authorize, self.user, app_name, service)
+        d.addCallbacks(lambda app: self._run(service, app), self._refused,
+                       errbackArgs=(app_name,))
+        d.addErrback(self._crashed)
+
+    def _refused(self, failure: Any, app_name: str) -> None:
+        if failure.check(ShipwayError):
+            self.fail(f"shipway: app {app_name} not found (or you do not have access)", 1)
+        else:
+            self._crashed(failure)
+
+    def _crashed(self, failure: Any) -> None:
+        log.failure("gitd ssh: session crashed", failure)
+        self.fail("shipway: internal error", 1)
+
+    def _run(self, service: str, app: Any) -> None:
+        if service == "git-upload-pack":
+            argv, env = self.git.upload_pack_argv(app)
+            self.process = reactor.spawnProcess(_UploadProcess(self), argv[0], argv, env=env)
+            return
+        tcp = self.conn.transport.transport
+        self.input = ThreadInput(pause=tcp.pauseProducing, resume=tcp.resumeProducing)
+        self.output = ThreadOutput(self.write)
+        handler = self.git.receive_pack(app, self.user, source=self.input,
+                                        read=self.input.read, write=self.output.write)
+
+        def done(_: Any) -> None:
+            self.finish(0)
+
+        def failed(failure: Any) -> None:
+            if failure.check(ProtocolFailure):
+                self.fail(f"shipway: {failure.value}", 128)
+            elif failure.check(BrokenPipeError):
+                self.finish(1)
+            else:
+                self._crashed(failure)
+
+        threads.deferToThread(handler.handle).addCallbacks(done, failed)
+
+    # --- the channel ----------------------------------------------------------
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if self.input is not None:
+            self.input.feed(data)
+        elif self.process is not None:
+            self.process.write(data)
+
+    def eofReceived(self) -> None:  # noqa: N802
+        if self.input is not None:
+            self.input.feed_eof()
+        elif self.process is not None:
+            self.process.closeStdin()
+
+    def stopWriting(self) -> None:  # noqa: N802 (the client's window is full)
+        if self.output is not None:
+            self.output.pauseProducing()
+        if self.process is not None:
+            self.process.pauseProducing()
+
+    def startWriting(self) -> None:  # noqa: N802
+        if self.output is not None:
+            self.output.resumeProducing()
+        if self.process is not None:
+            self.process.resumeProducing()
+
+    def closed(self) -> None:
+        self.gone = True
+        if self.input is not None:
+            self.input.feed_eof()
+        if self.output is not None:
+            self.output.close()
+        if self.process is not None and self.process.pid is not None:
+            try:
+                self.process.signalProcess("KILL")
+            except Exception:
+                pass
+        super().closed()
+
+    def fail(self, message: str, code: int) -> None:
+        self.writeExtended(EXTENDED_DATA_STDERR, (message + "\n").encode())
+        self.finish(code)
+
+    def finish(self, code: int) -> None:
+        """Exit status and close, once everything written has left the buffer."""
+        if self.closing or self.gone:
+            return
+        if self.buf or self.extBuf:
+            reactor.callLater(0.05, self.finish, code)
+            return
+        try:
+            self.conn.sendRequest(self, b"exit-status", struct.pack(">L", code & 0xFF))
+            self.conn.sendEOF(self)
+        except Exception:
+            pass
+        self.loseConnection()
+
+
+class GitSSHFactory(factory.SSHFactory):
+    services = {
+        b"ssh-userauth": userauth.SSHUserAuthServer,
+        b"ssh-connection": connection.SSHConnection,
+    }
+
+    def __init__(self, key: keys.Key, portal_: portal.Portal) -> None:
+        self.publicKeys = {key.sshType(): key.public()}
+        self.privateKeys = {key.sshType(): key}
+        self.portal = portal_
+
+    def getPrimes(self):  # noqa: N802 (no moduli file: fixed groups and ECDH only)
+        return None
+
+
+def make_ssh_factory(services: Any) -> factory.SSHFactory:
+    git = git_service(services)
+    p = portal.Portal(GitRealm(git), [UserKeyChecker(services.controller)])
+    return GitSSHFactory(host_key(services.settings.data_dir), p)

@@ -33,6 +33,11 @@ class Push:
     repo_path: Path  # the bare repository; new objects are in it, refs not moved
     updates: tuple[RefUpdate, ...]
     options: PushOptions
+    # Moves one accepted ref at once and returns None, or a reason if the ref
+    # changed under the push. The pipeline calls it for a deploy while it still
+    # holds the app's push lock, so two deploys cannot cross; gitd moves every
+    # other accepted ref after `receive` returns. None: gitd moves them all.
+    move_ref: "Callable[[RefUpdate], str | None] | None" = None
 
 
 # The pipeline answers, per ref, None to accept (gitd then moves the ref) or a

@@ -42,6 +42,8 @@ def build_services(settings: Settings) -> Services:
                         builder=builder, router=router, runner=runner, pipeline=pipeline)
     controller.on_destroy(lambda app: slugs.delete_prefix(f"{app.name}/"))
     controller.on_destroy(lambda app: builder.remove_cache(app.name))
+    from gitd.repos import RepoStore  # noqa: E402 (the repo goes with the app)
+    controller.on_destroy(lambda app: RepoStore(settings.data_dir).remove(app.name))
     return services
 
 
