@@ -2,9 +2,9 @@
 
 nginx runs as its own daemon (its own session, pid file and prefix under
 `<data_dir>/router/`), so it keeps serving apps while `shipway server` is
-restarted or even killed; the next start adopts it through the pid file. A
-clean stop of the server leaves it running for the same reason (like the run
-containers); `stop()` is the explicit way to end it.
+killed; the next start adopts it through the pid file (and its routes through
+`routes.json`). A clean stop of the server stops it (`stop()`, SIGQUIT: in-flight
+requests finish), so a stopped platform leaves no listener behind.
 
 Every change renders the whole configuration to a new file, checks it with
 `nginx -t`, moves it into place atomically and reloads with SIGHUP: nginx
@@ -124,7 +124,7 @@ class NginxRouter:
             if pid is None:
                 return
             os.kill(pid, signal.SIGQUIT)
-            deadline = time.monotonic() + DRAIN_TIMEOUT
+            deadline = time.monotonic() + 10
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if _alive(pid):

@@ -1,12 +1,95 @@
-"""PLACEHOLDER: replaced by the part owner; lets the server boot meanwhile."""
+"""The controller's Deployer: turns a release into a `ReleaseSpec` and hands
+it to the runner, one operation per app at a time.
+
+Deploy, config change, rollback and restart all become `runner.deploy` of a
+spec (fresh replicas, health-checked, then routed); a formation change
+becomes `runner.scale` of the current spec (existing replicas untouched).
+"""
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from typing import Any
+
+from twisted.logger import Logger
+
+from controller.errors import DeployFailed
+from controller.models import App, Release
+from runner.interface import HealthCheck, ReleaseSpec
+from server.settings import Settings
+
+log = Logger()
+
+# Config vars an app may set to tune its own health check (Heroku gives 60 s
+# to bind; a slow-booting app can ask for more).
+HEALTH_PATH_VAR = "SHIPWAY_HEALTH_PATH"
+HEALTH_TIMEOUT_VAR = "SHIPWAY_HEALTH_TIMEOUT"
+
+
+def health_check(settings: Settings, env: dict[str, str]) -> HealthCheck:
+    """The server's defaults, overridden by the app's own config vars."""
+    path = env.get(HEALTH_PATH_VAR) or settings.health_path
+    if not path.startswith("/"):
+        path = "/" + path
+    try:
+        timeout = int(env.get(HEALTH_TIMEOUT_VAR) or settings.health_timeout)
+    except ValueError:
+        timeout = settings.health_timeout
+    return HealthCheck(path=path, timeout=max(1, min(timeout, 600)))
+
+
+def release_spec(settings: Settings, controller: Any, app: App, release: Release) -> ReleaseSpec:
+    """Everything the runner needs to run `release` of `app`."""
+    if release.slug_id is None:
+        raise DeployFailed(f"release v{release.version} has no slug to run")
+    slug = controller.get_slug(release.slug_id)
+    env = controller.release_env(app, release)
+    process_types = dict(release.process_types or slug.process_types)
+    formation = {ptype: count for ptype, count in controller.get_formation(app).items()
+                 if ptype in process_types}
+    return ReleaseSpec(app=app.name, version=release.version, slug_key=slug.storage_key,
+                       process_types=process_types, env=env, formation=formation,
+                       health=health_check(settings, env))
 
 
 class Deployer:
-    def __init__(self, settings: Any, **parts: Any) -> None:
-        self.settings = settings
+    """Implements controller.service.Deployer over an IRunner."""
 
-    def __getattr__(self, name: str) -> Any:
-        raise NotImplementedError(f"deployer not built yet ({name})")
+    def __init__(self, settings: Settings, controller: Any, runner: Any) -> None:
+        self.settings = settings
+        self.controller = controller
+        self.runner = runner
+        self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, app: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks[app]
+
+    def deploy(self, app: App, release: Release, output: Any) -> None:
+        with self._lock(app.name):
+            spec = release_spec(self.settings, self.controller, app, release)
+            self.runner.deploy(spec, output)
+
+    def apply_formation(self, app: App, output: Any) -> None:
+        with self._lock(app.name):
+            release = self.controller.current_release(app)
+            if release is None or release.slug_id is None:
+                return  # nothing deployed yet: the formation applies at the first deploy
+            spec = release_spec(self.settings, self.controller, app, release)
+            self.runner.scale(spec, output)
+
+    def restart(self, app: App, output: Any) -> None:
+        with self._lock(app.name):
+            release = self.controller.current_release(app)
+            if release is None or release.slug_id is None:
+                return
+            spec = release_spec(self.settings, self.controller, app, release)
+            self.runner.deploy(spec, output)
+
+    def destroy(self, app: App) -> None:
+        with self._lock(app.name):
+            self.runner.destroy(app.name)
+
+    def refresh_route(self, app: App) -> None:
+        self.runner.refresh_route(app.name)

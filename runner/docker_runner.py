@@ -1,24 +1,383 @@
-"""PLACEHOLDER: replaced by the part owner; lets the server boot meanwhile."""
+"""The Docker runner: releases as run containers on this machine, behind the
+router, kept at the desired count by a supervision thread.
+
+State lives in Docker (labels on every container) and in the controller (the
+current release and formation), so a restarted server rebuilds everything it
+needs by looking: running containers of the current release are adopted, not
+restarted; containers of other releases or of deleted apps are removed.
+
+Per app, one operation at a time (deploy, scale, destroy, a repair by the
+supervisor) holds the app's lock; the supervisor never waits for a lock, it
+tries again on its next pass.
+"""
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from controller.errors import DeployFailed, NotFound
+from router.interface import Route
+from router.nginx import hostnames_for
+from runner.containers import WEB, Containers, Replica, Unhealthy
+from runner.gateway import KeySigner, bridge_gateway, gateway_url, rebase_url
+from runner.interface import IRunner, ReleaseSpec, ReplicaState, Output
+from server.settings import Settings
+
+log = Logger()
+
+SUPERVISE_INTERVAL = 2.0  # seconds between supervision passes
+ORPHAN_INTERVAL = 15.0  # seconds between checks for containers of deleted apps
 
 
+def _quiet(_line: str) -> None:
+    pass
+
+
+@implementer(IRunner)
 class DockerRunner:
-    def __init__(self, settings: Any, **parts: Any) -> None:
+    def __init__(self, settings: Settings, slugs: Any, router: Any, controller: Any,
+                 containers: Containers | None = None) -> None:
         self.settings = settings
+        self.slugs = slugs
+        self.router = router
+        self.controller = controller
+        self._containers = containers
+        self._image: str | None = None
+        self._gateway: str | None = None
+        self._signer: KeySigner | None = None
+        self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
+        self._locks_guard = threading.Lock()
+        self._desired: dict[str, ReleaseSpec] = {}  # app -> the spec it should run
+        self._live: dict[str, dict[str, Replica]] = {}  # app -> id -> healthy replica
+        self._retiring: set[str] = set()  # container ids being stopped
+        self._repairing: set[str] = set()  # apps a repair thread works on
+        self._failures: dict[str, tuple[int, float]] = {}  # app -> (count, retry after)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def deploy(self, spec: Any, output: Any) -> None:
-        raise NotImplementedError("runner not built yet")
+    # --- lazily made parts (no Docker calls at construction) ----------------------
+    @property
+    def docker(self) -> Containers:
+        if self._containers is None:
+            self._containers = Containers(self.settings)
+        return self._containers
 
-    def replicas(self, app: str) -> list:
-        raise NotImplementedError("runner not built yet")
+    def _lock(self, app: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks[app]
+
+    def _stack_image(self, output: Output) -> str:
+        if self._image is None:
+            from builder.stack import ensure_stack_image
+
+            self._image = ensure_stack_image(self.settings, output)
+        return self._image
+
+    def _urls(self, spec: ReleaseSpec) -> tuple[str, str]:
+        """The slug's signed URL and the app's keys URL, both reachable from
+        inside a container (through the bridge gateway listener)."""
+        if self._gateway is None:
+            self._gateway = bridge_gateway(self.docker.client)
+            self._signer = KeySigner(self.settings)
+        assert self._signer is not None
+        slug_url = rebase_url(self.slugs.url(spec.slug_key, expires_in=900),
+                              self.settings, self._gateway)
+        keys_url = (f"{gateway_url(self.settings, self._gateway)}/keys/{spec.app}"
+                    f"?sig={self._signer.sign(spec.app)}")
+        return slug_url, keys_url
+
+    # --- IRunner -----------------------------------------------------------
+    def deploy(self, spec: ReleaseSpec, output: Output) -> None:
+        with self._lock(spec.app):
+            counts = {p: n for p, n in spec.formation.items() if n > 0}
+            total = sum(counts.values())
+            output(f"-----> Starting {total} replica(s) of v{spec.version}: "
+                   + (", ".join(f"{p}={n}" for p, n in sorted(counts.items())) or "none"))
+            new = self._start_healthy(spec, counts, output)
+            old = [r for r in self.docker.list(spec.app) if r.id not in {n.id for n in new}]
+            self._desired[spec.app] = spec
+            self._live[spec.app] = {r.id: r for r in new}
+            self._failures.pop(spec.app, None)
+            self._route(spec.app)
+            if any(r.is_web for r in new):
+                output(f"-----> Routing {spec.app} to v{spec.version}")
+            self._retire(old, output)
+
+    def scale(self, spec: ReleaseSpec, output: Output) -> None:
+        """Apply `spec.formation` to the running release: start the missing
+        replicas (health-checked, then routed), route away from and then stop
+        the extra ones; replicas that stay are not touched."""
+        with self._lock(spec.app):
+            current = self._desired.get(spec.app)
+            if current is None or current.version != spec.version:
+                return self.deploy(spec, output)
+            live = self._live.setdefault(spec.app, {})
+            by_type: dict[str, list[Replica]] = defaultdict(list)
+            for r in sorted(live.values(), key=lambda r: r.created):
+                by_type[r.process_type].append(r)
+            missing = {p: n - len(by_type[p]) for p, n in spec.formation.items()
+                       if n > len(by_type[p])}
+            extra: list[Replica] = []
+            for ptype, replicas in by_type.items():
+                keep = spec.formation.get(ptype, 0)
+                extra += replicas[keep:]
+            if missing:
+                output("-----> Starting " + ", ".join(f"{n} {p}" for p, n in missing.items())
+                       + f" replica(s) of v{spec.version}")
+                for r in self._start_healthy(spec, missing, output):
+                    live[r.id] = r
+            for r in extra:
+                live.pop(r.id, None)
+            self._desired[spec.app] = spec
+            self._route(spec.app)
+            self._retire(extra, output)
+
+    def replicas(self, app: str) -> list[ReplicaState]:
+        live = self._live.get(app, {})
+        states = []
+        for r in sorted(self.docker.list(app), key=lambda r: (r.process_type, r.created)):
+            state = r.state
+            if r.id in self._retiring:
+                state = "stopping"
+            elif r.state == "running" and r.id not in live:
+                state = "starting"
+            states.append(ReplicaState(
+                app=app, version=r.version, process_type=r.process_type,
+                container_id=r.id[:12], state=state, host_port=r.host_port,
+                started_at=dt.datetime.fromtimestamp(r.created, dt.timezone.utc)))
+        return states
 
     def destroy(self, app: str) -> None:
-        raise NotImplementedError("runner not built yet")
+        with self._lock(app):
+            self._desired.pop(app, None)
+            self._live.pop(app, None)
+            self._failures.pop(app, None)
+            self.router.remove_route(app)
+            for r in self.docker.list(app):
+                self.docker.remove(r.id)
+
+    def refresh_route(self, app: str) -> None:
+        with self._lock(app):
+            if app in self._desired:
+                self._route(app)
 
     def start(self) -> None:
-        pass
+        """Adopt this instance's containers, remove orphans, supervise."""
+        self._stopping.clear()
+        self._adopt_all()
+        self._thread = threading.Thread(target=self._supervise, name="shipway-runner",
+                                        daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        pass
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    # --- the deploy steps -------------------------------------------------------
+    def _start_healthy(self, spec: ReleaseSpec, counts: dict[str, int],
+                       output: Output) -> list[Replica]:
+        """Start `counts` replicas of `spec` in parallel and wait until all are
+        healthy. If any is not, remove them all and raise DeployFailed."""
+        jobs = [p for p, n in sorted(counts.items()) for _ in range(n)]
+        if not jobs:
+            return []
+        image = self._stack_image(output)
+        slug_url, keys_url = self._urls(spec)
+        host = f"{spec.app}.{self.settings.base_domain}"
+        started: list[Replica] = []
+        errors: list[Exception] = []
+        guard = threading.Lock()
+
+        def one(ptype: str) -> None:
+            try:
+                replica = self.docker.create(spec, ptype, image, slug_url, keys_url)
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                with guard:
+                    errors.append(exc)
+                return
+            with guard:
+                started.append(replica)
+            try:
+                self.docker.wait_healthy(replica, spec.health, host,
+                                         cancelled=lambda: bool(errors))
+                where = f" on port {replica.host_port}" if replica.host_port else ""
+                output(f"       {ptype} replica {replica.id[:12]} healthy{where}")
+            except Unhealthy as exc:
+                with guard:
+                    errors.append(exc)
+
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 8)) as pool:
+            list(pool.map(one, jobs))
+        if errors:
+            for r in started:
+                self.docker.remove(r.id)
+            first = next((e for e in errors if isinstance(e, Unhealthy)), errors[0])
+            tail = first.log_tail if isinstance(first, Unhealthy) else []
+            log.warn("runner: {app} v{version} failed: {error}", app=spec.app,
+                     version=spec.version, error=str(first))
+            raise DeployFailed(f"v{spec.version} failed to start: {first}", log_tail=tail)
+        return started
+
+    def _route(self, app: str) -> None:
+        """Point the router at the app's healthy web replicas (503 if none)."""
+        try:
+            domains = self.controller.app_domains(self.controller.app_by_name(app))
+        except NotFound:
+            return
+        upstreams = [("127.0.0.1", r.host_port)
+                     for r in sorted(self._live.get(app, {}).values(), key=lambda r: r.created)
+                     if r.is_web and r.host_port and r.id not in self._retiring]
+        self.router.set_route(Route(app=app, hostnames=hostnames_for(self.settings, app, domains),
+                                    upstreams=upstreams))
+
+    def _retire(self, replicas: Iterable[Replica], output: Output = _quiet) -> None:
+        """Stop replicas gracefully in the background (they are unrouted)."""
+        replicas = [r for r in replicas if r.id not in self._retiring]
+        if not replicas:
+            return
+        output(f"-----> Stopping {len(replicas)} old replica(s)")
+        for r in replicas:
+            self._retiring.add(r.id)
+
+        def stop(r: Replica) -> None:
+            try:
+                self.docker.stop(r.id, self.settings.stop_grace)
+            except Exception:  # noqa: BLE001
+                log.failure("runner: stopping {name} failed", name=r.name)
+            finally:
+                self._retiring.discard(r.id)
+
+        for r in replicas:
+            threading.Thread(target=stop, args=(r,), name=f"stop-{r.name}", daemon=True).start()
+
+    # --- adoption and supervision -----------------------------------------------
+    def _adopt_all(self) -> None:
+        from runner.deploy import release_spec
+
+        apps = {a.name: a for a in self.controller.all_apps()}
+        containers = self.docker.list()
+        for name in set(self.router.routes()) - set(apps):
+            self.router.remove_route(name)
+        for r in containers:
+            if r.app not in apps:
+                log.info("runner: removing {name} (app {app} is gone)", name=r.name, app=r.app)
+                self.docker.remove(r.id)
+        for name, app in apps.items():
+            release = self.controller.current_release(app)
+            with self._lock(name):
+                mine = [r for r in containers if r.app == name]
+                if release is None or release.slug_id is None:
+                    self._retire(mine)
+                    continue
+                spec = release_spec(self.settings, self.controller, app, release)
+                keep: dict[str, Replica] = {}
+                per_type: dict[str, int] = defaultdict(int)
+                for r in sorted(mine, key=lambda r: r.created):
+                    if (r.version == spec.version and r.state == "running"
+                            and per_type[r.process_type] < spec.formation.get(r.process_type, 0)):
+                        keep[r.id] = r
+                        per_type[r.process_type] += 1
+                self._desired[name] = spec
+                self._live[name] = keep
+                self._route(name)
+                self._retire([r for r in mine if r.id not in keep])
+                if keep:
+                    log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
+                             app=name, v=spec.version)
+
+    def _supervise(self) -> None:
+        last_orphans = time.monotonic()
+        while not self._stopping.wait(SUPERVISE_INTERVAL):
+            try:
+                self._supervise_once()
+                if time.monotonic() - last_orphans > ORPHAN_INTERVAL:
+                    last_orphans = time.monotonic()
+                    self._remove_orphans()
+            except Exception:  # noqa: BLE001 (the loop must survive)
+                log.failure("runner: supervision pass failed")
+
+    def _supervise_once(self) -> None:
+        containers = self.docker.list()
+        by_app: dict[str, dict[str, Replica]] = defaultdict(dict)
+        for r in containers:
+            by_app[r.app][r.id] = r
+        for app, spec in list(self._desired.items()):
+            if app in self._repairing:
+                continue
+            lock = self._lock(app)
+            if not lock.acquire(blocking=False):
+                continue  # a deploy or scale is working on it
+            try:
+                self._check_app(app, spec, by_app.get(app, {}))
+            finally:
+                lock.release()
+
+    def _check_app(self, app: str, spec: ReleaseSpec, seen: dict[str, Replica]) -> None:
+        """Drop dead replicas, retire strays, start a repair if short."""
+        live = self._live.setdefault(app, {})
+        dead = [r for rid, r in live.items()
+                if rid not in seen or seen[rid].state not in ("running", "restarting")]
+        for r in dead:
+            tail = self.docker.log_tail(r.id, 10)
+            log.warn("runner: {app} replica {name} died; replacing it. Last lines: {tail}",
+                     app=app, name=r.name, tail=" | ".join(tail))
+            del live[r.id]
+        if dead:
+            self._route(app)
+            for r in dead:
+                self.docker.remove(r.id)
+        strays = [r for rid, r in seen.items() if rid not in live and rid not in self._retiring]
+        self._retire(strays)
+        short = {p: n - sum(1 for r in live.values() if r.process_type == p)
+                 for p, n in spec.formation.items()}
+        short = {p: n for p, n in short.items() if n > 0}
+        count, retry_at = self._failures.get(app, (0, 0.0))
+        if short and time.monotonic() >= retry_at:
+            self._repairing.add(app)
+            threading.Thread(target=self._repair, args=(app, spec, short),
+                             name=f"repair-{app}", daemon=True).start()
+
+    def _repair(self, app: str, spec: ReleaseSpec, short: dict[str, int]) -> None:
+        try:
+            with self._lock(app):
+                if self._desired.get(app) is not spec:
+                    return  # a deploy replaced it meanwhile
+                try:
+                    started = self._start_healthy(spec, short, _quiet)
+                except DeployFailed as exc:
+                    count = self._failures.get(app, (0, 0.0))[0] + 1
+                    self._failures[app] = (count, time.monotonic() + min(60.0, 2.0 ** count))
+                    log.warn("runner: could not replace {app} replicas: {error}",
+                             app=app, error=exc.message)
+                    return
+                self._failures.pop(app, None)
+                live = self._live.setdefault(app, {})
+                for r in started:
+                    live[r.id] = r
+                self._route(app)
+                log.info("runner: started {n} replacement replica(s) for {app}",
+                         n=len(started), app=app)
+        except Exception:  # noqa: BLE001
+            log.failure("runner: repair of {app} failed", app=app)
+        finally:
+            self._repairing.discard(app)
+
+    def _remove_orphans(self) -> None:
+        names = {a.name for a in self.controller.all_apps()}
+        for r in self.docker.list():
+            if r.app not in names and r.id not in self._retiring:
+                with self._lock(r.app):
+                    self._desired.pop(r.app, None)
+                    self._live.pop(r.app, None)
+                    self.docker.remove(r.id)
+        for app in set(self.router.routes()) - names:
+            self.router.remove_route(app)

@@ -47,6 +47,14 @@ class IRunner(Interface):
         route to them, stop the old ones. On failure leave the old replicas
         serving and raise controller.errors.DeployFailed with log lines."""
 
+    def scale(spec: ReleaseSpec, output: Output) -> None:
+        """Apply `spec.formation` to the running release `spec`: start missing
+        replicas (health-checked, then routed), unroute then stop extra ones;
+        replicas that stay are untouched. A different release is deployed."""
+
+    def refresh_route(app: str) -> None:
+        """Re-render the app's route (its domains changed)."""
+
     def replicas(app: str) -> list[ReplicaState]:
         """The app's replicas as Docker sees them now."""
 

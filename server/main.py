@@ -60,6 +60,10 @@ def listen(services: Services) -> None:
     reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
     reactor.listenTCP(settings.ssh_port, make_ssh_factory(services),
                       interface=settings.bind_host)
+    if settings.runner == "docker":
+        from runner.gateway import listen_gateway
+
+        listen_gateway(services)  # slugs and SSH keys for run containers
 
 
 def _start_background(services: Services) -> None:
@@ -82,6 +86,7 @@ def run(settings: Settings) -> None:
     listen(services)
     reactor.callWhenRunning(_start_background, services)
     reactor.addSystemEventTrigger("before", "shutdown", services.runner.stop)
+    reactor.addSystemEventTrigger("before", "shutdown", services.router.stop)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     reactor.run(installSignalHandlers=False)
 

@@ -1,0 +1,263 @@
+"""One replica's life in Docker: create it locked down, hand it its files,
+start it, find its port, wait for it to answer, read its logs, stop it.
+
+Run containers are isolated: the stack image's unprivileged user, no Linux
+capabilities, no privilege escalation, memory/CPU/pids limits, nothing of the
+host mounted (the slug arrives over HTTP through a signed URL), and their
+ports are published on 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import http.client
+import io
+import re
+import secrets
+import shlex
+import tarfile
+import time
+from importlib import resources
+from typing import Any, Callable
+
+import attrs
+import docker
+import docker.errors
+
+from builder.stack import APP_UID
+from runner.interface import HealthCheck, ReleaseSpec
+from server.settings import Settings
+
+WEB = "web"
+CONTAINER_PORT = 5000  # PORT inside every container (as on Heroku)
+SSH_PORT = 2222  # the replica's sshd (non-root, so above 1024)
+ROLE = "run"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+
+
+class Unhealthy(Exception):
+    """A new replica did not become healthy; `log_tail` says why."""
+
+    def __init__(self, message: str, log_tail: list[str]) -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+@attrs.frozen
+class Replica:
+    """A run container as the Docker list shows it."""
+
+    id: str
+    name: str
+    app: str
+    version: int
+    process_type: str
+    state: str  # Docker's: created, running, exited, dead, ...
+    host_port: int | None
+    created: float  # epoch seconds
+
+    @property
+    def is_web(self) -> bool:
+        return self.process_type == WEB
+
+
+def labels(settings: Settings, app: str | None = None) -> list[str]:
+    """Docker label filters selecting this instance's run containers."""
+    found = [f"shipway.instance={settings.instance}", f"shipway.role={ROLE}"]
+    if app is not None:
+        found.append(f"shipway.app={app}")
+    return found
+
+
+def env_file(env: dict[str, str]) -> bytes:
+    """Shell `KEY='value'` lines the entrypoint sources (with `set -a`).
+    Values are quoted by shlex, so any byte string is passed through intact."""
+    lines = []
+    for key, value in env.items():
+        if not _ENV_NAME.match(key):
+            raise ValueError(f"invalid environment variable name {key!r}")
+        lines.append(f"{key}={shlex.quote(str(value))}\n")
+    return "".join(lines).encode()
+
+
+def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A tar of /shipway owned by the app user, for `put_archive` at "/"."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("shipway")
+        info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o700, APP_UID, APP_UID
+        info.mtime = int(time.time())
+        tar.addfile(info)
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(f"shipway/{name}")
+            info.size, info.mode, info.uid, info.gid = len(data), mode, APP_UID, APP_UID
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def entrypoint_script() -> bytes:
+    return resources.files("runner").joinpath("files/entrypoint.sh").read_bytes()
+
+
+class Containers:
+    """The Docker calls the runner makes, in one place."""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self.settings = settings
+        self.client = client or docker.from_env(timeout=120, max_pool_size=32)
+
+    # --- listing -------------------------------------------------------------
+    def list(self, app: str | None = None) -> list[Replica]:
+        """Every run container of this instance (or one app), one API call."""
+        rows = self.client.api.containers(all=True, filters={"label": labels(self.settings, app)})
+        found = []
+        for row in rows:
+            lab = row.get("Labels") or {}
+            try:
+                version = int(lab.get("shipway.release", "0"))
+            except ValueError:
+                version = 0
+            port = next((p.get("PublicPort") for p in row.get("Ports") or []
+                         if p.get("PrivatePort") == CONTAINER_PORT and p.get("PublicPort")), None)
+            found.append(Replica(
+                id=row["Id"], name=(row.get("Names") or ["?"])[0].lstrip("/"),
+                app=lab.get("shipway.app", ""), version=version,
+                process_type=lab.get("shipway.process", ""), state=row.get("State", ""),
+                host_port=int(port) if port else None, created=float(row.get("Created", 0))))
+        return found
+
+    # --- starting --------------------------------------------------------------
+    def create(self, spec: ReleaseSpec, process_type: str, image: str,
+               slug_url: str, keys_url: str | None) -> Replica:
+        """Create, provision and start one replica; returns it with its port."""
+        command = spec.process_types.get(process_type)
+        if not command:
+            raise ValueError(f"release v{spec.version} has no {process_type!r} process type")
+        env = dict(spec.env)
+        env.update({
+            "PORT": str(CONTAINER_PORT),
+            "SHIPWAY_PROCESS_TYPE": process_type,
+            "SHIPWAY_COMMAND": command,
+            "SHIPWAY_SLUG_URL": slug_url,
+        })
+        if keys_url:
+            env["SHIPWAY_KEYS_URL"] = keys_url
+        suffix = secrets.token_hex(3)
+        name = _NAME_SAFE.sub("-", f"shipway-{self.settings.instance}-{spec.app}"
+                                   f"-v{spec.version}-{process_type}-{suffix}")
+        ports: dict[str, Any] = {f"{SSH_PORT}/tcp": ("127.0.0.1", None)}
+        if process_type == WEB:
+            ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", None)
+        container = self.client.containers.create(
+            image,
+            command=["/usr/bin/tini", "-g", "--", "/bin/bash", "/shipway/entrypoint.sh"],
+            name=name,
+            hostname=_NAME_SAFE.sub("-", f"{spec.app}-{process_type}-{suffix}")[:63],
+            user=f"{APP_UID}:{APP_UID}",
+            working_dir="/app",
+            labels={
+                "shipway.instance": self.settings.instance,
+                "shipway.app": spec.app,
+                "shipway.release": str(spec.version),
+                "shipway.process": process_type,
+                "shipway.role": ROLE,
+            },
+            ports=ports,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=self.settings.run_memory,
+            memswap_limit=self.settings.run_memory,
+            nano_cpus=int(self.settings.run_cpus * 1e9),
+            pids_limit=1024,
+            stop_signal="SIGTERM",
+            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
+        )
+        try:
+            container.put_archive("/", _archive({
+                "entrypoint.sh": (entrypoint_script(), 0o500),
+                "env": (env_file(env), 0o400),
+            }))
+            container.start()
+            container.reload()
+        except Exception:
+            self.remove(container.id)
+            raise
+        host_port = None
+        bound = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(
+            f"{CONTAINER_PORT}/tcp") or []
+        if bound:
+            host_port = int(bound[0]["HostPort"])
+        return Replica(id=container.id, name=name, app=spec.app, version=spec.version,
+                       process_type=process_type, state="running", host_port=host_port,
+                       created=time.time())
+
+    def wait_healthy(self, replica: Replica, health: HealthCheck, host_header: str,
+                     cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Until the replica answers HTTP (any status below 500) on its port;
+        a worker only has to stay up for a moment. Raises Unhealthy."""
+        start = time.monotonic()
+        deadline = start + health.timeout
+        settle = min(2.0, float(health.timeout))
+        while True:
+            state, code = self._state(replica.id)
+            if state not in ("running", "created", "restarting"):
+                raise Unhealthy(f"{replica.process_type} replica exited (code {code}) "
+                                "before it was healthy", self.log_tail(replica.id))
+            if replica.host_port is None:
+                if time.monotonic() - start >= settle:
+                    return
+            elif self._answers(replica.host_port, health.path, host_header):
+                return
+            if time.monotonic() > deadline or cancelled():
+                what = (f"did not answer HTTP on $PORT ({CONTAINER_PORT}) at {health.path}"
+                        if replica.host_port else "did not stay up")
+                raise Unhealthy(f"{replica.process_type} replica {what} within "
+                                f"{health.timeout} s", self.log_tail(replica.id))
+            time.sleep(health.interval)
+
+    def _state(self, container_id: str) -> tuple[str, int | None]:
+        try:
+            info = self.client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return "gone", None
+        state = info.get("State", {})
+        return state.get("Status", "unknown"), state.get("ExitCode")
+
+    @staticmethod
+    def _answers(port: int, path: str, host_header: str) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", path, headers={"Host": host_header, "User-Agent": "shipway-health"})
+            status = conn.getresponse().status
+            return status < 500
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    # --- logs and stopping -------------------------------------------------------
+    def log_tail(self, container_id: str, lines: int = 30) -> list[str]:
+        try:
+            raw = self.client.api.logs(container_id, stdout=True, stderr=True, tail=lines)
+        except docker.errors.APIError:
+            return []
+        return raw.decode("utf-8", "replace").splitlines()[-lines:]
+
+    def stop(self, container_id: str, grace: int) -> None:
+        """SIGTERM, `grace` seconds to finish, then SIGKILL; then remove."""
+        try:
+            self.client.api.stop(container_id, timeout=grace)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            pass
+        self.remove(container_id)
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise

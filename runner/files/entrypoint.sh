@@ -1,0 +1,97 @@
+#!/bin/bash
+# The run container's entrypoint (PID 1 is tini, which forwards signals to
+# this process group). Shipway copies this file and /shipway/env into the
+# container before it starts; nothing of the host is mounted.
+#
+#   1. load the environment (config vars, PORT, APP_*, the signed URLs),
+#   2. download the slug through its signed URL and unpack it into /app,
+#   3. start an SSH server for the users allowed on the app, whose keys are
+#      fetched through a signed URL and re-read every 60 s,
+#   4. exec the Procfile command of this replica's process type, like Heroku:
+#      `bash -c` in /app after sourcing /app/.profile.d/*.sh.
+set -euo pipefail
+
+log() { echo "shipway: $*" >&2; }
+
+set -a
+# shellcheck disable=SC1091
+. /shipway/env
+set +a
+
+# The slug is downloaded once per container: a container restarted in place
+# (e.g. by the Docker engine after a host reboot) keeps its /app.
+if [ ! -e /shipway/slug.done ]; then
+  log "downloading slug for ${APP_NAME} ${APP_VERSION}"
+  for attempt in 1 2 3 4 5; do
+    if curl -fsS --max-time 300 "$SHIPWAY_SLUG_URL" -o /shipway/slug.tgz; then
+      break
+    fi
+    [ "$attempt" = 5 ] && { log "slug download failed"; exit 1; }
+    sleep 1
+  done
+  tar -xzf /shipway/slug.tgz -C /app
+  rm -f /shipway/slug.tgz
+  touch /shipway/slug.done
+fi
+
+# --- SSH (ps:ssh): a non-root sshd on port 2222 that lets in the app's users.
+fetch_keys() {
+  curl -fsS --max-time 20 "$SHIPWAY_KEYS_URL" -o /shipway/ssh/authorized_keys.new \
+    && mv -f /shipway/ssh/authorized_keys.new /shipway/ssh/authorized_keys
+}
+
+start_sshd() {
+  mkdir -p /shipway/ssh
+  chmod 700 /shipway/ssh
+  ssh-keygen -q -t ed25519 -N '' -f /shipway/ssh/host_ed25519_key </dev/null >/dev/null
+  : >/shipway/ssh/authorized_keys
+  fetch_keys || log "could not fetch SSH keys yet"
+  cat >/shipway/ssh/sshd_config <<EOF
+Port 2222
+HostKey /shipway/ssh/host_ed25519_key
+PidFile /shipway/ssh/sshd.pid
+AuthorizedKeysFile /shipway/ssh/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+UsePAM no
+StrictModes no
+PermitUserEnvironment no
+AllowTcpForwarding yes
+X11Forwarding no
+PrintMotd no
+ForceCommand /bin/bash /shipway/ssh-session.sh
+EOF
+  cat >/shipway/ssh-session.sh <<'EOF'
+# Every SSH session gets the replica's environment, in /app.
+set -a; . /shipway/env; set +a
+cd /app
+for f in /app/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done
+if [ -n "${SSH_ORIGINAL_COMMAND:-}" ]; then exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"; fi
+exec /bin/bash -l
+EOF
+  /usr/sbin/sshd -f /shipway/ssh/sshd_config -E /shipway/ssh/sshd.log \
+    || { log "sshd did not start (ps:ssh unavailable)"; return 0; }
+  ( while sleep 60; do fetch_keys || true; done ) </dev/null >/dev/null 2>&1 &
+}
+
+if [ -n "${SHIPWAY_KEYS_URL:-}" ] && [ -x /usr/sbin/sshd ]; then
+  start_sshd || log "ssh setup failed (ps:ssh unavailable)"
+fi
+
+# --- the process -----------------------------------------------------------
+cd /app
+export HOME=/app
+# Buildpacks' profile scripts are not written for `set -eu`.
+set +eu
+if [ -d /app/.profile.d ]; then
+  for f in /app/.profile.d/*.sh; do
+    # shellcheck disable=SC1090
+    [ -r "$f" ] && . "$f"
+  done
+fi
+set -eu
+command=${SHIPWAY_COMMAND:?no command for process type ${SHIPWAY_PROCESS_TYPE:-?}}
+unset SHIPWAY_SLUG_URL SHIPWAY_KEYS_URL SHIPWAY_COMMAND
+log "starting ${SHIPWAY_PROCESS_TYPE}: ${command}"
+exec /bin/bash -c "$command"

@@ -1,0 +1,165 @@
+"""What run containers may fetch from the host: their slug and their app's
+SSH keys, on a small HTTP listener bound to the Docker bridge gateway.
+
+Shipway's API listens on loopback only, which containers cannot reach. Rather
+than open the whole API to them, a second listener on the bridge gateway
+address serves just `/slugs/...` (the slug store's signed downloads) and
+`/keys/<app>?sig=...` (the authorized_keys of the users allowed on the app,
+signed per app so one app's containers cannot read another's list).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from twisted.internet import threads
+from twisted.logger import Logger
+from twisted.web.resource import NoResource, Resource
+from twisted.web.server import NOT_DONE_YET
+
+from server.settings import Settings
+
+log = Logger()
+
+
+def bridge_gateway(client: object) -> str:
+    """The host's address on Docker's default bridge network."""
+    network = client.networks.get("bridge")  # type: ignore[attr-defined]
+    for config in network.attrs.get("IPAM", {}).get("Config") or []:
+        if config.get("Gateway"):
+            return str(config["Gateway"])
+        if config.get("Subnet"):
+            subnet = ipaddress.ip_network(config["Subnet"], strict=False)
+            if subnet.version == 4:
+                return str(next(subnet.hosts()))
+    raise RuntimeError("cannot find the Docker bridge gateway address")
+
+
+class KeySigner:
+    """Signs per-app key URLs with a secret kept in the data dir."""
+
+    def __init__(self, settings: Settings) -> None:
+        path = Path(settings.data_dir) / "runner-keys.secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        self._secret = path.read_text().strip().encode()
+
+    def sign(self, app: str) -> str:
+        return hmac.new(self._secret, b"keys:" + app.encode(), hashlib.sha256).hexdigest()
+
+    def check(self, app: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(app), signature)
+
+
+def gateway_url(settings: Settings, gateway: str) -> str:
+    return f"http://{gateway}:{settings.http_port}"
+
+
+def rebase_url(url: str, settings: Settings, gateway: str) -> str:
+    """Point a local slug-store URL (signed for the API's loopback address) at
+    the gateway listener instead; other URLs (S3) are left alone. The local
+    store's signature covers the path and query, not the host."""
+    parts = urlsplit(url)
+    api = urlsplit(settings.api_url)
+    local_hosts = {api.hostname, "127.0.0.1", "localhost", settings.bind_host}
+    if parts.hostname in local_hosts and (parts.port or 80) == settings.http_port:
+        return urlunsplit(parts._replace(netloc=f"{gateway}:{settings.http_port}"))
+    return url
+
+
+class KeysResource(Resource):
+    """GET /keys/<app>?sig=<hmac>: the app's authorized_keys lines."""
+
+    isLeaf = True
+
+    def __init__(self, controller: object, signer: KeySigner) -> None:
+        super().__init__()
+        self.controller = controller
+        self.signer = signer
+
+    def render_GET(self, request):  # noqa: N802 (Twisted's name)
+        parts = [p for p in request.postpath if p]
+        signature = (request.args.get(b"sig") or [b""])[0].decode("ascii", "replace")
+        if len(parts) != 1:
+            request.setResponseCode(404)
+            return b"not found\n"
+        app_name = parts[0].decode("utf-8", "replace")
+        if not self.signer.check(app_name, signature):
+            request.setResponseCode(403)
+            return b"bad signature\n"
+
+        def lookup() -> bytes:
+            app = self.controller.app_by_name(app_name)  # type: ignore[attr-defined]
+            lines = self.controller.authorized_keys(app)  # type: ignore[attr-defined]
+            return "".join(line.strip() + "\n" for line in lines).encode()
+
+        def done(body: bytes) -> None:
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.write(body)
+            request.finish()
+
+        def failed(failure) -> None:
+            from controller.errors import NotFound
+
+            request.setResponseCode(404 if failure.check(NotFound) else 500)
+            if not failure.check(NotFound):
+                log.failure("runner: keys lookup failed for {app}", failure, app=app_name)
+            request.finish()
+
+        threads.deferToThread(lookup).addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+
+class GatewayRoot(Resource):
+    def __init__(self, slugs_resource: Resource | None, keys: KeysResource) -> None:
+        super().__init__()
+        if slugs_resource is not None:
+            self.putChild(b"slugs", slugs_resource)
+        self.putChild(b"keys", keys)
+
+    def getChild(self, path: bytes, request):  # noqa: N802
+        return NoResource()
+
+
+def listen_gateway(services: object) -> None:
+    """Open the gateway listener (called by the composition root). Skipped
+    when the main listener already covers the gateway (bind_host 0.0.0.0)."""
+    import docker
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+
+    from storage.http import make_slug_resource
+
+    settings: Settings = services.settings  # type: ignore[attr-defined]
+    try:
+        client = docker.from_env()
+        try:
+            gateway = bridge_gateway(client)
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 (the API still serves without Docker)
+        log.error("runner: no Docker bridge gateway ({error}); run containers "
+                  "cannot fetch slugs", error=str(exc))
+        return
+    if settings.bind_host in ("0.0.0.0", gateway):
+        return
+    root = GatewayRoot(make_slug_resource(services),
+                       KeysResource(services.controller, KeySigner(settings)))  # type: ignore[attr-defined]
+    site = Site(root)
+    site.displayTracebacks = False
+    from twisted.internet.error import CannotListenError
+
+    try:
+        reactor.listenTCP(settings.http_port, site, interface=gateway)
+    except CannotListenError as exc:
+        log.error("runner: cannot listen on the container gateway: {error}", error=str(exc))
+        return
+    log.info("runner: container gateway on {gw}:{port}", gw=gateway, port=settings.http_port)
