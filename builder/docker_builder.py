@@ -1,18 +1,327 @@
-"""PLACEHOLDER: replaced by the part owner; lets the server boot meanwhile."""
+"""Builds a pushed commit into a slug inside one new, isolated Docker
+container from the stack image, running Heroku-API buildpacks.
+
+Layout in the build container: BUILD_DIR=/app (so virtualenvs and releases
+are built at the path they run from), CACHE_DIR=/cache (the app's named cache
+volume), ENV_DIR=/shipway/env (one 0600 file per config var, only ever
+inside the container), buildpacks under /shipway/buildpacks. Everything gets
+in through one `put_archive` of a tar made on the host; nothing of the host
+is mounted. Steps run as `docker exec` as the `app` user, with every output
+line streamed to the pusher; a timer kills the container at the deadline.
+"""
 from __future__ import annotations
 
+import io
+import shutil
+import tarfile
+import threading
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
+import docker
+import docker.errors
+import yaml
+from dulwich.repo import Repo
+from zope.interface import implementer
 
+from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
+from builder.interface import BuildRequest, BuildResult, IBuilder, Output
+from builder.slug import parse_slugignore, write_slug
+from builder.source import export_source, new_work_dir
+from builder.stack import APP_UID, ensure_stack_image
+from controller.errors import BuildFailed
+from server.settings import Settings
+
+BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.lstrip().startswith("#") and command.strip():
+            types[name.strip()] = command.strip()
+    return types
+
+
+def _read_file(repo_path: Path, commit: str, name: bytes) -> str | None:
+    """A top-level file of the commit, or None (for .buildpacks, .slugignore)."""
+    repo = Repo(str(repo_path))
+    try:
+        tree = repo[repo[commit.encode()].tree]
+        try:
+            _, sha = tree.lookup_path(repo.object_store.__getitem__, name)
+        except KeyError:
+            return None
+        return repo[sha].data.decode("utf-8", "replace")
+    finally:
+        repo.close()
+
+
+class _LineStream:
+    """Splits exec output chunks into lines for `output`."""
+
+    def __init__(self, output: Output) -> None:
+        self.output, self.buf = output, b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            self.output(line.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        if self.buf:
+            self.output(self.buf.decode("utf-8", "replace"))
+            self.buf = b""
+
+
+@implementer(IBuilder)
 class DockerBuilder:
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.temp_base = settings.data_dir / "tmp" / "builds"
+        self._client: docker.DockerClient | None = None
 
-    def build(self, request: Any, output: Any) -> Any:
-        raise NotImplementedError("builder not built yet")
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(timeout=300)
+        return self._client
+
+    def cache_volume_name(self, app: str) -> str:
+        return f"shipway-cache-{self.settings.instance}-{app}"
+
+    # --- IBuilder ------------------------------------------------------------------
+
+    def build(self, request: BuildRequest, output: Output) -> BuildResult:
+        work = new_work_dir(self.temp_base)
+        slug_path = self.temp_base / f"slug-{work.name}.tar.gz"
+        container = None
+        timer: threading.Timer | None = None
+        timed_out = threading.Event()
+        try:
+            image = ensure_stack_image(self.settings, output)
+            packs, detect_mode, slugignore = self._prepare(request, work, output)
+            volume = self._cache_volume(request.app, request.clean_cache, output)
+            container = self._create(request.app, image, volume)
+            with open(work / "input.tar", "rb") as archive:
+                container.put_archive("/", archive)
+            container.start()
+
+            def expire() -> None:
+                timed_out.set()
+                try:
+                    container.kill()
+                except docker.errors.APIError:
+                    pass
+
+            timer = threading.Timer(self.settings.build_timeout, expire)
+            timer.daemon = True
+            timer.start()
+            result = self._run_buildpacks(container, request, packs, detect_mode, output,
+                                          timed_out)
+            output("-----> Compressing the slug")
+            bits, _ = container.get_archive(BUILD_DIR)
+            sha, size = write_slug(bits, slug_path, self.settings.max_slug_bytes, slugignore)
+            self._check(timed_out)
+            output(f"-----> Slug {size / 1024 / 1024:.1f} MB, sha256 {sha[:12]}")
+            return BuildResult(slug_path=slug_path, sha256=sha, size=size,
+                               process_types=result[1], buildpacks=result[0])
+        except BuildFailed:
+            slug_path.unlink(missing_ok=True)
+            if timed_out.is_set():
+                raise self._timeout_error() from None
+            raise
+        except Exception as e:  # Docker, I/O: still a failed build, with a reason
+            slug_path.unlink(missing_ok=True)
+            if timed_out.is_set():
+                raise self._timeout_error() from None
+            raise BuildFailed(f"build error: {e}", reason="build failed") from e
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if container is not None:
+                try:
+                    container.remove(force=True, v=False)
+                except docker.errors.APIError:
+                    pass
+            shutil.rmtree(work, ignore_errors=True)
 
     def remove_cache(self, app: str) -> None:
-        raise NotImplementedError("builder not built yet")
+        try:
+            self.client.volumes.get(self.cache_volume_name(app)).remove(force=True)
+        except docker.errors.NotFound:
+            pass
 
     def cleanup_leftovers(self) -> None:
-        pass
+        """Build containers of this instance and the temp dir a killed server
+        left behind (no build can be running when this is called at start)."""
+        labels = [f"shipway.instance={self.settings.instance}", "shipway.role=build"]
+        for c in self.client.containers.list(all=True, filters={"label": labels}):
+            try:
+                c.remove(force=True)
+            except docker.errors.APIError:
+                pass
+        if self.temp_base.is_dir():
+            for path in self.temp_base.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+
+    # --- steps ---------------------------------------------------------------------
+
+    def _prepare(self, request: BuildRequest, work: Path,
+                 output: Output) -> tuple[list[Buildpack], bool, list[str]]:
+        """Write the input tar (source, buildpacks, ENV_DIR)."""
+        output(f"-----> Fetching source {request.commit[:12]}")
+        buildpacks_file = _read_file(request.repo_path, request.commit, b".buildpacks")
+        slugignore = parse_slugignore(
+            _read_file(request.repo_path, request.commit, b".slugignore") or "")
+        with tarfile.open(work / "input.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+            export_source(request.repo_path, request.commit, tar, work, output, uid=APP_UID)
+            if buildpacks_file is not None:
+                packs = resolve(parse_buildpacks_file(buildpacks_file), work)
+                if not packs:
+                    raise BuildFailed(".buildpacks lists no buildpack", reason="bad .buildpacks")
+            else:
+                packs = [bundled(name) for name in DETECT_ORDER]
+            add_to_tar(tar, packs)
+            self._add_env_dir(tar, request.env)
+        return packs, buildpacks_file is None, slugignore
+
+    @staticmethod
+    def _add_env_dir(tar: tarfile.TarFile, env: dict[str, str]) -> None:
+        def info(name: str, mode: int, kind: bytes, size: int = 0) -> tarfile.TarInfo:
+            i = tarfile.TarInfo(name)
+            i.type, i.mode, i.size, i.uid, i.gid = kind, mode, size, APP_UID, APP_UID
+            i.mtime = int(time.time())
+            return i
+
+        tar.addfile(info(ENV_DIR.lstrip("/"), 0o700, tarfile.DIRTYPE))
+        for key, value in sorted(env.items()):
+            if "/" in key or key in ("", ".", ".."):
+                continue
+            data = value.encode()
+            tar.addfile(info(f"{ENV_DIR.lstrip('/')}/{key}", 0o600, tarfile.REGTYPE, len(data)),
+                        io.BytesIO(data))
+
+    def _cache_volume(self, app: str, clean: bool, output: Output) -> str:
+        name = self.cache_volume_name(app)
+        if clean:
+            output("-----> Clearing the build cache")
+            self.remove_cache(app)
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            self.client.volumes.create(name, labels={
+                "shipway.instance": self.settings.instance, "shipway.app": app,
+                "shipway.role": "cache"})
+        return name
+
+    def _create(self, app: str, image: str, volume: str) -> Any:
+        s = self.settings
+        return self.client.containers.create(
+            image,
+            command=["/usr/bin/tini", "-s", "--", "sleep", str(s.build_timeout + 120)],
+            name=f"shipway-build-{s.instance}-{app}-{uuid.uuid4().hex[:8]}",
+            labels={"shipway.instance": s.instance, "shipway.app": app,
+                    "shipway.role": "build"},
+            user=f"{APP_UID}:{APP_UID}", working_dir=BUILD_DIR,
+            environment={"HOME": BUILD_DIR, "STACK": "shipway-bookworm"},
+            volumes={volume: {"bind": CACHE_DIR, "mode": "rw"}},
+            cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            mem_limit=s.build_memory, memswap_limit=s.build_memory,
+            nano_cpus=int(s.build_cpus * 1e9), pids_limit=s.build_pids,
+            network_mode="bridge" if s.build_network else "none",
+            detach=True,
+        )
+
+    def _exec(self, container: Any, cmd: list[str], output: Output | None,
+              env: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """Run `cmd` as the app user; stream lines to `output` or collect them."""
+        api = self.client.api
+        exec_id = api.exec_create(container.id, cmd, user=f"{APP_UID}:{APP_UID}",
+                                  workdir=BUILD_DIR, environment=env or {})["Id"]
+        collected = b""
+        lines = _LineStream(output) if output else None
+        for chunk in api.exec_start(exec_id, stream=True):
+            if lines:
+                lines.feed(chunk)
+            else:
+                collected += chunk
+        if lines:
+            lines.close()
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return (code if code is not None else -1), collected
+
+    def _check(self, timed_out: threading.Event) -> None:
+        if timed_out.is_set():
+            raise self._timeout_error()
+
+    def _timeout_error(self) -> BuildFailed:
+        return BuildFailed(f"build timed out after {self.settings.build_timeout} s",
+                           reason="build timed out")
+
+    def _run_buildpacks(self, container: Any, request: BuildRequest, packs: list[Buildpack],
+                        detect_mode: bool, output: Output,
+                        timed_out: threading.Event) -> tuple[list[str], dict[str, str]]:
+        env = {"SOURCE_VERSION": request.commit}
+        chosen: list[tuple[Buildpack, str]] = []
+        for pack in packs:
+            code, said = self._exec(container, [f"{pack.container_path}/bin/detect", BUILD_DIR],
+                                    None, env)
+            self._check(timed_out)
+            label = said.decode("utf-8", "replace").strip().splitlines()[-1:] or [pack.name]
+            if code == 0:
+                chosen.append((pack, label[0]))
+                if detect_mode:
+                    break
+            elif not detect_mode:
+                raise BuildFailed(f"buildpack {pack.name}: this app is not compatible "
+                                  f"(bin/detect exited {code})", reason="build failed")
+        if not chosen:
+            raise BuildFailed("no buildpack detected: add a Procfile, mix.exs, "
+                              "requirements.txt or package.json, or a .buildpacks file",
+                              reason="no buildpack detected")
+        defaults: dict[str, str] = {}
+        for pack, label in chosen:
+            output(f"-----> {label} app detected")
+            code, _ = self._exec(container, [f"{pack.container_path}/bin/compile", BUILD_DIR,
+                                             CACHE_DIR, ENV_DIR], output, env)
+            self._check(timed_out)
+            if code != 0:
+                raise BuildFailed(f"buildpack {pack.name}: compile failed (exit {code})",
+                                  reason="build failed")
+            defaults.update(self._release(container, pack, env, timed_out))
+        code, procfile = self._exec(container, ["cat", f"{BUILD_DIR}/Procfile"], None)
+        process_types = {**defaults, **(parse_procfile(procfile.decode("utf-8", "replace"))
+                                         if code == 0 else {})}
+        if process_types:
+            output("-----> Process types: " + ", ".join(sorted(process_types)))
+        return [p.name for p, _ in chosen], process_types
+
+    def _release(self, container: Any, pack: Buildpack, env: dict[str, str],
+                 timed_out: threading.Event) -> dict[str, str]:
+        """`bin/release` is optional; its YAML's default_process_types count."""
+        code, _ = self._exec(container, ["test", "-x", f"{pack.container_path}/bin/release"],
+                             None)
+        if code != 0:
+            return {}
+        code, said = self._exec(container, [f"{pack.container_path}/bin/release", BUILD_DIR],
+                                None, env)
+        self._check(timed_out)
+        if code != 0:
+            raise BuildFailed(f"buildpack {pack.name}: release failed (exit {code}): "
+                              f"{said.decode('utf-8', 'replace').strip()[-500:]}",
+                              reason="build failed")
+        try:
+            data = yaml.safe_load(said.decode("utf-8", "replace")) or {}
+        except yaml.YAMLError as e:
+            raise BuildFailed(f"buildpack {pack.name}: bin/release printed invalid YAML: {e}",
+                              reason="build failed") from None
+        types = data.get("default_process_types") if isinstance(data, dict) else None
+        return {str(k): str(v) for k, v in (types or {}).items()}

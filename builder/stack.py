@@ -6,7 +6,7 @@ a short hash of the recipe below, so changing the recipe builds a new image
 and an unchanged recipe builds nothing. Build and run containers both use it:
 it carries Erlang/OTP 25 + Elixir 1.14, Python 3, Node.js, an SSH server, git
 and build tools, a non-root user `app` (uid/gid 1000, home `/app`) and `tini`
-(`/usr/bin/tini`) as a minimal init for run containers.
+(`/usr/bin/tini`) as a minimal init, `/cache` for build caches.
 """
 from __future__ import annotations
 
@@ -40,14 +40,16 @@ PACKAGES = [
     "nodejs", "npm",
 ]
 
-# Runs inside the chroot after the packages are installed. Host keys made by
+# Runs inside the chroot after the packages are installed. `/cache` is owned
+# by `app` so that a new, empty build-cache volume mounted there takes that
+# ownership (Docker copies it up) and builds need no root. Host keys made by
 # openssh-server's postinst are removed: every container must make its own
 # (`ssh-keygen -A`), or all apps would share one host key.
 FINISH_SCRIPT = f"""set -e
 groupadd -g {APP_UID} {APP_USER}
 useradd -u {APP_UID} -g {APP_UID} -d /app -M -s /bin/bash {APP_USER}
-mkdir -p /app /run/sshd
-chown {APP_UID}:{APP_UID} /app
+mkdir -p /app /cache /run/sshd
+chown {APP_UID}:{APP_UID} /app /cache
 rm -f /etc/ssh/ssh_host_*
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old \\
