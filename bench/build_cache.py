@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Build cache benchmark: the Elixir example built cold (empty cache) and then
+again unchanged (warm cache), in the same run, with the real DockerBuilder.
+
+Prints both times and the ratio cold/warm (goal: warm at least 5x faster).
+Run: .venv/bin/python bench/build_cache.py [--runs N]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from builder.docker_builder import DockerBuilder  # noqa: E402
+from builder.interface import BuildRequest  # noqa: E402
+from builder.stack import ensure_stack_image  # noqa: E402
+from server.settings import Settings  # noqa: E402
+from tests.builder.helpers import make_app  # noqa: E402
+from tests.conftest import remove_docker_objects  # noqa: E402
+
+
+def timed_build(builder: DockerBuilder, request: BuildRequest) -> float:
+    started = time.monotonic()
+    result = builder.build(request, lambda line: None)
+    elapsed = time.monotonic() - started
+    result.slug_path.unlink()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="cold/warm pairs to measure")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-build-cache-"))
+    instance = f"bench{uuid.uuid4().hex[:8]}"
+    try:
+        settings = Settings(data_dir=tmp / "data", instance=instance)
+        image = ensure_stack_image(settings, lambda line: print(line, flush=True))
+        settings = Settings(data_dir=tmp / "data", instance=instance, stack_image=image)
+        builder = DockerBuilder(settings)
+        repo, sha = make_app(tmp, copy_from=ROOT / "examples" / "elixir")
+        colds, warms = [], []
+        for run in range(args.runs):
+            cold = timed_build(builder, BuildRequest(app="bench", repo_path=repo, commit=sha,
+                                                     env={}, clean_cache=True))
+            warm = timed_build(builder, BuildRequest(app="bench", repo_path=repo, commit=sha,
+                                                     env={}))
+            colds.append(cold)
+            warms.append(warm)
+            print(f"run {run + 1}: cold {cold:.2f} s, warm {warm:.2f} s, "
+                  f"ratio {cold / warm:.2f}x", flush=True)
+        cold, warm = statistics.median(colds), statistics.median(warms)
+        print(f"elixir example build: cold {cold:.2f} s, warm (unchanged) {warm:.2f} s "
+              f"(medians of {args.runs}); warm is {cold / warm:.2f}x faster (goal >= 5x)")
+    finally:
+        remove_docker_objects(instance)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
