@@ -22,8 +22,8 @@ log = Logger()
 
 # Config vars an app may set to tune its own health check (Heroku gives 60 s
 # to bind; a slow-booting app can ask for more).
-HEALTH_PATH_VAR = "SHIPWAY_HEALTH_PATH"
-HEALTH_TIMEOUT_VAR = "SHIPWAY_HEALTH_TIMEOUT"
+HEALTH_PATH_VAR = "HEALTHCHECK_PATH"
+HEALTH_TIMEOUT_VAR = "HEALTHCHECK_TIMEOUT"
 
 
 def health_check(settings: Settings, env: dict[str, str]) -> HealthCheck:

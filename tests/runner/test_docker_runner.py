@@ -1,0 +1,186 @@
+"""The Docker runner with real containers of the stack image, behind the real
+nginx: deploy, failed deploys, scale, supervision, adoption, isolation."""
+from __future__ import annotations
+
+import docker
+import docker.errors
+import pytest
+
+from controller.errors import DeployFailed
+from runner.docker_runner import DockerRunner
+from tests.conftest import unique
+from tests.runner.conftest import WEB, Rig, wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def _serving(rig: Rig, app) -> list:
+    return [r for r in rig.runner.replicas(app.name) if r.state == "running"]
+
+
+def _version(rig: Rig, app) -> str:
+    r = rig.get(app)
+    return r.text.split()[0] if r.status_code == 200 else str(r.status_code)
+
+
+def test_deploy_serves_through_nginx_then_rejects_broken_releases(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    assert rig.get(app).status_code == 404  # no route before the first deploy
+    lines: list[str] = []
+    v1 = rig.deploy(app, rig.release(app), lines)
+    assert v1.status == "succeeded"
+    assert _version(rig, app) == "v1"
+    assert any("healthy on port" in line for line in lines)
+
+    # A release whose web process exits at boot: rejected with its last log
+    # lines, v1 keeps serving, no container of it is left.
+    crash = rig.release(app, {"web": "echo 'config missing: DATABASE_URL' >&2; exit 3"})
+    with pytest.raises(DeployFailed) as info:
+        rig.deploy(app, crash)
+    assert "exited" in info.value.message
+    assert any("config missing: DATABASE_URL" in line for line in info.value.log_tail)
+    assert rig.controller.get_release(app, crash.version).status == "failed"
+    assert _version(rig, app) == "v1"
+
+    # A release that never binds $PORT: rejected after the app's own timeout.
+    rig.controller.set_config(rig.user, app.name, {"HEALTHCHECK_TIMEOUT": "4"})
+    assert _version(rig, app) == "v3"  # the config change itself deployed v3
+    mute = rig.release(app, {"web": "echo never listening; sleep 600"})
+    with pytest.raises(DeployFailed) as info:
+        rig.deploy(app, mute)
+    assert "did not answer HTTP" in info.value.message
+    assert "never listening" in "\n".join(info.value.log_tail)
+    assert _version(rig, app) == "v3"
+    versions = {r.version for r in rig.runner.replicas(app.name) if r.state == "running"}
+    assert versions == {3}
+
+
+def test_config_is_in_the_environment_and_replica_is_locked_down(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    rig.controller.set_config(rig.user, app.name, {"GREETING": "it's a \"quoted\" $value"})
+    assert rig.get(app).text.split(" ", 1)[1].startswith("it's a \"quoted\" $value")
+
+    [replica] = _serving(rig, app)
+    client = docker.from_env()
+    c = client.containers.get(replica.container_id)
+    host = c.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert not host["Privileged"] and host["Memory"] > 0 and host["NanoCpus"] > 0
+    assert c.attrs["Config"]["User"].startswith("1000")
+    assert c.attrs["Mounts"] == [] and not host.get("Binds")
+    for bindings in c.attrs["NetworkSettings"]["Ports"].values():
+        assert all(b["HostIp"] == "127.0.0.1" for b in bindings or [])
+    labels = c.labels
+    assert labels["shipway.app"] == app.name and labels["shipway.role"] == "run"
+    assert labels["shipway.release"] == str(replica.version) and labels["shipway.process"] == "web"
+    # Inside: no capabilities at all, no Docker socket, not root, and the
+    # platform's variables are set.
+    code, out = c.exec_run(["bash", "-c", "grep CapEff /proc/1/status; id -u; "
+                            "ls /var/run/docker.sock /run/docker.sock 2>&1; "
+                            "tr '\\0' '\\n' </proc/$(pgrep -f app.py | head -1)/environ"])
+    text = out.decode()
+    assert "CapEff:\t0000000000000000" in text
+    assert "\n1000\n" in text
+    assert text.count("No such file or directory") == 2
+    for name in ("PORT=5000", f"APP_NAME={app.name}", "APP_VERSION=v2", "RELEASE_COOKIE=",
+                 "SECRET_KEY_BASE=", "RELEASE_NODE=", "MY_NODE_NAME="):
+        assert name in text
+    assert "SHIPWAY_SLUG_URL" not in text  # the signed URL is not left to the app
+    client.close()
+
+
+def test_ssh_keys_of_the_apps_users_reach_the_replica(rig: Rig) -> None:
+    import subprocess
+
+    app = rig.controller.create_app(rig.user)
+    key = rig.base / unique("key")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = (key.with_suffix(".pub") if key.suffix else key.parent / (key.name + ".pub")).read_text()
+    rig.controller.add_ssh_key(rig.user, public)
+    rig.deploy(app, rig.release(app))
+    [replica] = _serving(rig, app)
+    c = docker.from_env().containers.get(replica.container_id)
+    code, out = c.exec_run(["cat", "/shipway/ssh/authorized_keys"])
+    assert public.split()[1] in out.decode()
+    code, out = c.exec_run(["bash", "-c", "pgrep -u 1000 -f 'sshd -f /shipway'"])
+    assert code == 0, out
+
+
+def test_scale_up_and_down_keeps_existing_replicas(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    [first] = _serving(rig, app)
+    rig.controller.scale(rig.user, app.name, {"web": 3})
+    running = [r for r in rig.runner.replicas(app.name) if r.state == "running"]
+    assert len(running) == 3 and first.container_id in {r.container_id for r in running}
+    hosts = {rig.get(app).text.split()[2] for _ in range(12)}
+    assert len(hosts) == 3  # round robin over all three
+
+    rig.controller.scale(rig.user, app.name, {"web": 1})
+    wait_for(lambda: len(rig.runner.replicas(app.name)) == 1, timeout=30)
+    assert len({rig.get(app).text.split()[2] for _ in range(6)}) == 1
+    assert rig.controller.current_release(app).version == 1  # no new release
+
+
+def test_worker_process_runs_without_port_or_route(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    release = rig.release(app, {**WEB, "worker": "while true; do echo working; sleep 1; done"})
+    rig.deploy(app, release)
+    rig.controller.scale(rig.user, app.name, {"worker": 2})
+    replicas = rig.runner.replicas(app.name)
+    workers = [r for r in replicas if r.process_type == "worker"]
+    assert len(workers) == 2 and all(r.host_port is None for r in workers)
+    assert [r.process_type for r in replicas].count("web") == 1
+    assert rig.router.routes()[app.name].upstreams == [
+        ("127.0.0.1", next(r.host_port for r in replicas if r.process_type == "web"))]
+
+
+def test_dead_replica_is_replaced(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    [replica] = _serving(rig, app)
+    docker.from_env().containers.get(replica.container_id).kill(signal="SIGKILL")
+
+    def replaced():
+        now = [r for r in rig.runner.replicas(app.name) if r.state == "running"]
+        return (len(now) == 1 and now[0].container_id != replica.container_id
+                and rig.get(app).status_code == 200)
+
+    wait_for(replaced, timeout=60)
+    assert _version(rig, app) == "v1"
+
+
+def test_restart_adopts_containers_and_removes_orphans(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    before = {r.container_id for r in rig.runner.replicas(app.name)}
+
+    # The server stops (its containers keep running) and, meanwhile, a run
+    # container of an app that no longer exists is left on the engine.
+    rig.runner.stop()
+    client = docker.from_env()
+    ghost = unique("ghost")
+    orphan = client.containers.run(
+        rig.settings.stack_image, ["sleep", "300"], detach=True,
+        labels={"shipway.instance": rig.instance, "shipway.role": "run",
+                "shipway.app": ghost, "shipway.release": "1", "shipway.process": "web"})
+    rig.runner = rig.new_runner()
+    rig.runner.start()
+    assert {r.container_id for r in rig.runner.replicas(app.name)} == before
+    assert _version(rig, app) == "v1"
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(orphan.id)
+    # Still managed: a scale works on the adopted release.
+    rig.controller.scale(rig.user, app.name, {"web": 2})
+    assert len(rig.runner.replicas(app.name)) == 2
+    assert before < {r.container_id for r in rig.runner.replicas(app.name)}
+
+
+def test_destroy_removes_containers_and_route(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    rig.controller.destroy_app(rig.user, app.name)
+    assert rig.runner.replicas(app.name) == []
+    assert rig.get(app).status_code == 404
