@@ -1,0 +1,120 @@
+"""What the end-to-end tests do as a user would: the `shipway` CLI with its
+own HOME (so its ~/.netrc is what `git push` authenticates with), real `git`
+in a working copy of an example app, and curl-like requests through nginx."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.conftest import ROOT, ShipwayServer
+
+
+class User:
+    """One person at a terminal: a HOME, the CLI, and a git working copy."""
+
+    def __init__(self, server: ShipwayServer, home: Path) -> None:
+        self.server = server
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ, "HOME": str(home), "SHIPWAY_URL": server.url,
+            "GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "E2E", "GIT_AUTHOR_EMAIL": "e2e@example.com",
+            "GIT_COMMITTER_NAME": "E2E", "GIT_COMMITTER_EMAIL": "e2e@example.com",
+        }
+        self.src = home / "src"
+
+    def shipway(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=str(ROOT),
+                                env=self.env, capture_output=True, text=True, timeout=600)
+        if check and result.returncode != 0:
+            raise AssertionError(f"shipway {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def shipway_json(self, *args: str) -> Any:
+        return json.loads(self.shipway("--json", *args).stdout)
+
+    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(["git", *args], cwd=str(self.src), env=self.env,
+                                capture_output=True, text=True, timeout=900)
+        if check and result.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def checkout_example(self, name: str, app: str) -> None:
+        shutil.copytree(ROOT / "examples" / name, self.src)
+        self.git("init", "-q", "-b", "main")
+        self.commit("Initial commit")
+        self.git("remote", "add", "shipway", f"{self.server.url}/{app}.git")
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD").stdout.strip()
+
+    def push(self, check: bool = True) -> subprocess.CompletedProcess:
+        return self.git("push", "shipway", "main", check=check)
+
+    def remote_head(self) -> str:
+        out = self.git("ls-remote", "shipway", "refs/heads/main").stdout.split()
+        return out[0] if out else ""
+
+
+def fetch(server: ShipwayServer, app: str, path: str = "/", timeout: float = 10) -> requests.Response:
+    """A request through the router, as a browser at APP.localhost would."""
+    return requests.get(f"http://127.0.0.1:{server.router_port}{path}",
+                        headers={"Host": f"{app}.localhost"}, timeout=timeout)
+
+
+def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # noqa: BLE001 (keep waiting, report the last)
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting ({last!r})")
+
+
+class Prober:
+    """Requests the app through nginx in a loop (fresh connections, bounded
+    rate) and counts answers that are not 200."""
+
+    def __init__(self, server: ShipwayServer, app: str, interval: float = 0.05) -> None:
+        self.server, self.app, self.interval = server, app, interval
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.time() + 600  # bounded even if a test forgets to stop it
+        while not self._stop.is_set() and time.time() < deadline:
+            self.sent += 1
+            try:
+                r = fetch(self.server, self.app, timeout=5)
+                if r.status_code != 200:
+                    self.failures.append(f"{r.status_code} {r.text[:80]}")
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc)[:120])
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "Prober":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
