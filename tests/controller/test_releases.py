@@ -1,0 +1,226 @@
+"""The release rules: numbering (also under concurrency), status
+transitions, what is live, rollback, the run environment, and that a
+reopened store has lost nothing."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from controller.errors import BadRequest, DeployFailed, NotFound
+from tests.controller.conftest import RecordingDeployer
+
+
+def new_slug(store, app, commit):
+    return store.record_slug(app, f"{app.name}/{commit}.tgz", commit[0] * 64, 10, commit,
+                             {"web": f"run {commit}"}, ["python"])
+
+
+def deploy(store, app, owner, commit):
+    slug = new_slug(store, app, commit)
+    return store.deploy_release(app, store.create_release(app, slug, f"Deploy {commit}",
+                                                          owner.email))
+
+
+def test_versions_count_up_per_app(store, owner, app, deployer):
+    other = store.create_app(owner, "other-app")
+    assert store.create_release(app, None, "config only", owner.email).version == 1
+    assert store.create_release(app, new_slug(store, app, "aaa"), "x", owner.email).version == 2
+    assert store.create_release(other, None, "x", owner.email).version == 1
+    assert store.create_release(app, None, "x", "shipway").version == 3
+    first = store.get_release(app, 1)
+    assert first.status == "pending" and first.slug_id is None and first.process_types == {}
+    assert [r.version for r in store.list_releases(owner, app.name)] == [3, 2, 1]
+
+
+def test_status_transitions(store, owner, app, deployer):
+    release = store.create_release(app, new_slug(store, app, "abc"), "Deploy abc", owner.email)
+    assert release.status == "pending"
+    assert store.current_release(app) is None
+    done = store.deploy_release(app, release, output=lambda line: None)
+    assert deployer.status_during_deploy == ["deploying"]
+    assert done.status == "succeeded" and store.current_release(app) == done
+    deployer.fail_with = DeployFailed("injected: did not become healthy", ["boom"])
+    bad = store.create_release(app, new_slug(store, app, "bad"), "Deploy bad", owner.email)
+    with pytest.raises(DeployFailed) as err:
+        store.deploy_release(app, bad)
+    assert err.value.log_tail == ["boom"]
+    assert store.get_release(app, bad.version).status == "failed"
+    assert store.current_release(app) == done  # the last good release is live
+    deployer.fail_with = RuntimeError("injected: the runner crashed")
+    crash = store.create_release(app, new_slug(store, app, "crash"), "x", owner.email)
+    with pytest.raises(RuntimeError):
+        store.deploy_release(app, crash)
+    assert store.get_release(app, crash.version).status == "failed"
+
+
+def test_output_reaches_the_deployer(store, owner, app, deployer):
+    lines = []
+    release = store.create_release(app, new_slug(store, app, "abc"), "x", owner.email)
+    store.deploy_release(app, release, output=lines.append)
+    assert lines == [f"deploying v{release.version}"]
+
+
+def test_concurrent_config_changes_number_releases_without_gaps(store, owner, live_app,
+                                                                deployer):
+    threads, per_thread = 8, 5
+    errors = []
+
+    def worker(i):
+        try:
+            for j in range(per_thread):
+                store.set_config(owner, live_app.name, {f"T{i}": str(j)})
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(120)
+    assert errors == []
+    versions = [r.version for r in store.list_releases(owner, live_app.name)]
+    total = 1 + threads * per_thread
+    assert sorted(versions) == list(range(1, total + 1))  # no duplicates, no gaps
+    assert all(r.status == "succeeded" for r in store.list_releases(owner, live_app.name))
+    final = {f"T{i}": str(per_thread - 1) for i in range(threads)}
+    assert store.get_config(owner, live_app.name) == final
+    # The newest release's snapshot is the final config.
+    assert store.release_config(live_app, store.current_release(live_app)) == final
+
+
+def test_concurrent_create_release(store, owner, app):
+    results, errors = [], []
+
+    def worker():
+        try:
+            for _ in range(5):
+                results.append(store.create_release(app, None, "x", owner.email).version)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    pool = [threading.Thread(target=worker) for _ in range(6)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(120)
+    assert errors == [] and sorted(results) == list(range(1, 31))
+
+
+def test_rollback_defaults_to_the_good_release_before_the_current(store, owner, app,
+                                                                  deployer):
+    store.set_config(owner, app.name, {"V": "one"})
+    deploy(store, app, owner, "aaa")                          # v1 (V=one)
+    store.set_config(owner, app.name, {"V": "two"})           # v2 (aaa, V=two)
+    deployer.fail_with = DeployFailed("injected")
+    with pytest.raises(DeployFailed):
+        deploy(store, app, owner, "bbb")                      # v3 failed
+    deployer.fail_with = None
+    deploy(store, app, owner, "ccc")                          # v4 (ccc, V=two)
+    back = store.rollback(owner, app.name)                    # v5 = v2
+    assert back.version == 5 and back.status == "succeeded"
+    assert back.description == "Rollback to v2"
+    assert back.commit == "aaa" and back.slug_id == store.get_release(app, 2).slug_id
+    assert store.release_config(app, back) == {"V": "two"}
+    assert store.current_release(app).version == 5
+    # Rolling back again goes to the good release before v5: v4.
+    again = store.rollback(owner, app.name)
+    assert again.description == "Rollback to v4" and again.commit == "ccc"
+    # An explicit version: v1 with its own config, not today's.
+    explicit = store.rollback(owner, app.name, 1)
+    assert explicit.commit == "aaa" and store.release_config(app, explicit) == {"V": "one"}
+    assert explicit.version == 7
+    # Rolling back does not change the app's config.
+    assert store.get_config(owner, app.name) == {"V": "two"}
+
+
+def test_rollback_errors_leave_no_release(store, owner, app, deployer):
+    with pytest.raises(BadRequest):
+        store.rollback(owner, app.name)  # nothing live
+    deploy(store, app, owner, "aaa")
+    with pytest.raises(BadRequest):
+        store.rollback(owner, app.name)  # nothing before v1
+    with pytest.raises(NotFound):
+        store.rollback(owner, app.name, 42)
+    with pytest.raises(BadRequest):
+        store.rollback(owner, app.name, "1")
+    store.create_release(app, None, "config only", owner.email)  # v2, no slug
+    with pytest.raises(BadRequest, match="no slug"):
+        store.rollback(owner, app.name, 2)
+    assert [r.version for r in store.list_releases(owner, app.name)] == [2, 1]
+    stranger = store.signup("s@example.com", "a-long-password")[0]
+    with pytest.raises(NotFound):
+        store.rollback(stranger, app.name, 1)
+    with pytest.raises(NotFound):
+        store.list_releases(stranger, app.name)
+
+
+def test_failed_rollback_is_marked_failed(store, owner, app, deployer):
+    deploy(store, app, owner, "aaa")
+    deploy(store, app, owner, "bbb")
+    deployer.fail_with = DeployFailed("injected")
+    with pytest.raises(DeployFailed):
+        store.rollback(owner, app.name)
+    assert store.get_release(app, 3).status == "failed"
+    assert store.current_release(app).version == 2
+
+
+def test_release_env(store, owner, live_app):
+    store.set_config(owner, live_app.name, {"DATABASE_URL": "postgres://x"})
+    release = store.current_release(live_app)
+    env = store.release_env(live_app, release)
+    secrets = store.app_secrets(live_app)
+    assert env["DATABASE_URL"] == "postgres://x"
+    assert env["APP_NAME"] == live_app.name
+    assert env["APP_VERSION"] == f"v{release.version}"
+    assert env["RELEASE_COOKIE"] == secrets.release_cookie
+    assert env["SECRET_KEY_BASE"] == secrets.secret_key_base
+    assert len(env["SECRET_KEY_BASE"]) >= 64
+    assert env["RELEASE_DISTRIBUTION"] == "name"
+    assert env["RELEASE_NODE"] == env["MY_NODE_NAME"] == f"{live_app.name}@127.0.0.1"
+    assert "PORT" not in env
+    # Stable across releases; the snapshot is the release's own.
+    older = store.release_env(live_app, store.get_release(live_app, 1))
+    assert older["SECRET_KEY_BASE"] == env["SECRET_KEY_BASE"]
+    assert "DATABASE_URL" not in older and older["APP_VERSION"] == "v1"
+
+
+def test_slugs(store, owner, app):
+    slug = new_slug(store, app, "abc")
+    assert store.get_slug(slug.id) == slug
+    assert slug.process_types == {"web": "run abc"} and slug.buildpacks == ["python"]
+    assert store.list_slugs(app) == [slug]
+    with pytest.raises(NotFound):
+        store.get_slug(99999)
+    other = store.create_app(owner, "other-app")
+    with pytest.raises(BadRequest):
+        store.create_release(other, slug, "x", owner.email)
+
+
+def test_reopen_loses_nothing(store, owner, live_app, deployer, open_store, tmp_path):
+    from tests.controller.test_ssh_keys import keygen
+
+    key = store.add_ssh_key(owner, keygen(tmp_path, "ed25519").with_suffix(".pub").read_text())
+    collab = store.signup("c@example.com", "a-long-password")[0]
+    store.add_collaborator(owner, live_app.name, collab.email)
+    store.set_config(owner, live_app.name, {"A": "1"})
+    store.scale(owner, live_app.name, {"web": 2, "worker": 1})
+    store.add_domain(owner, live_app.name, "app.example.net")
+    build = store.finish_build(store.start_build(live_app, owner, "refs/heads/main", "c0ffee").id,
+                               "succeeded", "built", 2)
+    _, api_key = store.login(owner.email, "owner-password")
+    store.close()
+
+    again = open_store()
+    again.set_deployer(RecordingDeployer(again))
+    assert again.user_for_api_key(api_key) == owner
+    assert again.list_ssh_keys(owner) == [key]
+    assert again.list_apps(collab) == [live_app]
+    assert again.get_config(owner, live_app.name) == {"A": "1"}
+    assert [r.version for r in again.list_releases(owner, live_app.name)] == [2, 1]
+    assert again.current_release(live_app).version == 2
+    assert again.get_formation(live_app) == {"web": 2, "worker": 1}
+    assert again.app_domains(live_app) == ["app.example.net"]
+    assert again.list_builds(owner, live_app.name) == [build]
+    # Numbering continues after the reopen.
+    assert again.set_config(owner, live_app.name, {"B": "2"}).version == 3
