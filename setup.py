@@ -29,7 +29,8 @@ setup(
         "zope.interface>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "moto[server]>=5.0", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "moto[server]>=5.0", "pytest-timeout>=2.3",
+                 "openapi-spec-validator>=0.7"],
     },
     entry_points={"console_scripts": ["shipway=cli.main:main"]},
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -32,7 +31,12 @@ def _email(given: str | None) -> str:
     return click.prompt("Email")
 
 
-def _log_in(session: Session, answer: dict[str, Any], verb: str) -> None:
+def _authenticate(session: Session, path: str, email: str | None, password: str | None,
+                  verb: str) -> None:
+    """Sign up or log in, then keep the API key (~/.netrc and the config)."""
+    email = _email(email)
+    body = {"email": email, "password": _password(password, confirm=path == "/users")}
+    answer = session.client.call("POST", path, body, auth=False)
     context.save_credentials(session.url, answer["email"], answer["api_key"])
     session.emit(answer, f"{verb} as {answer['email']} on {session.url}. The API key is in "
                          f"~/.netrc, so `git push` over HTTP authenticates.")
@@ -44,18 +48,14 @@ def register(cli: click.Group) -> None:
     @click.option("--password", default=None, help="Password [SHIPWAY_PASSWORD, or prompt].")
     def signup(session: Session, email: str | None, password: str | None) -> None:
         """Create an account and log in."""
-        email = _email(email)
-        body = {"email": email, "password": _password(password, confirm=True)}
-        _log_in(session, session.client.call("POST", "/users", body, auth=False), "Signed up")
+        _authenticate(session, "/users", email, password, "Signed up")
 
     @api_command(cli, "login")
     @click.option("--email", default=None, help="Your email address.")
     @click.option("--password", default=None, help="Password [SHIPWAY_PASSWORD, or prompt].")
     def login(session: Session, email: str | None, password: str | None) -> None:
         """Log in: store the API key in ~/.netrc and the CLI's config."""
-        email = _email(email)
-        body = {"email": email, "password": _password(password, confirm=False)}
-        _log_in(session, session.client.call("POST", "/login", body, auth=False), "Logged in")
+        _authenticate(session, "/login", email, password, "Logged in")
 
     @api_command(cli, "logout")
     def logout(session: Session) -> None:

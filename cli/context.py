@@ -46,18 +46,11 @@ def netrc_path() -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, atomically (temp + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a file only its owner can read, atomically (the controller's
+    helper for its secret files: one implementation of that rule)."""
+    from controller.crypto import write_private as write_secret
+
+    write_secret(path, text.encode("utf-8"))
 
 
 # --- the CLI's own config ---------------------------------------------------

@@ -14,7 +14,6 @@ def runner_built(cli: Cli, app: str) -> bool:
     return cli.server.api(api_key).get(f"/api/apps/{app}/ps").status_code != 501
 
 
-
 def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
     cli = logged_in
     assert "nothing to scale" in cli.fails(2, "ps:scale", "-a", app)
@@ -30,7 +29,6 @@ def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
                      ["ps:restart"]):
             assert cli.fails(1, *args, "-a", app).startswith("Error: not implemented yet")
 
-
 def test_domains(logged_in: Cli, app: str) -> None:
     cli = logged_in
     assert cli.json("domains", "-a", app) == []
@@ -45,7 +43,6 @@ def test_domains(logged_in: Cli, app: str) -> None:
     assert done.returncode == 0 or "not implemented yet" in done.stderr, done.stderr
     assert cli.json("domains", "-a", app) == []
     assert "has no domain" in cli.fails(1, "domains:remove", host, "-a", app)
-
 
 def test_access(logged_in: Cli, app: str) -> None:
     cli = logged_in
