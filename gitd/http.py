@@ -14,7 +14,7 @@ import zlib
 from typing import Any, BinaryIO
 
 from dulwich.protocol import pkt_line
-from twisted.internet import protocol, reactor, threads
+from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -23,6 +23,7 @@ from controller.errors import NotFound, ShipwayError, Unauthorized
 from gitd.bridge import ThreadOutput
 from gitd.receive import ProtocolFailure
 from gitd.service import SERVICES, git_service
+from gitd.upload import run_upload_pack
 
 log = Logger()
 
@@ -92,45 +93,8 @@ class _ResponseStream(ThreadOutput):
         self.request.finish()
 
 
-class _UploadProcess(protocol.ProcessProtocol):
-    """C git upload-pack's output straight onto the response; the process
-    is the response's producer, so a slow client pauses its stdout."""
-
-    def __init__(self, request: Any, content_type: bytes, preamble: bytes,
-                 body: bytes) -> None:
-        self.request, self.body = request, body
-        self.done = False
-        request.setHeader(b"content-type", content_type)
-        request.setHeader(b"cache-control", b"no-cache")
-        if preamble:
-            request.write(preamble)
-        request.notifyFinish().addErrback(self._gone)
-
-    def connectionMade(self) -> None:  # noqa: N802
-        self.request.registerProducer(self.transport, True)
-        self.transport.write(self.body)
-        self.transport.closeStdin()
-
-    def _gone(self, _: Any) -> None:
-        self.done = True
-        try:
-            self.transport.signalProcess("KILL")
-        except Exception:
-            pass
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802
-        if not self.done:
-            self.request.write(data)
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        log.info("gitd http upload-pack: {err}", err=data.decode("utf-8", "replace").strip())
-
-    def processEnded(self, reason: Any) -> None:  # noqa: N802
-        if self.done:
-            return
-        self.done = True
-        self.request.unregisterProducer()
-        self.request.finish()
+def _log_stderr(data: bytes) -> None:
+    log.info("gitd http upload-pack: {err}", err=data.decode("utf-8", "replace").strip())
 
 
 class GitRepoResource(Resource):
@@ -193,12 +157,20 @@ class GitRepoResource(Resource):
     # --- services --------------------------------------------------------------
     def _serve(self, request: Any, service: str, action: str, user: Any, app: Any) -> None:
         kind = b"advertisement" if action == "advertise" else b"result"
-        content_type = b"application/x-%s-%s" % (service.encode(), kind)
+        stream = _ResponseStream(request, b"application/x-%s-%s" % (service.encode(), kind))
         if service == "git-upload-pack":
-            self._upload(request, content_type, app, action)
-            return
-        stream = _ResponseStream(request, content_type)
-        if action == "advertise":
+            def run() -> None:
+                argv, env = self.git.upload_pack_argv(app, stateless=True,
+                                                      advertise=action == "advertise")
+                if action == "advertise":
+                    stream.write(pkt_line(b"# service=git-upload-pack\n") + pkt_line(None))
+                    body = b""
+                else:
+                    body = _body(request).read()
+                code = run_upload_pack(argv, env, body, stream.write, _log_stderr)
+                if code != 0 and not stream.started:
+                    raise ProtocolFailure("upload-pack failed")
+        elif action == "advertise":
             def run() -> None:
                 stream.write(pkt_line(b"# service=git-receive-pack\n") + pkt_line(None))
                 handler = self.git.receive_pack(app, user, source=FileSource(request.content),
@@ -224,19 +196,3 @@ class GitRepoResource(Resource):
                 stream.end(500, "internal error")
 
         threads.deferToThread(run).addCallbacks(lambda _: stream.end(), failed)
-
-    def _upload(self, request: Any, content_type: bytes, app: Any, action: str) -> None:
-        advertise = action == "advertise"
-        argv, env = self.git.upload_pack_argv(app, stateless=True, advertise=advertise)
-        preamble, body = b"", b""
-        if advertise:
-            preamble = pkt_line(b"# service=git-upload-pack\n") + pkt_line(None)
-        else:
-            try:
-                body = _body(request).read()
-            except (OSError, EOFError, zlib.error):
-                request.write(self._plain(request, 400, "bad request body"))
-                request.finish()
-                return
-        reactor.spawnProcess(_UploadProcess(request, content_type, preamble, body),
-                             argv[0], argv, env=env)

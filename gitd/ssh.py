@@ -2,9 +2,9 @@
 registered, and exactly two commands, `git-receive-pack '<app>.git'` and
 `git-upload-pack '<app>.git'`. Never a shell.
 
-Receive runs gitd/receive.py in a worker thread bridged to the channel;
-upload runs C git's upload-pack as a child process whose output follows the
-channel's window (paused while the client is not reading).
+Both services run in a worker thread bridged to the channel (receive:
+gitd/receive.py; upload: C git's upload-pack, gitd/upload.py); output
+follows the channel's window, input pauses the connection when it piles up.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from twisted.conch.ssh.connection import EXTENDED_DATA_STDERR
 from twisted.cred import portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, protocol, reactor, threads
+from twisted.internet import defer, reactor, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -32,6 +32,7 @@ from controller.models import User
 from gitd.bridge import ThreadInput, ThreadOutput
 from gitd.receive import ProtocolFailure
 from gitd.service import SERVICES, GitService, git_service, parse_repo_arg
+from gitd.upload import run_upload_pack
 
 log = Logger()
 
@@ -105,21 +106,6 @@ class GitAvatar(avatar.ConchUser):
                      data=data, avatar=self)
 
 
-class _UploadProcess(protocol.ProcessProtocol):
-    def __init__(self, session: "GitSession") -> None:
-        self.session = session
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802
-        self.session.write(data)
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        self.session.writeExtended(EXTENDED_DATA_STDERR, data)
-
-    def processEnded(self, reason: Any) -> None:  # noqa: N802
-        code = getattr(reason.value, "exitCode", None)
-        self.session.finish(1 if code is None else code)
-
-
 class GitSession(channel.SSHChannel):
     """One `ssh` session: one git command, then exit status and close."""
 
@@ -132,7 +118,6 @@ class GitSession(channel.SSHChannel):
         self.started = False
         self.input: ThreadInput | None = None
         self.output: ThreadOutput | None = None
-        self.process: Any = None
         self.gone = False
 
     # --- requests ---------------------------------------------------------
@@ -157,12 +142,16 @@ class GitSession(channel.SSHChannel):
         if self.started:
             return 0
         self.started = True
-        command = common.getNS(data)[0].decode("utf-8", "replace")
-        reactor.callLater(0, self.start, command)
+        self.start(common.getNS(data)[0].decode("utf-8", "replace"))
         return 1
 
     # --- the command --------------------------------------------------------
     def start(self, command: str) -> None:
+        # Buffer from now on: a client may send (and even close its input)
+        # before authorization has finished in its thread.
+        tcp = self.conn.transport.transport
+        self.input = ThreadInput(pause=tcp.pauseProducing, resume=tcp.resumeProducing)
+        self.output = ThreadOutput(self.write)
         try:
             words = shlex.split(command)
         except ValueError:
@@ -172,8 +161,8 @@ class GitSession(channel.SSHChannel):
             service, words = f"git-{words[1]}", words[1:]
         app_name = parse_repo_arg(words[1]) if len(words) == 2 else None
         if service not in SERVICES or app_name is None:
-            self.fail(f"shipway: unknown command {command!r}: only git-receive-pack and "
-                      "git-upload-pack '<app>.git' are served", 1)
+            reactor.callLater(0, self.fail, f"shipway: unknown command {command!r}: only "
+                              "git-receive-pack and git-upload-pack '<app>.git' are served", 1)
             return
         d = threads.deferToThread(self.git.authorize, self.user, app_name, service)
         d.addCallbacks(lambda app: self._run(service, app), self._refused,
@@ -191,18 +180,22 @@ class GitSession(channel.SSHChannel):
         self.fail("shipway: internal error", 1)
 
     def _run(self, service: str, app: Any) -> None:
+        assert self.input is not None and self.output is not None
         if service == "git-upload-pack":
-            argv, env = self.git.upload_pack_argv(app)
-            self.process = reactor.spawnProcess(_UploadProcess(self), argv[0], argv, env=env)
-            return
-        tcp = self.conn.transport.transport
-        self.input = ThreadInput(pause=tcp.pauseProducing, resume=tcp.resumeProducing)
-        self.output = ThreadOutput(self.write)
-        handler = self.git.receive_pack(app, self.user, source=self.input,
-                                        read=self.input.read, write=self.output.write)
+            def stderr(data: bytes) -> None:
+                reactor.callFromThread(self.writeExtended, EXTENDED_DATA_STDERR, data)
 
-        def done(_: Any) -> None:
-            self.finish(0)
+            def work() -> int:
+                argv, env = self.git.upload_pack_argv(app)
+                return run_upload_pack(argv, env, self.input, self.output.write, stderr)
+        else:
+            def work() -> int:
+                self.git.receive_pack(app, self.user, source=self.input, read=self.input.read,
+                                      write=self.output.write).handle()
+                return 0
+
+        def done(code: Any) -> None:
+            self.finish(code if isinstance(code, int) else 0)
 
         def failed(failure: Any) -> None:
             if failure.check(ProtocolFailure):
@@ -212,32 +205,24 @@ class GitSession(channel.SSHChannel):
             else:
                 self._crashed(failure)
 
-        threads.deferToThread(handler.handle).addCallbacks(done, failed)
+        threads.deferToThread(work).addCallbacks(done, failed)
 
     # --- the channel ----------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self.input is not None:
             self.input.feed(data)
-        elif self.process is not None:
-            self.process.write(data)
 
     def eofReceived(self) -> None:  # noqa: N802
         if self.input is not None:
             self.input.feed_eof()
-        elif self.process is not None:
-            self.process.closeStdin()
 
     def stopWriting(self) -> None:  # noqa: N802 (the client's window is full)
         if self.output is not None:
             self.output.pauseProducing()
-        if self.process is not None:
-            self.process.pauseProducing()
 
     def startWriting(self) -> None:  # noqa: N802
         if self.output is not None:
             self.output.resumeProducing()
-        if self.process is not None:
-            self.process.resumeProducing()
 
     def closed(self) -> None:
         self.gone = True
@@ -245,11 +230,6 @@ class GitSession(channel.SSHChannel):
             self.input.feed_eof()
         if self.output is not None:
             self.output.close()
-        if self.process is not None and self.process.pid is not None:
-            try:
-                self.process.signalProcess("KILL")
-            except Exception:
-                pass
         super().closed()
 
     def fail(self, message: str, code: int) -> None:

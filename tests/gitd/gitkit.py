@@ -12,7 +12,7 @@ from tests.conftest import ShipwayServer, TestUser, unique
 
 
 def run(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
-        check: bool = True, timeout: float = 300, input: bytes | None = None
+        check: bool = True, timeout: float = 60, input: bytes | None = None
         ) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, timeout=timeout,
                           input=input)
