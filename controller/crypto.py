@@ -78,8 +78,10 @@ class Keyring:
         self._env = env_key is not None
         if env_key is not None:
             key = _decode_key(env_key, "SHIPWAY_MASTER_KEY")
+            if self.path.exists():  # keys from the file still decrypt old values
+                self._load()
             self._current = _key_id(key)
-            self._keys = {self._current: key}
+            self._keys = {**self._keys, self._current: key}
         else:
             self._load(create=True)
 

@@ -12,6 +12,7 @@ the busy timeout makes a second writer wait instead of failing.
 from __future__ import annotations
 
 import contextlib
+import os
 import datetime as dt
 from pathlib import Path
 from typing import Any, Iterator
@@ -169,6 +170,8 @@ def make_engine(url: str) -> Engine:
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only, like the key files (SQLite gives -wal/-shm the same mode).
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                   pool_size=8, max_overflow=16)
         _configure_sqlite(engine)

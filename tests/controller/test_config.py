@@ -105,8 +105,10 @@ def test_ciphertexts_are_bound_to_their_app(store, owner, app):
         store.get_config(owner, other.name)
 
 
-def test_master_key_file_is_private(store, tmp_path):
+def test_secret_files_are_private(store, owner, tmp_path, database_url):
     assert (tmp_path / "data" / "master.keys").stat().st_mode & 0o777 == 0o600
+    if database_url.startswith("sqlite"):
+        assert (tmp_path / "shipway.db").stat().st_mode & 0o777 == 0o600
 
 
 def test_master_key_from_settings(open_store, owner, tmp_path):
@@ -114,7 +116,12 @@ def test_master_key_from_settings(open_store, owner, tmp_path):
     import os
 
     key = base64.b64encode(os.urandom(32)).decode()
+    before = open_store()  # values sealed under the key file...
+    before.create_app(owner, "file-key-app")
+    before.set_config(owner, "file-key-app", {"OLD": "still readable"})
     store = open_store(master_key=key)
+    # ...still open once the environment's key is the current one.
+    assert store.get_config(owner, "file-key-app") == {"OLD": "still readable"}
     user = store.signup("k@example.com", "a-long-password")[0]
     store.create_app(user, "env-key-app")
     store.set_config(user, "env-key-app", {"A": "1"})
