@@ -146,7 +146,7 @@ class ReceivePack:
             while line:
                 parts = line.rstrip(b"\n").split(b" ")
                 if len(parts) != 3 or not _valid_sha(parts[0]) or not _valid_sha(parts[1]):
-                    raise ProtocolFailure(f"invalid ref update line {line[:100]!r}")
+                    raise ProtocolFailure(f"malformed push: bad ref update line {line[:100]!r}")
                 updates.append(RefUpdate(ref=parts[2].decode("utf-8", "replace"),
                                          old=parts[0].decode(), new=parts[1].decode()))
                 line = self.proto.read_pkt_line()
