@@ -2,9 +2,7 @@
 user, a collaborator, the owner), with the exact status each cell must get.
 
 The table below must name every route (a test checks that), so a new
-endpoint cannot ship without its row. Cells marked DEPLOYS need the runner's
-deployer: until it is built they answer 501 (never a 2xx, 401, 403 or 404);
-afterwards, the route's success status.
+endpoint cannot ship without its row.
 """
 from __future__ import annotations
 
@@ -19,7 +17,6 @@ from tests.conftest import unique
 
 ROLES = ("none", "wrong", "other", "collab", "owner")
 OK = "ok"  # the route's success status
-DEPLOYS = "deploys"  # OK once the deployer exists, 501 before
 
 Prepare = Callable[[World, str], tuple[str, Any]]
 
@@ -77,7 +74,7 @@ def _add_domain(w: World, role: str) -> tuple[str, Any]:
 def _remove_domain(w: World, role: str) -> tuple[str, Any]:
     host = f"{unique('d')}.example.com"
     r = w.owner.api.post(f"/api/apps/{w.app}/domains", json={"hostname": host})
-    assert r.status_code in (201, 501), r.text  # 501: stored, route refresh not built yet
+    assert r.status_code == 201, r.text
     assert host in [d["hostname"] for d in w.owner.api.get(f"/api/apps/{w.app}/domains").json()]
     return f"/apps/{w.app}/domains/{host}", None
 
@@ -107,7 +104,7 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     "GET /apps": (fixed("/apps"), account()),
     "POST /apps": (lambda w, r: ("/apps", {"name": unique("new")}), account()),
     "GET /apps/{app}": (fixed("/apps/{app}"), app_route()),
-    "DELETE /apps/{app}": (_fresh_app, app_route(collab=403, owner=DEPLOYS)),
+    "DELETE /apps/{app}": (_fresh_app, app_route(collab=403)),
     "GET /apps/{app}/config": (fixed("/apps/{app}/config"), app_route()),
     "PATCH /apps/{app}/config": (fixed("/apps/{app}/config", {"FOO": "bar"}), app_route()),
     "DELETE /apps/{app}/config": (_unset_config, app_route()),
@@ -115,13 +112,13 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     # The app has no release yet: the permitted callers get the clear 400.
     "POST /apps/{app}/releases/rollback": (fixed("/apps/{app}/releases/rollback"),
                                            app_route(collab=400, owner=400)),
-    "GET /apps/{app}/ps": (fixed("/apps/{app}/ps"), app_route(DEPLOYS, DEPLOYS)),
+    "GET /apps/{app}/ps": (fixed("/apps/{app}/ps"), app_route()),
     "PUT /apps/{app}/formation": (fixed("/apps/{app}/formation", {"web": 1}),
-                                  app_route(DEPLOYS, DEPLOYS)),
-    "POST /apps/{app}/restart": (fixed("/apps/{app}/restart"), app_route(DEPLOYS, DEPLOYS)),
+                                  app_route()),
+    "POST /apps/{app}/restart": (fixed("/apps/{app}/restart"), app_route()),
     "GET /apps/{app}/domains": (fixed("/apps/{app}/domains"), app_route()),
-    "POST /apps/{app}/domains": (_add_domain, app_route(DEPLOYS, DEPLOYS)),
-    "DELETE /apps/{app}/domains/{hostname}": (_remove_domain, app_route(DEPLOYS, DEPLOYS)),
+    "POST /apps/{app}/domains": (_add_domain, app_route()),
+    "DELETE /apps/{app}/domains/{hostname}": (_remove_domain, app_route()),
     "GET /apps/{app}/collaborators": (fixed("/apps/{app}/collaborators"), app_route()),
     "POST /apps/{app}/collaborators": (_add_collab, app_route(collab=403)),
     "DELETE /apps/{app}/collaborators/{email}": (_remove_collab, app_route(collab=403)),
@@ -161,11 +158,6 @@ def test_auth_matrix(shipway_server, route: Route) -> None:
         r = shipway_server.api().request(route.method, "/api" + path, **kw)
         want = expected[role]
         seen[role] = r.status_code
-        if want == DEPLOYS:
-            assert r.status_code in (route.status, 501), (role, r.status_code, r.text)
-            if r.status_code == 501:
-                assert "not implemented" in r.json()["error"]
-            continue
         want = route.status if want == OK else want
         if want >= 400:
             body_json = assert_json_error(r, want)

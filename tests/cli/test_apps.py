@@ -70,15 +70,10 @@ def test_destroy_needs_confirmation(logged_in: Cli, app: str) -> None:
     assert f"--confirm {app}" in logged_in.fails(2, "apps:destroy", "-a", app)
     assert "does not match" in logged_in.fails(2, "apps:destroy", "-a", app, "--confirm", "x")
     assert app in [a["name"] for a in logged_in.json("apps")]
-    done = logged_in("apps:destroy", "-a", app, "--confirm", app)
-    if done.returncode == 0:
-        assert f"Destroyed app {app}" in done.stdout
-        assert app not in [a["name"] for a in logged_in.json("apps")]
-    else:
-        # Until the runner's deployer exists, destroy stops at its first step
-        # and keeps the app (so it can be retried).
-        assert done.returncode == 1 and "Error: not implemented yet" in done.stderr
-        assert app in [a["name"] for a in logged_in.json("apps")]
+    data = logged_in.json("apps:destroy", "-a", app, "--confirm", app)
+    assert data == {"ok": True, "name": app}
+    assert app not in [a["name"] for a in logged_in.json("apps")]
+    assert logged_in.fails(1, "apps:info", "-a", app) == f"Error: no app named '{app}'"
 
 
 def test_collaborator_cannot_destroy(app: str, logged_in: Cli) -> None:

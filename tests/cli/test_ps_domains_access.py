@@ -1,17 +1,10 @@
-"""ps, ps:scale, ps:restart, domains*, access*.
-
-ps, scale and restart need the runner (its deployer). Until it is built the
-server answers 501 and the CLI must say so in one line; once it is, these
-tests check the real result."""
+"""ps, ps:scale, ps:restart (on an app with no release yet: the formation is
+stored and applied at the first deploy; tests/cli/test_deploy.py scales a
+running app), domains*, access*."""
 from __future__ import annotations
 
 from tests.cli.conftest import Cli
 from tests.conftest import unique
-
-
-def runner_built(cli: Cli, app: str) -> bool:
-    api_key = (cli.home / ".netrc").read_text().split()[-1]
-    return cli.server.api(api_key).get(f"/api/apps/{app}/ps").status_code != 501
 
 
 def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
@@ -19,28 +12,24 @@ def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
     assert "nothing to scale" in cli.fails(2, "ps:scale", "-a", app)
     assert "TYPE=N" in cli.fails(2, "ps:scale", "web=two", "-a", app)
     cli.fails(2, "ps:scale", "--replicas", "-1", "-a", app)
-    if runner_built(cli, app):
-        data = cli.json("ps", "-a", app)
-        assert data["formation"] == {"web": 1} and data["replicas"] == []
-        assert cli.json("ps:scale", "--replicas", "2", "-a", app)["formation"]["web"] == 2
-        assert cli.json("ps", "-a", app)["formation"]["web"] == 2
-    else:
-        for args in (["ps"], ["ps:scale", "--replicas", "2"], ["ps:scale", "web=2"],
-                     ["ps:restart"]):
-            assert cli.fails(1, *args, "-a", app).startswith("Error: not implemented yet")
+    data = cli.json("ps", "-a", app)
+    assert data == {"formation": {"web": 1}, "replicas": []}
+    assert "web=1" in cli.ok("ps", "-a", app).stdout
+    assert cli.json("ps:scale", "--replicas", "2", "-a", app)["formation"] == {"web": 2}
+    assert "web=3" in cli.ok("ps:scale", "web=3", "-a", app).stdout
+    assert cli.json("ps", "-a", app)["formation"] == {"web": 3}
+    assert "Restarted" in cli.ok("ps:restart", "-a", app).stdout
+
 
 def test_domains(logged_in: Cli, app: str) -> None:
     cli = logged_in
     assert cli.json("domains", "-a", app) == []
     host = f"{unique('www')}.example.com"
-    done = cli("domains:add", host, "-a", app)
-    # The domain is stored first; refreshing the route needs the runner.
-    assert done.returncode == 0 or "not implemented yet" in done.stderr, done.stderr
+    assert f"Added {host}" in cli.ok("domains:add", host.upper(), "-a", app).stdout
     assert [d["hostname"] for d in cli.json("domains", "-a", app)] == [host]
     assert host in cli.ok("domains", "-a", app).stdout
     assert "invalid hostname" in cli.fails(1, "domains:add", "not a host", "-a", app)
-    done = cli("domains:remove", host, "-a", app)
-    assert done.returncode == 0 or "not implemented yet" in done.stderr, done.stderr
+    cli.ok("domains:remove", host, "-a", app)
     assert cli.json("domains", "-a", app) == []
     assert "has no domain" in cli.fails(1, "domains:remove", host, "-a", app)
 
