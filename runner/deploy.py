@@ -35,7 +35,8 @@ def health_check(settings: Settings, env: dict[str, str]) -> HealthCheck:
         timeout = int(env.get(HEALTH_TIMEOUT_VAR) or settings.health_timeout)
     except ValueError:
         timeout = settings.health_timeout
-    return HealthCheck(path=path, timeout=max(1, min(timeout, 600)))
+    # A short interval: the first answer is what a push waits for.
+    return HealthCheck(path=path, timeout=max(1, min(timeout, 600)), interval=0.1)
 
 
 def release_spec(settings: Settings, controller: Any, app: App, release: Release) -> ReleaseSpec:

@@ -75,8 +75,9 @@ EOF
   ( while sleep 60; do fetch_keys || true; done ) </dev/null >/dev/null 2>&1 &
 }
 
+# In the background: the app should not wait for host keys to be made.
 if [ -n "${SHIPWAY_KEYS_URL:-}" ] && [ -x /usr/sbin/sshd ]; then
-  start_sshd || log "ssh setup failed (ps:ssh unavailable)"
+  ( start_sshd || log "ssh setup failed (ps:ssh unavailable)" ) </dev/null &
 fi
 
 # --- the process -----------------------------------------------------------

@@ -102,10 +102,20 @@ def test_ssh_keys_of_the_apps_users_reach_the_replica(rig: Rig) -> None:
     rig.deploy(app, rig.release(app))
     [replica] = _serving(rig, app)
     c = docker.from_env().containers.get(replica.container_id)
-    code, out = c.exec_run(["cat", "/shipway/ssh/authorized_keys"])
-    assert public.split()[1] in out.decode()
-    code, out = c.exec_run(["bash", "-c", "pgrep -u 1000 -f 'sshd -f /shipway'"])
-    assert code == 0, out
+    # sshd starts beside the app (not before it), so give it a moment.
+    wait_for(lambda: public.split()[1] in
+             c.exec_run(["cat", "/shipway/ssh/authorized_keys"]).output.decode(), timeout=20)
+    wait_for(lambda: c.exec_run(["pgrep", "-u", "1000", "-f", "sshd -f /shipway"]).exit_code == 0,
+             timeout=20)
+    # A real SSH login with the user's key runs in the replica's environment.
+    c.reload()
+    ssh_port = c.attrs["NetworkSettings"]["Ports"]["2222/tcp"][0]["HostPort"]
+    result = subprocess.run(
+        ["ssh", "-i", str(key), "-p", ssh_port, "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+         "app@127.0.0.1", "echo $APP_NAME $APP_VERSION; pwd"],
+        capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == [app.name, "v1", "/app"], result.stderr
 
 
 def test_scale_up_and_down_keeps_existing_replicas(rig: Rig) -> None:

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Push-to-live benchmark: time from the start of `git push` to the new
+version's first 200 through nginx, for a cold first deploy (new app, empty
+build cache) and a warm redeploy of a one-line change, for the Procfile and
+the Elixir examples. Median of several runs, with the build / release /
+deploy split read from the push's own progress lines as they stream.
+
+Goal: warm <= 3 s, cold <= 10 s.
+Run: .venv/bin/python bench/push_to_live.py [--runs N] [--examples procfile,elixir]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import ShipwayServer, _stop_nginx, remove_docker_objects  # noqa: E402
+from tests.e2e.helpers import User, fetch  # noqa: E402
+
+# A one-line change per example: (file, old text, new text with {n}).
+CHANGES = {
+    "procfile": ("serve.py", "Hello from a Procfile", "Hello from a Procfile r{n}"),
+    "nodejs": ("server.js", "Hello from Node.js", "Hello from Node.js r{n}"),
+    "elixir": ("lib/hello.ex", '@marker "v1"', '@marker "r{n}"'),
+}
+
+
+def timed_push(user: User, server: ShipwayServer, app: str, version: int) -> dict[str, float]:
+    """Push, timestamping the pipeline's lines, while polling nginx for the
+    first 200 that comes from release `version`."""
+    marks: dict[str, float] = {}
+    stop = threading.Event()
+    expected = f"(release v{version})"
+
+    def poll() -> None:
+        deadline = time.monotonic() + 900
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                r = fetch(server, app, timeout=2)
+                if r.status_code == 200 and expected in r.text:
+                    marks["first_200"] = time.monotonic()
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    start = time.monotonic()
+    poller.start()
+    proc = subprocess.Popen(["git", "push", "shipway", "main"], cwd=str(user.src), env=user.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    tail: list[str] = []
+    buf = b""
+    while True:
+        chunk = proc.stderr.read1(4096)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = re.split(rb"[\r\n]", buf)
+        now = time.monotonic()
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            tail = (tail + [line])[-30:]
+            if "-----> Building" in line:
+                marks.setdefault("building", now)
+            elif re.search(r"Released v\d+", line):
+                marks.setdefault("released", now)
+            elif "-----> Starting" in line:
+                marks.setdefault("starting", now)
+            elif "is live at" in line:
+                marks.setdefault("live", now)
+    if proc.wait() != 0:
+        stop.set()
+        raise RuntimeError("push failed:\n" + "\n".join(tail))
+    marks["pushed"] = time.monotonic()
+    poller.join(60)
+    stop.set()
+    if "first_200" not in marks:
+        raise RuntimeError(f"{expected} never answered through nginx")
+    rel = {k: v - start for k, v in marks.items()}
+    return {
+        "total": rel["first_200"],
+        "build": rel.get("released", 0.0),
+        "release": rel.get("starting", 0.0) - rel.get("released", 0.0),
+        "deploy": rel.get("live", 0.0) - rel.get("starting", 0.0),
+        "push_returned": rel["pushed"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--examples", default="procfile,elixir")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-push-to-live-"))
+    server = ShipwayServer(tmp / "data")
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    try:
+        server.start()
+        print("stack image and server ready", flush=True)
+        for example in args.examples.split(","):
+            path, old, new = CHANGES[example]
+            for run in range(args.runs):
+                user = User(server, tmp / f"home-{example}-{run}")
+                user.shipway("signup", "--email", f"b{run}-{example}@example.com",
+                             "--password", "correct horse battery")
+                app = f"{example[:4]}{run}-{server.instance[-6:]}"
+                user.shipway("create", app)
+                user.checkout_example(example, app)
+                cold = timed_push(user, server, app, 1)
+                results.setdefault((example, "cold"), []).append(cold)
+                source = user.src / path
+                text = source.read_text()
+                assert old in text, f"{example}: {old!r} not in {path}"
+                source.write_text(text.replace(old, new.format(n=run), 1))
+                user.commit("one-line change")
+                warm = timed_push(user, server, app, 2)
+                results.setdefault((example, "warm"), []).append(warm)
+                print(f"{example} run {run + 1}: cold {cold['total']:.2f} s, "
+                      f"warm {warm['total']:.2f} s", flush=True)
+                user.shipway("-a", app, "apps:destroy", "--confirm", app)
+        print(f"\nmedian of {args.runs} run(s), seconds from `git push` to the first 200 of "
+              "the new release through nginx:")
+        print(f"  {'example':<9} {'kind':<5} {'total':>7} {'build':>7} {'release':>8} "
+              f"{'deploy':>7} {'push returned':>14}  goal")
+        met = True
+        for (example, kind), rows in results.items():
+            med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+            goal = 3.0 if kind == "warm" else 10.0
+            ok = med["total"] <= goal
+            met &= ok
+            print(f"  {example:<9} {kind:<5} {med['total']:>7.2f} {med['build']:>7.2f} "
+                  f"{med['release']:>8.2f} {med['deploy']:>7.2f} {med['push_returned']:>14.2f}  "
+                  f"<= {goal:g} s {'met' if ok else 'NOT met'}")
+        print("  (build = push start to 'Released vN': upload, build, slug stored; "
+              "release = to the first replica starting; deploy = start, health, route)")
+        return 0
+    finally:
+        server.stop()
+        remove_docker_objects(server.instance)
+        _stop_nginx(server.data_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
