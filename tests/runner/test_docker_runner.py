@@ -5,6 +5,7 @@ from __future__ import annotations
 import docker
 import docker.errors
 import pytest
+import requests
 
 from controller.errors import DeployFailed
 from runner.docker_runner import DockerRunner
@@ -194,3 +195,14 @@ def test_destroy_removes_containers_and_route(rig: Rig) -> None:
     rig.controller.destroy_app(rig.user, app.name)
     assert rig.runner.replicas(app.name) == []
     assert rig.get(app).status_code == 404
+
+
+def test_custom_domain_is_routed_and_unrouted(rig: Rig) -> None:
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    domain = f"{unique('www')}.example.org"
+    rig.controller.add_domain(rig.user, app.name, domain)
+    url = f"http://127.0.0.1:{rig.settings.router_port}/"
+    assert requests.get(url, headers={"Host": domain}, timeout=10).text.startswith("v1")
+    rig.controller.remove_domain(rig.user, app.name, domain)
+    assert requests.get(url, headers={"Host": domain}, timeout=10).status_code == 404
