@@ -306,10 +306,6 @@ class DockerRunner:
                 log.failure("runner: supervision pass failed")
 
     def _supervise_once(self) -> None:
-        containers = self.docker.list()
-        by_app: dict[str, dict[str, Replica]] = defaultdict(dict)
-        for r in containers:
-            by_app[r.app][r.id] = r
         for app, spec in list(self._desired.items()):
             if app in self._repairing:
                 continue
@@ -317,7 +313,10 @@ class DockerRunner:
             if not lock.acquire(blocking=False):
                 continue  # a deploy or scale is working on it
             try:
-                self._check_app(app, spec, by_app.get(app, {}))
+                # Listed under the lock: a deploy that just finished must not
+                # look like replicas that vanished.
+                if self._desired.get(app) is spec:
+                    self._check_app(app, spec, {r.id: r for r in self.docker.list(app)})
             finally:
                 lock.release()
 
@@ -372,12 +371,26 @@ class DockerRunner:
             self._repairing.discard(app)
 
     def _remove_orphans(self) -> None:
+        # Containers first, then apps: a container listed here belongs to an
+        # app created before the app list was read, so it cannot be mistaken.
+        containers = self.docker.list()
         names = {a.name for a in self.controller.all_apps()}
-        for r in self.docker.list():
-            if r.app not in names and r.id not in self._retiring:
-                with self._lock(r.app):
-                    self._desired.pop(r.app, None)
-                    self._live.pop(r.app, None)
-                    self.docker.remove(r.id)
+        for r in containers:
+            if r.app in names or r.id in self._retiring:
+                continue
+            with self._lock(r.app):
+                try:
+                    self.controller.app_by_name(r.app)
+                    continue
+                except NotFound:
+                    pass
+                log.info("runner: removing {name} (app {app} is gone)", name=r.name, app=r.app)
+                self._desired.pop(r.app, None)
+                self._live.pop(r.app, None)
+                self.docker.remove(r.id)
         for app in set(self.router.routes()) - names:
-            self.router.remove_route(app)
+            with self._lock(app):
+                try:
+                    self.controller.app_by_name(app)
+                except NotFound:
+                    self.router.remove_route(app)
