@@ -124,8 +124,7 @@ class DockerBuilder:
             result = self._run_buildpacks(container, request, packs, detect_mode, output,
                                           timed_out)
             output("-----> Compressing the slug")
-            bits, _ = container.get_archive(BUILD_DIR)
-            sha, size = write_slug(bits, slug_path, self.settings.max_slug_bytes, slugignore)
+            sha, size = self._slug(container, slug_path, slugignore)
             self._check(timed_out)
             output(f"-----> Slug {size / 1024 / 1024:.1f} MB, sha256 {sha[:12]}")
             return BuildResult(slug_path=slug_path, sha256=sha, size=size,
@@ -239,6 +238,20 @@ class DockerBuilder:
             network_mode="bridge" if s.build_network else "none",
             detach=True,
         )
+
+    def _slug(self, container: Any, dest: Path, slugignore: list[str]) -> tuple[str, int]:
+        """Stream `/app` out of the container into the slug. The response is
+        closed whatever happens: an unread archive stream keeps the engine
+        busy with the container, and removing it would then hang."""
+        api = self.client.api
+        response = api._get(api._url("/containers/{0}/archive", container.id),
+                            params={"path": BUILD_DIR}, stream=True)
+        try:
+            api._raise_for_status(response)
+            return write_slug(response.iter_content(1024 * 1024), dest,
+                              self.settings.max_slug_bytes, slugignore)
+        finally:
+            response.close()
 
     def _exec(self, container: Any, cmd: list[str], output: Output | None,
               env: dict[str, str] | None = None) -> tuple[int, bytes]:

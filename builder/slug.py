@@ -49,13 +49,17 @@ class _MeasuredWriter(io.RawIOBase):
         self.out, self.limit = out, limit
         self.size = 0
         self.sha = hashlib.sha256()
+        self.over = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.over:  # already failed: the tar's closing writes go nowhere
+            return len(data)
         self.size += len(data)
         if self.size > self.limit:
+            self.over = True
             raise BuildFailed(f"slug is larger than the limit of {_mb(self.limit)}",
                               reason="slug too large")
         self.sha.update(data)
@@ -64,7 +68,7 @@ class _MeasuredWriter(io.RawIOBase):
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1024 / 1024:.0f} MB"
+    return f"{n / 1024 / 1024:.1f} MB"
 
 
 def parse_slugignore(text: str) -> list[str]:

@@ -1,0 +1,99 @@
+"""Failing compile, timeout, over-size slug, and clean-up after a build
+process is killed with SIGKILL mid-build."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from builder.docker_builder import DockerBuilder
+from controller.errors import BuildFailed
+from tests.builder.helpers import make_app
+from tests.conftest import ROOT
+
+
+def _app_with_compile(tmp_path: Path, compile_body: str, name: str = "app") -> tuple[Path, str]:
+    return make_app(tmp_path, {".buildpacks": "./pack\n", "pack/bin/detect": "#!/bin/sh\necho Pack\n",
+                               "pack/bin/compile": "#!/bin/bash\n" + compile_body}, name=name)
+
+
+def _containers(instance: str) -> list:
+    return docker.from_env().containers.list(all=True,
+                                             filters={"label": f"shipway.instance={instance}"})
+
+
+def test_failing_compile_fails_with_its_output(tmp_path: Path, builder, run_build) -> None:
+    repo, sha = _app_with_compile(tmp_path, "echo 'compiling...'\necho 'error: boom-4217' >&2\nexit 3\n")
+    from tests.builder.conftest import Recorder
+    out = Recorder()
+    from builder.interface import BuildRequest
+    with pytest.raises(BuildFailed) as e:
+        builder.build(BuildRequest(app="app", repo_path=repo, commit=sha, env={}), out)
+    assert e.value.reason == "build failed"
+    assert "exit 3" in str(e.value)
+    assert "compiling..." in out.lines and "error: boom-4217" in out.lines
+    assert _containers(builder.settings.instance) == []
+    assert list((builder.temp_base).iterdir()) == []
+
+
+def test_timeout(tmp_path: Path, make_builder, run_build) -> None:
+    builder = make_builder(build_timeout=4)
+    repo, sha = _app_with_compile(tmp_path, "echo started\nsleep 120\n")
+    started = time.monotonic()
+    with pytest.raises(BuildFailed) as e:
+        run_build(repo, sha, using=builder)
+    assert e.value.reason == "build timed out"
+    assert time.monotonic() - started < 60
+    assert _containers(builder.settings.instance) == []
+
+
+def test_oversize_slug(tmp_path: Path, make_builder, run_build) -> None:
+    builder = make_builder(max_slug_bytes=200_000)
+    repo, sha = _app_with_compile(tmp_path, "head -c 2000000 /dev/urandom > \"$1/big.bin\"\n")
+    with pytest.raises(BuildFailed) as e:
+        run_build(repo, sha, using=builder)
+    assert e.value.reason == "slug too large"
+    assert list(builder.temp_base.iterdir()) == []
+
+
+def test_leftovers_are_removed_after_kill_9(tmp_path: Path, make_builder) -> None:
+    """A process running a build is SIGKILLed mid-compile: its container and
+    temp dir stay behind, and cleanup_leftovers (run at server start) removes
+    them."""
+    builder = make_builder()
+    repo, sha = _app_with_compile(tmp_path, "echo started\nsleep 300\n")
+    s = builder.settings
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from builder.docker_builder import DockerBuilder
+        from builder.interface import BuildRequest
+        from server.settings import Settings
+        b = DockerBuilder(Settings(data_dir=Path({str(s.data_dir)!r}), instance={s.instance!r},
+                                   stack_image={s.stack_image!r}))
+        b.build(BuildRequest(app="app", repo_path=Path({str(repo)!r}), commit={sha!r}, env={{}}),
+                lambda line: print(line, flush=True))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(ROOT),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        else:
+            pytest.fail("the build never started")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert len(_containers(s.instance)) == 1
+    assert list(builder.temp_base.iterdir())
+    DockerBuilder(s).cleanup_leftovers()
+    assert _containers(s.instance) == []
+    assert list(builder.temp_base.iterdir()) == []

@@ -1,0 +1,76 @@
+"""Proved from inside the build container: no capabilities, no Docker
+socket, no host files, only the app's own cache; the cache persists and the
+clean flag empties it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.builder.helpers import make_app, slug_file
+
+PROBE = r"""#!/bin/bash
+set -e
+out="$1/probe"
+mkdir -p "$out"
+grep CapEff /proc/self/status | awk '{print $2}' > "$out/capeff"
+grep NoNewPrivs /proc/self/status | awk '{print $2}' > "$out/nonewprivs"
+id -u > "$out/uid"
+found=""
+for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do
+  [ -e "$s" ] && found="$found $s"
+done
+echo "sockets:$found" > "$out/sockets"
+ls -A "$2" | sort > "$out/cache-before"
+echo "$SHIPWAY_APP_MARK" > "$2/mark-$(cat "$3/MARK")"
+( find / -xdev -name "$(cat "$3/HOSTMARK")" 2>/dev/null || true ) > "$out/host-find"
+cat /proc/self/mountinfo | awk '{print $5}' > "$out/mounts"
+echo "probe ran"
+"""
+
+
+def _probe_app(tmp_path: Path, name: str) -> tuple[Path, str]:
+    return make_app(tmp_path, {".buildpacks": "./probe\n", "probe/bin/detect": "#!/bin/sh\necho Probe\n",
+                               "probe/bin/compile": PROBE}, name=name)
+
+
+def test_build_container_is_confined(tmp_path: Path, run_build) -> None:
+    host_marker = f"host-only-{tmp_path.name}"
+    (tmp_path / host_marker).write_text("the build must not see this")
+    repo_a, sha_a = _probe_app(tmp_path, "a")
+    repo_b, sha_b = _probe_app(tmp_path, "b")
+    a1, out = run_build(repo_a, sha_a, app="appa", env={"MARK": "a1", "HOSTMARK": host_marker})
+    assert "probe ran" in out.lines
+    assert slug_file(a1.slug_path, "probe/capeff").strip() == "0000000000000000"
+    assert slug_file(a1.slug_path, "probe/nonewprivs").strip() == "1"
+    assert slug_file(a1.slug_path, "probe/uid").strip() == "1000"
+    assert slug_file(a1.slug_path, "probe/sockets").strip() == "sockets:"
+    assert slug_file(a1.slug_path, "probe/host-find").strip() == ""
+    mounts = slug_file(a1.slug_path, "probe/mounts").split()
+    assert "/cache" in mounts and not any(m.startswith(("/var/run/docker", "/work", "/root"))
+                                         for m in mounts)
+    # the cache persists for the same app ...
+    a2, _ = run_build(repo_a, sha_a, app="appa", env={"MARK": "a2", "HOSTMARK": host_marker})
+    assert slug_file(a2.slug_path, "probe/cache-before").split() == ["mark-a1"]
+    # ... another app sees none of it ...
+    b1, _ = run_build(repo_b, sha_b, app="appb", env={"MARK": "b1", "HOSTMARK": host_marker})
+    assert slug_file(b1.slug_path, "probe/cache-before").split() == []
+    # ... and the clean flag empties it first
+    a3, out = run_build(repo_a, sha_a, app="appa", env={"MARK": "a3", "HOSTMARK": host_marker},
+                        clean=True)
+    assert slug_file(a3.slug_path, "probe/cache-before").split() == []
+    assert "-----> Clearing the build cache" in out.lines
+
+
+def test_cache_volume_is_labelled_and_removed(tmp_path: Path, builder, run_build) -> None:
+    import docker
+
+    repo, sha = _probe_app(tmp_path, "c")
+    run_build(repo, sha, app="appc", env={"MARK": "c", "HOSTMARK": "none"})
+    client = docker.from_env()
+    vol = client.volumes.get(builder.cache_volume_name("appc"))
+    assert vol.attrs["Labels"]["shipway.instance"] == builder.settings.instance
+    assert vol.attrs["Labels"]["shipway.app"] == "appc"
+    builder.remove_cache("appc")
+    assert not client.volumes.list(filters={"name": builder.cache_volume_name("appc")})
+    # no build container is left behind
+    assert not client.containers.list(
+        all=True, filters={"label": f"shipway.instance={builder.settings.instance}"})
