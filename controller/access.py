@@ -33,6 +33,17 @@ def to_app(row: Any) -> App:
                owner_email=row.owner_email, created_at=row.created_at)
 
 
+def lock_user(conn: Connection, user: User) -> None:
+    """Hold the user's row until commit (PostgreSQL), so limit counts made
+    in this transaction cannot be raced; SQLite's write lock covers it."""
+    conn.execute(sa.select(users.c.id).where(users.c.id == user.id).with_for_update())
+
+
+def lock_app(conn: Connection, app: App) -> None:
+    """Same for an app's row: serialises changes to one app's state."""
+    conn.execute(sa.select(apps.c.id).where(apps.c.id == app.id).with_for_update())
+
+
 def not_found(name: object) -> NotFound:
     return NotFound(f"no app named {str(name)[:80]!r}")
 
@@ -79,6 +90,7 @@ class AccessMixin(StoreBase):
         try:
             with self.db.write() as conn:
                 found = self._authorize(conn, user, app, "owner")
+                lock_app(conn, found)
                 other = conn.execute(sa.select(users.c.id).where(users.c.email == email)).first()
                 if other is None:
                     raise NotFound(f"no user with email {email}")

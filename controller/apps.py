@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from controller.access import AccessMixin, app_select, not_found, to_app
+from controller.access import AccessMixin, app_select, lock_user, not_found, to_app
 from controller.base import log
 from controller.db import apps, collaborators, now
 from controller.errors import BadRequest, Conflict
@@ -58,6 +58,7 @@ class AppsMixin(AccessMixin):
             candidate = wanted or generate_name()
             try:
                 with self.db.write() as conn:
+                    lock_user(conn, user)  # the count below holds under concurrency
                     owned = conn.execute(sa.select(sa.func.count()).select_from(apps)
                                          .where(apps.c.owner_id == user.id)).scalar_one()
                     if owned >= limit:

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from controller.access import lock_app
 from controller.db import apps, config_vars, releases
 from controller.errors import BadRequest, TooLarge
 from controller.models import App, Release, User
@@ -96,7 +97,7 @@ class ConfigMixin(ReleasesMixin):
             found = self._authorize(conn, user, app, "write")
             # Serialise config changes of one app (PostgreSQL; SQLite's write
             # transaction already holds the database lock).
-            conn.execute(sa.select(apps.c.id).where(apps.c.id == found.id).with_for_update())
+            lock_app(conn, found)
             changed = False
             for name in unset:
                 changed |= bool(conn.execute(config_vars.delete().where(

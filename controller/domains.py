@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from controller.access import lock_app
 from controller.db import domains, now
 from controller.errors import BadRequest, Conflict, NotFound
 from controller.formation import FormationMixin
@@ -56,6 +57,7 @@ class DomainsMixin(FormationMixin):
         try:
             with self.db.write() as conn:
                 found = self._authorize(conn, user, app, "write")
+                lock_app(conn, found)
                 if conn.execute(sa.select(domains.c.id).where(domains.c.hostname == host)).first():
                     raise Conflict(f"{host} is already in use")
                 count = conn.execute(sa.select(sa.func.count()).select_from(domains)

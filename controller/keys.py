@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from twisted.conch.ssh import keys as conch_keys
 
+from controller.access import lock_user
 from controller.base import StoreBase
 from controller.db import now, ssh_keys, users
 from controller.errors import BadRequest, Conflict, NotFound
@@ -116,6 +117,7 @@ class KeysMixin(StoreBase):
         limit = self.settings.limits.ssh_keys_per_user
         try:
             with self.db.write() as conn:
+                lock_user(conn, user)
                 taken = conn.execute(sa.select(ssh_keys.c.user_id).where(
                     ssh_keys.c.fingerprint == parsed.fingerprint)).first()
                 if taken:
