@@ -46,3 +46,21 @@ def assert_json_error(r: Any, status: int) -> dict:
     assert body["code"] == status and isinstance(body["error"], str) and body["error"]
     assert "Traceback" not in r.text
     return body
+
+
+def snapshot(w: World) -> dict[str, Any]:
+    """Everything a bad request might have changed."""
+    api, app = w.owner.api, w.app
+    return {
+        "apps": [a["name"] for a in api.get("/api/apps").json()],
+        "collab_apps": [a["name"] for a in w.collab.api.get("/api/apps").json()],
+        "other_keys": w.other.api.get("/api/account/ssh_keys").json(),
+        "collab_keys": w.collab.api.get("/api/account/ssh_keys").json(),
+        "config": api.get(f"/api/apps/{app}/config").json(),
+        "releases": api.get(f"/api/apps/{app}/releases").json(),
+        "domains": api.get(f"/api/apps/{app}/domains").json(),
+        "collaborators": api.get(f"/api/apps/{app}/collaborators").json(),
+        "keys": api.get("/api/account/ssh_keys").json(),
+        "info": api.get(f"/api/apps/{app}").json(),
+        "account": api.get("/api/account").status_code,
+    }

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 from controller.api_routes import ROUTES, Route
-from tests.api.helpers import World, assert_json_error, make_world, new_public_key
+from tests.api.helpers import World, assert_json_error, make_world, new_public_key, snapshot
 from tests.conftest import unique
 
 ROLES = ("none", "wrong", "other", "collab", "owner")
@@ -155,6 +155,7 @@ def test_auth_matrix(shipway_server, route: Route) -> None:
         kw: dict[str, Any] = {"headers": _headers(world, role, cell)}
         if body is not None:
             kw["json"] = body
+        before = snapshot(world) if route.method != "GET" else None
         r = shipway_server.api().request(route.method, "/api" + path, **kw)
         want = expected[role]
         seen[role] = r.status_code
@@ -164,10 +165,14 @@ def test_auth_matrix(shipway_server, route: Route) -> None:
             if want == 401:
                 assert r.headers["WWW-Authenticate"] == 'Basic realm="shipway"'
             assert body_json["code"] == want
+            if before is not None:  # a refused change changed nothing
+                assert snapshot(world) == before, (role, route.path)
         else:
             assert r.status_code == want, (role, r.status_code, r.text)
             assert r.headers["Content-Type"].startswith("application/json")
-            r.json()
+            data = r.json()
+            if route.path == "/account/api_key":  # the old key is dead: keep using the world
+                world.user(role).api_key = data["api_key"]
     assert set(seen) == set(ROLES)
 
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from controller.api_routes import ROUTES, Route
-from tests.api.helpers import World, assert_json_error, make_world, new_public_key
+from tests.api.helpers import World, assert_json_error, make_world, new_public_key, snapshot
 from tests.conftest import unique
 
 LIMIT = 1024 * 1024  # Limits.request_body_bytes default
@@ -25,21 +25,6 @@ def world(shipway_server) -> World:
 def concrete(route: Route, app: str) -> str:
     return "/api" + route.path.format(app=app, key="1", hostname="x.example.com",
                                       email="x@example.com")
-
-
-def snapshot(w: World) -> dict[str, Any]:
-    """Everything a bad request might have changed."""
-    api, app = w.owner.api, w.app
-    return {
-        "apps": [a["name"] for a in api.get("/api/apps").json()],
-        "config": api.get(f"/api/apps/{app}/config").json(),
-        "releases": api.get(f"/api/apps/{app}/releases").json(),
-        "domains": api.get(f"/api/apps/{app}/domains").json(),
-        "collaborators": api.get(f"/api/apps/{app}/collaborators").json(),
-        "keys": api.get("/api/account/ssh_keys").json(),
-        "info": api.get(f"/api/apps/{app}").json(),
-        "account": api.get("/api/account").status_code,
-    }
 
 
 BODY_ROUTES = [r for r in ROUTES if r.body]
