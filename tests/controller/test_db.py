@@ -1,0 +1,85 @@
+"""The database layer: migrations to head, URL mapping, concurrent writers
+racing for limits and uniqueness."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+
+from controller.db import engine_url
+from controller.errors import BadRequest, Conflict
+from controller.migrations import SCRIPTS, alembic_config
+from server.settings import Limits
+
+
+def test_url_mapping():
+    assert engine_url("postgresql://u@h:5/db") == "postgresql+psycopg://u@h:5/db"
+    assert engine_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert engine_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_migrations_ship_inside_the_package():
+    import controller
+
+    assert SCRIPTS.parent == Path(controller.__file__).resolve().parent
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() is not None
+
+
+def test_schema_is_at_head_and_reopen_is_a_no_op(store, open_store):
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with store.db.read() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == head
+    open_store()
+    with store.db.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+
+
+def race(n, fn):
+    results, errors = [], []
+    barrier = threading.Barrier(n)
+
+    def run(i):
+        barrier.wait()
+        try:
+            results.append(fn(i))
+        except Exception as e:  # noqa: BLE001 - collected for the assertions
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results, errors
+
+
+def test_concurrent_signups_of_one_email(store):
+    results, errors = race(6, lambda i: store.signup("same@example.com", "a-long-password"))
+    assert len(results) == 1
+    assert len(errors) == 5 and all(isinstance(e, Conflict) for e in errors)
+
+
+def test_app_limit_holds_under_concurrency(open_store):
+    store = open_store(limits=Limits(apps_per_user=3))
+    user = store.signup("racer@example.com", "a-long-password")[0]
+    results, errors = race(8, lambda i: store.create_app(user, f"race-app-{i}"))
+    assert len(results) == 3
+    assert all(isinstance(e, BadRequest) for e in errors) and len(errors) == 5
+    assert len(store.list_apps(user)) == 3
+
+
+def test_one_name_one_app_under_concurrency(store):
+    users = [store.signup(f"n{i}@example.com", "a-long-password")[0] for i in range(4)]
+    results, errors = race(4, lambda i: store.create_app(users[i], "contested"))
+    assert len(results) == 1 and all(isinstance(e, Conflict) for e in errors)
+    assert store.app_by_name("contested").owner_id == results[0].owner_id
+
+
+def test_concurrent_domain_claims(store, owner):
+    count = 6
+    apps = [store.create_app(owner, f"domain-app-{i}") for i in range(count)]
+    results, errors = race(count, lambda i: store.add_domain(owner, apps[i].name,
+                                                             "shared.example.com"))
+    assert len(results) == 1 and all(isinstance(e, Conflict) for e in errors)
