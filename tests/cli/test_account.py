@@ -113,3 +113,22 @@ def test_ssh_keys(logged_in: Cli, tmp_path) -> None:
     assert [k["id"] for k in cli.json("account:ssh_keys")] == [third["id"]]
     assert cli.fails(1, "account:ssh_keys:remove", "999999").startswith("Error: no SSH key")
     assert "cannot read" in cli.fails(2, "account:ssh_keys:add", "@/nonexistent/key.pub")
+
+
+def test_global_options_and_credential_sources(cli: Cli) -> None:
+    email, _ = cli.signup()
+    key = (cli.home / ".netrc").read_text().split()[-1]
+    # --url/--json/-a before the verb work like after it; --url beats SHIPWAY_URL.
+    data = json.loads(cli.ok("--url", cli.server.url, "--json", "account",
+                             env={"SHIPWAY_URL": "http://127.0.0.1:1"}).stdout)
+    assert data["email"] == email
+    assert "cannot reach" in cli.fails(1, "account", env={"SHIPWAY_URL": "http://127.0.0.1:1",
+                                                          "SHIPWAY_API_KEY": key})
+    # Without the CLI's config, the ~/.netrc entry is enough ...
+    (cli.home / ".config" / "shipway" / "config.json").unlink()
+    assert cli.json("account")["email"] == email
+    # ... and SHIPWAY_API_KEY wins over both.
+    (cli.home / ".netrc").unlink()
+    assert cli.fails(1, "account").startswith("Error: not logged in")
+    assert cli.json("account", env={"SHIPWAY_API_KEY": key})["email"] == email
+    assert "invalid API key" in cli.fails(1, "account", env={"SHIPWAY_API_KEY": "sw_bogus"})

@@ -1,6 +1,8 @@
 """config, config:set, config:unset, releases, releases:rollback."""
 from __future__ import annotations
 
+import json
+
 from tests.cli.conftest import Cli
 
 
@@ -10,6 +12,7 @@ def test_config_set_show_unset(logged_in: Cli, app: str) -> None:
     out = cli.ok("config:set", "A=1", "B=x=y", "EMPTY=", "-a", app).stdout
     assert "Set A, B, EMPTY" in out and "No release yet" in out
     assert cli.json("config", "-a", app)["config"] == {"A": "1", "B": "x=y", "EMPTY": ""}
+    assert json.loads(cli.ok("-a", app, "--json", "config").stdout)["config"]["A"] == "1"
     table = cli.ok("config", "-a", app).stdout.splitlines()
     assert table[0].split() == ["NAME", "VALUE"] and table[2].split() == ["B", "x=y"]
     data = cli.json("config:unset", "A", "EMPTY", "-a", app)
