@@ -50,7 +50,7 @@ def main() -> int:
         print(f"app {app} ({args.example}), replica port {paths['direct']}, nginx port "
               f"{paths['nginx']}; {args.connections} connections, {args.seconds:g} s x "
               f"{args.rounds} rounds per path", flush=True)
-        worst = 0.0
+        worst = float("-inf")
         for keepalive in (True, False):
             mode = "keep-alive" if keepalive else "new connection per request"
             results: dict[str, list[dict]] = {"direct": [], "nginx": []}

@@ -9,9 +9,11 @@ requests finish), so a stopped platform leaves no listener behind.
 Every change renders the whole configuration to a new file, checks it with
 `nginx -t`, moves it into place atomically and reloads with SIGHUP: nginx
 starts workers on the new configuration and lets the old ones finish their
-in-flight requests. `set_route` returns only once a fresh connection is
-answered by the new configuration *and* the old workers are gone, so callers
-may stop the replicas the old configuration pointed at.
+in-flight requests. `set_route` returns once fresh connections are answered
+by the new configuration; `wait_drained` then waits for the old workers to
+finish what they were serving, which is what a caller must wait for before
+stopping the replicas the old configuration pointed at (the runner does that
+in the background, so a long request or a WebSocket never slows a deploy).
 """
 from __future__ import annotations
 
@@ -36,7 +38,6 @@ from server.settings import Settings
 log = Logger()
 
 APPLY_TIMEOUT = 15.0  # seconds for new workers to answer after a reload
-DRAIN_TIMEOUT = 30.0  # seconds to wait for old workers to finish requests
 
 
 class RouterError(RuntimeError):
@@ -74,6 +75,16 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _is_nginx(pid: int) -> bool:
+    """A live nginx process (a drained worker's pid may be reused)."""
+    if not _alive(pid):
+        return False
+    try:
+        return b"nginx" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -104,6 +115,7 @@ class NginxRouter:
         self._routes: dict[str, Route] = {}
         self._generation = 0
         self._started = False
+        self._draining: set[int] = set()  # old workers finishing requests
 
     # --- IRouter ---------------------------------------------------------
     def start(self) -> None:
@@ -211,13 +223,20 @@ class NginxRouter:
         old_workers = _children(pid)
         os.kill(pid, signal.SIGHUP)
         self._wait_generation(generation)
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while old_workers and time.monotonic() < deadline:
-            old_workers = {w for w in old_workers if _alive(w)}
-            if old_workers:
-                time.sleep(0.02)
-        if old_workers:
-            log.warn("router: old nginx workers {pids} still draining", pids=sorted(old_workers))
+        self._draining |= old_workers
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until the workers of every replaced configuration have
+        finished their requests and exited; False if some still run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._draining = {w for w in self._draining if _is_nginx(w)}
+                if not self._draining:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
 
     def _cmd(self, conf: str) -> list[str]:
         binary = shutil.which(self.settings.nginx_binary) or self.settings.nginx_binary

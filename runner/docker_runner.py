@@ -250,6 +250,11 @@ class DockerRunner:
 
         def stop(r: Replica) -> None:
             try:
+                # Requests nginx's old workers still send to these replicas
+                # finish first (bounded by the same grace as the stop).
+                wait_drained = getattr(self.router, "wait_drained", None)
+                if wait_drained is not None and not wait_drained(self.settings.stop_grace):
+                    log.warn("runner: nginx still draining; stopping {name} anyway", name=r.name)
                 self.docker.stop(r.id, self.settings.stop_grace)
             except Exception:  # noqa: BLE001
                 log.failure("runner: stopping {name} failed", name=r.name)

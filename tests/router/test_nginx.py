@@ -133,6 +133,10 @@ def test_reload_lets_in_flight_requests_finish(settings, router, upstreams) -> N
     time.sleep(0.3)
     router.set_route(Route(app="slow", hostnames=["slow.localhost"],
                            upstreams=[("127.0.0.1", two.port)]))
+    # The old worker still serves the slow request; it is drained after.
+    assert router.wait_drained(0.1) is False
+    assert "r" not in result
+    assert router.wait_drained(10) is True
     t.join(10)
     assert result["r"].status_code == 200 and result["r"].text.startswith("one")
     assert get(settings, "slow.localhost").text.startswith("two")
