@@ -211,3 +211,42 @@ def test_destroying_the_app_removes_its_repo(pusher: Pusher) -> None:
     r = pusher.user.api.delete(f"/api/apps/{app}")
     assert r.status_code in (200, 204), r.text
     assert not path.exists()
+
+
+def test_concurrent_pushes_different_apps_and_same_branch(
+        shipway_server: ShipwayServer, tmp_path: Path) -> None:
+    """Two apps pushed at once are both served; two pushes racing for one
+    branch never corrupt it: the ref ends at one of the two commits."""
+    import os
+    import threading
+
+    p = Pusher(shipway_server, shipway_server.signup(), tmp_path / "owner")
+    apps = [p.create_app(), p.create_app()]
+    repos = [p.new_repo(f"r{i}", files={f"blob{j}.bin": os.urandom(300_000).hex()
+                                        for j in range(4)}) for i in range(2)]
+    results: dict[int, subprocess.CompletedProcess] = {}
+
+    def push(i: int, app: str, branch: str) -> None:
+        url = p.ssh_url(app) if i % 2 == 0 else p.http_url(app)
+        results[i] = p.git("push", "--force", url, f"main:{branch}", cwd=repos[i % 2],
+                           check=False)
+
+    threads = [threading.Thread(target=push, args=(i, apps[i], "feature")) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for i in range(2):
+        assert results[i].returncode == 0, output(results[i])
+        assert remote_refs(p, p.ssh_url(apps[i]))["refs/heads/feature"] == p.head(repos[i])
+
+    results.clear()
+    threads = [threading.Thread(target=push, args=(i, apps[0], "race")) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert any(r.returncode == 0 for r in results.values())
+    final = remote_refs(p, p.ssh_url(apps[0]))["refs/heads/race"]
+    assert final in (p.head(repos[0]), p.head(repos[1]))
+    run(["git", "fsck", "--strict"], cwd=shipway_server.data_dir / "repos" / f"{apps[0]}.git")
