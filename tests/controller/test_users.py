@@ -102,3 +102,22 @@ def test_keys_survive_reopen_and_depend_on_the_secret(open_store, store):
     other = open_store(api_key_secret="a-different-server-secret")
     with pytest.raises(Unauthorized):
         other.user_for_api_key(key)
+
+
+def test_login_upgrades_an_old_password_hash(store):
+    import argon2
+    import sqlalchemy as sa
+
+    from controller.db import users
+
+    user, key = store.signup("h@example.com", "a-long-password")
+    old_hash = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(
+        "a-long-password")
+    with store.db.write() as conn:
+        conn.execute(users.update().where(users.c.id == user.id).values(password_hash=old_hash))
+    assert store.login("h@example.com", "a-long-password") == (user, key)
+    with store.db.read() as conn:
+        new_hash = conn.execute(sa.select(users.c.password_hash)
+                                .where(users.c.id == user.id)).scalar_one()
+    assert new_hash != old_hash and "m=19456,t=2,p=1" in new_hash
+    assert store.login("h@example.com", "a-long-password") == (user, key)
