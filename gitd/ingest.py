@@ -16,11 +16,15 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Protocol
 
 CHUNK = 256 * 1024
+# A client that stops sending in the middle of a pack (and keeps the
+# connection open) must not hold a thread and an index-pack forever.
+IDLE_TIMEOUT = 120.0
 
 
 class PackError(Exception):
@@ -94,9 +98,11 @@ class Quarantine:
         """Copy until index-pack has the whole pack (it exits by itself after
         the trailer; the client sends nothing more) or the input ends."""
         received = 0
+        last = time.monotonic()
         while True:
             chunk = source.recv(CHUNK, 0.05)
             if chunk:
+                last = time.monotonic()
                 received += len(chunk)
                 if received > max_bytes:
                     proc.kill()
@@ -108,6 +114,9 @@ class Quarantine:
                     return
             elif source.eof or proc.poll() is not None:
                 return
+            elif time.monotonic() - last > IDLE_TIMEOUT:
+                proc.kill()
+                raise PackError(f"no pack data for {IDLE_TIMEOUT:.0f}s; giving up")
 
     def check(self, tips: list[str]) -> dict[str, str]:
         """The type of each pushed tip ("missing" if absent), after checking
