@@ -2,7 +2,8 @@
 `click` error (exit 1) instead of a traceback."""
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Callable
 from urllib.parse import quote
 
 import click
@@ -11,6 +12,7 @@ import requests
 # Deploys run inside the request (config:set, rollback, scale), so reads may
 # take as long as a deploy does; connecting must not.
 TIMEOUT = (10, 30 * 60)
+NDJSON = "application/x-ndjson"
 
 
 class ServerError(click.ClickException):
@@ -33,15 +35,22 @@ class Client:
         self.url = url
         self.api_key = api_key
 
-    def call(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
-        headers = {"Accept": "application/json"}
+    def call(self, method: str, path: str, body: Any = None, auth: bool = True,
+             progress: Callable[[str], None] | None = None) -> Any:
+        """The answer's JSON. With `progress`, a deploy's lines are passed to
+        it as the server streams them (NDJSON)."""
+        headers = {"Accept": "application/x-ndjson, application/json" if progress
+                   else "application/json"}
         if auth:
             if not self.api_key:
                 raise ServerError(f"not logged in to {self.url}: run `shipway login`")
             headers["Authorization"] = f"Bearer {self.api_key}"
         try:
             response = requests.request(method, f"{self.url}/api{path}", json=body,
-                                        headers=headers, timeout=TIMEOUT)
+                                        headers=headers, timeout=TIMEOUT,
+                                        stream=progress is not None)
+            if progress and response.headers.get("Content-Type", "").startswith(NDJSON):
+                return self._streamed(response, progress)
         except requests.ConnectionError:
             raise ServerError(f"cannot reach the Shipway server at {self.url} "
                               "(is it running? set --url or SHIPWAY_URL)") from None
@@ -49,6 +58,26 @@ class Client:
             raise ServerError(f"the Shipway server at {self.url} did not answer in time") from None
         except requests.RequestException as e:
             raise ServerError(f"request to {self.url} failed: {e}") from None
+        return self._answer(response, auth)
+
+    def _streamed(self, response: requests.Response, progress: Callable[[str], None]) -> Any:
+        last: Any = None
+        for raw in response.iter_lines():
+            if not raw:
+                continue
+            try:
+                last = json.loads(raw)
+            except ValueError:
+                raise ServerError(f"unexpected answer from {self.url} (bad NDJSON)") from None
+            if isinstance(last, dict) and "log" in last:
+                progress(str(last["log"]))
+        if isinstance(last, dict) and "result" in last:
+            return last["result"]
+        if isinstance(last, dict) and last.get("error"):
+            raise ServerError(str(last["error"]), last.get("code"))
+        raise ServerError(f"the answer from {self.url} ended early")
+
+    def _answer(self, response: requests.Response, auth: bool) -> Any:
         try:
             data = response.json()
         except ValueError:

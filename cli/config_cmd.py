@@ -33,8 +33,8 @@ def register(cli: click.Group) -> None:
             if not sep or not key:
                 raise click.UsageError(f"expected KEY=VALUE, got {item!r}")
             values[key] = value
-        data = session.client.call("PATCH", f"/apps/{seg(session.app)}/config", values)
-        session.progress(data)
+        data = session.client.call("PATCH", f"/apps/{seg(session.app)}/config", values,
+                                   progress=session.show_progress)
         session.emit(data, f"Set {', '.join(values)} on {session.app}. {_release_note(data)}")
 
     @api_command(cli, "config:unset", app=True)
@@ -42,6 +42,6 @@ def register(cli: click.Group) -> None:
     def config_unset(session: Session, keys: tuple[str, ...]) -> None:
         """Remove config vars (deploys a new release when the app has one)."""
         data = session.client.call("DELETE", f"/apps/{seg(session.app)}/config",
-                                   {"keys": list(keys)})
-        session.progress(data)
+                                   {"keys": list(keys)},
+                                   progress=session.show_progress)
         session.emit(data, f"Unset {', '.join(keys)} on {session.app}. {_release_note(data)}")

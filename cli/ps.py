@@ -38,14 +38,14 @@ def register(cli: click.Group) -> None:
             formation[name] = int(value)
         if not formation:
             raise click.UsageError("nothing to scale: pass --replicas N or TYPE=N")
-        data = session.client.call("PUT", f"/apps/{seg(session.app)}/formation", formation)
-        session.progress(data)
+        data = session.client.call("PUT", f"/apps/{seg(session.app)}/formation", formation,
+                                   progress=session.show_progress)
         session.emit(data, f"Scaled {session.app}: " + ", ".join(
             f"{k}={v}" for k, v in sorted(data["formation"].items())))
 
     @api_command(cli, "ps:restart", app=True)
     def restart(session: Session) -> None:
         """Replace every replica of the current release."""
-        data = session.client.call("POST", f"/apps/{seg(session.app)}/restart")
-        session.progress(data)
+        data = session.client.call("POST", f"/apps/{seg(session.app)}/restart",
+                                   progress=session.show_progress)
         session.emit(data, f"Restarted {session.app}.")

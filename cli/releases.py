@@ -28,8 +28,8 @@ def register(cli: click.Group) -> None:
             except ValueError:
                 raise click.UsageError(f"VERSION must be a release number like 3 or v3, "
                                        f"got {version!r}") from None
-        data = session.client.call("POST", f"/apps/{seg(session.app)}/releases/rollback", body)
-        session.progress(data)
+        data = session.client.call("POST", f"/apps/{seg(session.app)}/releases/rollback",
+                                   body, progress=session.show_progress)
         release = data["release"]
         session.emit(data, f"Rolled back {session.app}: release v{release['version']} "
                            f"({release['description']}) is {release['status']}.")

@@ -30,11 +30,11 @@ class Session:
         elif human is not None:
             click.echo(human)
 
-    def progress(self, data: Any) -> None:
-        """Echo the deploy progress lines a request returned (not with --json)."""
-        if not self.as_json and isinstance(data, dict):
-            for line in data.get("log") or []:
-                click.echo(f"  {line}", err=True)
+    @staticmethod
+    def show_progress(line: str) -> None:
+        """A deploy's progress line, as the server streams it (on stderr, so
+        --json output on stdout stays exact)."""
+        click.echo(f"  {line}", err=True)
 
 
 def api_command(group: click.Group, name: str, app: bool = False) -> Callable:

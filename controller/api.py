@@ -7,6 +7,10 @@ the reactor's thread pool; the reactor thread only parses the request and
 writes the answer. Errors are mapped here, once: `ShipwayError` → its status
 and `{"error", "code"}`; `NotImplementedError` (a part not built yet) → 501;
 anything else → 500 with a generic message and the traceback in the log only.
+
+Deploys (config change, rollback, scale, restart) run to the end inside the
+request; a client that sends `Accept: application/x-ndjson` sees their
+progress lines as they happen (see `Stream`).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 import attrs
-from twisted.internet import defer, threads
+from twisted.internet import defer, reactor, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -32,6 +36,7 @@ log = Logger(namespace="shipway.api")
 
 RunInThread = Callable[..., defer.Deferred]
 AUTH_CHALLENGE = b'Basic realm="shipway"'
+NDJSON = b"application/x-ndjson"
 
 
 @attrs.frozen
@@ -43,6 +48,7 @@ class Incoming:
     segments: list[str]
     authorization: str | None
     body: bytes
+    wants_stream: bool = False
 
 
 class ApiError(Exception):
@@ -58,10 +64,12 @@ class ApiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, services: Any, run_in_thread: RunInThread = threads.deferToThread) -> None:
+    def __init__(self, services: Any, run_in_thread: RunInThread = threads.deferToThread,
+                 call_on_reactor: Callable[..., Any] | None = None) -> None:
         super().__init__()
         self.services = services
         self.run_in_thread = run_in_thread
+        self.call_on_reactor = call_on_reactor or reactor.callFromThread
 
     # Twisted calls render for every method; we dispatch ourselves.
     def render(self, request: Request) -> int:  # type: ignore[override]
@@ -75,9 +83,11 @@ class ApiResource(Resource):
             return NOT_DONE_YET
         finished = {"gone": False}
         request.notifyFinish().addErrback(lambda _f: finished.update(gone=True))
-        d = self.run_in_thread(self._handle, route, params, incoming)
-        d.addCallbacks(lambda result: self._answer(request, finished, *result),
-                       lambda f: self._fail(request, finished, route, f))
+        stream = Stream(request, finished) if route.streams and incoming.wants_stream else None
+        progress = (lambda line: self.call_on_reactor(stream.line, line)) if stream else None
+        d = self.run_in_thread(self._handle, route, params, incoming, progress)
+        d.addCallbacks(lambda result: self._answer(request, finished, stream, *result),
+                       lambda f: self._fail(request, finished, stream, route, f))
         return NOT_DONE_YET
 
     def _read(self, request: Request) -> Incoming:
@@ -107,7 +117,7 @@ class ApiResource(Resource):
         return Incoming(method=request.method.decode("ascii", "replace").upper(),
                         segments=segments,
                         authorization=auth.decode("latin-1") if auth is not None else None,
-                        body=body)
+                        body=body, wants_stream=NDJSON in (request.getHeader(b"accept") or b""))
 
     def _route(self, incoming: Incoming) -> tuple[Route, dict[str, str]]:
         found, allowed = match(incoming.method, incoming.segments)
@@ -120,10 +130,12 @@ class ApiResource(Resource):
         raise ApiError(404, "no such API endpoint: /api/" + "/".join(incoming.segments)[:200])
 
     # --- in the worker thread -----------------------------------------------
-    def _handle(self, route: Route, params: dict[str, str], incoming: Incoming) -> tuple[int, Any]:
+    def _handle(self, route: Route, params: dict[str, str], incoming: Incoming,
+                progress: Callable[[str], None] | None) -> tuple[int, Any]:
         body = _parse_body(incoming.body) if route.body else None
         user = self._authenticate(incoming.authorization) if route.auth else None
-        call = Call(services=self.services, user=user, params=params, body=body)
+        call = Call(services=self.services, user=user, params=params, body=body,
+                    progress=progress)
         return route.status, route.handler(call)
 
     def _authenticate(self, header: str | None) -> User:
@@ -149,16 +161,48 @@ class ApiResource(Resource):
         raise Unauthorized("unsupported Authorization scheme: use Bearer or Basic")
 
     # --- back on the reactor thread -------------------------------------------
-    def _answer(self, request: Request, finished: dict, status: int, payload: Any) -> None:
-        if not finished["gone"]:
+    def _answer(self, request: Request, finished: dict, stream: "Stream | None",
+                status: int, payload: Any) -> None:
+        if stream is not None and stream.started:
+            stream.end({"result": payload})
+        elif not finished["gone"]:
             _write(request, status, payload)
 
-    def _fail(self, request: Request, finished: dict, route: Route, failure: Failure) -> None:
+    def _fail(self, request: Request, finished: dict, stream: "Stream | None", route: Route,
+              failure: Failure) -> None:
         status, payload = error_payload(failure, route)
+        if stream is not None and stream.started:
+            stream.end(payload)
+            return
         if status == 401:
             request.setHeader(b"WWW-Authenticate", AUTH_CHALLENGE)
         if not finished["gone"]:
             _write(request, status, payload)
+
+
+class Stream:
+    """A deploy's progress as NDJSON: `{"log": line}` per line as it happens,
+    then `{"result": answer}` or `{"error", "code"}`. The 200 and headers go
+    out with the first line, so a failure before any progress (bad input, no
+    permission) is still an ordinary JSON error with its status."""
+
+    def __init__(self, request: Request, finished: dict) -> None:
+        self.request, self.finished, self.started = request, finished, False
+
+    def line(self, text: str) -> None:
+        if self.finished["gone"]:
+            return
+        if not self.started:
+            self.started = True
+            self.request.setResponseCode(200)
+            self.request.setHeader(b"Content-Type", NDJSON)
+            self.request.setHeader(b"Cache-Control", b"no-store")
+        self.request.write(json.dumps({"log": text}).encode("utf-8") + b"\n")
+
+    def end(self, payload: dict[str, Any]) -> None:
+        if not self.finished["gone"]:
+            self.request.write(json.dumps(payload, default=str).encode("utf-8") + b"\n")
+            self.request.finish()
 
 
 def error_payload(failure: Failure, route: Route) -> tuple[int, dict[str, Any]]:

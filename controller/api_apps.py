@@ -57,7 +57,7 @@ def set_config(call: Call) -> dict[str, Any]:
     for name, value in values.items():
         if not isinstance(value, str):
             raise BadRequest(f"config value of {name[:80]!r} must be a string")
-    lines, output = output_collector()
+    lines, output = output_collector(call.progress)
     release = call.controller.set_config(call.me, call.params["app"], dict(values), output)
     return _config_answer(call, release, lines)
 
@@ -66,7 +66,7 @@ def unset_config(call: Call) -> dict[str, Any]:
     keys = call.field("keys", list)
     if not keys or not all(isinstance(k, str) for k in keys):
         raise BadRequest("field 'keys' must be a non-empty list of strings")
-    lines, output = output_collector()
+    lines, output = output_collector(call.progress)
     release = call.controller.unset_config(call.me, call.params["app"], list(keys), output)
     return _config_answer(call, release, lines)
 
@@ -86,7 +86,7 @@ def rollback(call: Call) -> dict[str, Any]:
     version = call.field("version", int, required=False)
     if version is not None and version < 1:
         raise BadRequest("field 'version' must be a release number (1 or more)")
-    lines, output = output_collector()
+    lines, output = output_collector(call.progress)
     release = call.controller.rollback(call.me, call.params["app"], version, output)
     return {"release": release_json(release), "log": lines}
 
@@ -107,13 +107,13 @@ def scale(call: Call) -> dict[str, Any]:
     for name, count in counts.items():
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise BadRequest(f"replica count of {name[:80]!r} must be a whole number >= 0")
-    lines, output = output_collector()
+    lines, output = output_collector(call.progress)
     formation = call.controller.scale(call.me, call.params["app"], dict(counts), output)
     return {"formation": formation, "log": lines}
 
 
 def restart(call: Call) -> dict[str, Any]:
-    lines, output = output_collector()
+    lines, output = output_collector(call.progress)
     call.controller.restart(call.me, call.params["app"], output)
     return {"ok": True, "log": lines}
 

@@ -22,6 +22,8 @@ class Route:
     auth: bool = True
     body: bool = False  # parse the body as a JSON object
     status: int = 200  # on success
+    # A deploy: with `Accept: application/x-ndjson` the progress streams.
+    streams: bool = False
 
     @property
     def segments(self) -> list[str]:
@@ -47,13 +49,13 @@ ROUTES: list[Route] = [
     R("GET", "/apps/{app}", apps.app_info),
     R("DELETE", "/apps/{app}", apps.destroy_app),
     R("GET", "/apps/{app}/config", apps.get_config),
-    R("PATCH", "/apps/{app}/config", apps.set_config, body=True),
-    R("DELETE", "/apps/{app}/config", apps.unset_config, body=True),
+    R("PATCH", "/apps/{app}/config", apps.set_config, body=True, streams=True),
+    R("DELETE", "/apps/{app}/config", apps.unset_config, body=True, streams=True),
     R("GET", "/apps/{app}/releases", apps.list_releases),
-    R("POST", "/apps/{app}/releases/rollback", apps.rollback, body=True),
+    R("POST", "/apps/{app}/releases/rollback", apps.rollback, body=True, streams=True),
     R("GET", "/apps/{app}/ps", apps.ps),
-    R("PUT", "/apps/{app}/formation", apps.scale, body=True),
-    R("POST", "/apps/{app}/restart", apps.restart),
+    R("PUT", "/apps/{app}/formation", apps.scale, body=True, streams=True),
+    R("POST", "/apps/{app}/restart", apps.restart, streams=True),
     R("GET", "/apps/{app}/domains", apps.list_domains),
     R("POST", "/apps/{app}/domains", apps.add_domain, body=True, status=201),
     R("DELETE", "/apps/{app}/domains/{hostname}", apps.remove_domain),

@@ -4,7 +4,7 @@ OpenAPI document and the CLI agree)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -20,6 +20,9 @@ class Call:
     user: User | None
     params: dict[str, str]
     body: dict[str, Any] | None
+    # Where deploy progress lines go as they happen (a streaming response),
+    # besides the `log` list of the final answer.
+    progress: Callable[[str], None] | None = None
 
     @property
     def controller(self) -> Any:
@@ -50,14 +53,18 @@ _JSON_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an obj
                bool: "true or false"}
 
 
-def output_collector() -> tuple[list[str], Any]:
+def output_collector(forward: Callable[[str], None] | None = None) -> tuple[list[str], Any]:
     """A list of deploy progress lines and the `output` callable that fills it
-    (bounded: a runaway deploy log must not fill memory)."""
+    (bounded: a runaway deploy log must not fill memory), also passing each
+    line to `forward` when the client streams."""
     lines: list[str] = []
 
     def output(line: str) -> None:
+        line = str(line).rstrip("\n")
         if len(lines) < 2000:
-            lines.append(str(line).rstrip("\n"))
+            lines.append(line)
+        if forward is not None:
+            forward(line)
 
     return lines, output
 

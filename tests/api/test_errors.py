@@ -99,3 +99,70 @@ def test_disconnected_client_is_not_written_to() -> None:
     request.processingFailed(Failure(ConnectionError("client went away")))
     pending[0].callback(None)
     assert request.written == []
+
+
+class Deploying:
+    """Authenticates anyone; `set_config` reports progress lines then returns
+    (or raises the injected failure) — as the real deployer's output does."""
+
+    def __init__(self, lines: list[str], exc: BaseException | None = None) -> None:
+        self.lines, self.exc = lines, exc
+
+    def user_for_api_key(self, key: str) -> User:
+        return ME
+
+    def set_config(self, user: User, app: str, values: dict, output: Any) -> None:
+        for line in self.lines:
+            output(line)
+        if self.exc is not None:
+            raise self.exc
+        return None
+
+    def get_config(self, user: User, app: str) -> dict:
+        return {"A": "1"}
+
+
+def stream(controller: Any, accept: bytes = b"application/x-ndjson") -> DummyRequest:
+    services = SimpleNamespace(settings=Settings(), controller=controller)
+    resource = ApiResource(services, run_in_thread=lambda f, *a: defer.maybeDeferred(f, *a),
+                           call_on_reactor=lambda f, *a: f(*a))
+    request = DummyRequest([b"apps", b"x", b"config"])
+    request.method, request.path = b"PATCH", b"/api/apps/x/config"
+    request.content = io.BytesIO(b'{"A": "1"}')
+    request.requestHeaders.addRawHeader(b"authorization", b"Bearer k")
+    request.requestHeaders.addRawHeader(b"accept", accept)
+    resource.render(request)
+    assert request.finished
+    return request
+
+
+def ndjson(request: DummyRequest) -> list[dict]:
+    return [json.loads(line) for line in b"".join(request.written).splitlines()]
+
+
+def test_deploy_progress_streams_as_ndjson() -> None:
+    request = stream(Deploying(["building", "starting web.1"]))
+    assert request.responseCode == 200
+    assert request.responseHeaders.getRawHeaders(b"content-type") == [b"application/x-ndjson"]
+    assert ndjson(request) == [
+        {"log": "building"}, {"log": "starting web.1"},
+        {"result": {"config": {"A": "1"}, "release": None, "log": ["building", "starting web.1"]}},
+    ]
+
+
+def test_failure_after_progress_ends_the_stream_with_the_error() -> None:
+    request = stream(Deploying(["starting web.1"], DeployFailed("web crashed", ["boom"])))
+    assert ndjson(request) == [{"log": "starting web.1"},
+                               {"error": "web crashed", "code": 422, "log_tail": ["boom"]}]
+
+
+def test_failure_before_progress_keeps_its_status() -> None:
+    request = stream(Deploying([], Conflict("busy")))
+    assert request.responseCode == 409
+    assert json.loads(b"".join(request.written)) == {"error": "busy", "code": 409}
+
+
+def test_without_the_accept_header_the_answer_is_plain_json() -> None:
+    request = stream(Deploying(["building"]), accept=b"application/json")
+    assert request.responseCode == 200
+    assert json.loads(b"".join(request.written))["log"] == ["building"]

@@ -4,6 +4,7 @@ then ps, ps:scale, ps:restart, apps:info, releases, releases:rollback,
 config:set (a new release) and apps:destroy, against real containers."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -65,8 +66,12 @@ def test_push_then_manage_with_the_cli(shipway_server, stack_image, logged_in: C
     after = {r["container_id"] for r in running(cli, repo)}
     assert len(after) == 2 and not after & before
 
-    data = cli.json("config:set", "GREETING=bonjour", cwd=repo)
+    done = cli.ok("config:set", "GREETING=bonjour", "--json", cwd=repo)
+    data = json.loads(done.stdout)
     assert data["release"]["version"] == 2 and data["release"]["status"] == "succeeded"
+    # The deploy's progress streamed to stderr, the same lines as the answer's log.
+    assert data["log"] and [line.strip() for line in done.stderr.splitlines()] == \
+        [line.strip() for line in data["log"]]
     assert "(release v2)" in page(cli, app)
 
     rolled = cli.json("releases:rollback", cwd=repo)["release"]
@@ -78,6 +83,20 @@ def test_push_then_manage_with_the_cli(shipway_server, stack_image, logged_in: C
     assert "v3" in cli.ok("releases", cwd=repo).stdout.splitlines()[1]
     assert "Rolled back" in cli.ok("releases:rollback", "v2", cwd=repo).stdout
     assert "(release v4) bonjour" in page(cli, app)
+
+    # The API itself, streaming: progress objects, then the result.
+    key = (cli.home / ".netrc").read_text().split()[-1]
+    r = requests.put(f"{cli.server.url}/api/apps/{app}/formation", json={"web": 1},
+                     headers={"Authorization": f"Bearer {key}",
+                              "Accept": "application/x-ndjson"}, timeout=600)
+    assert r.status_code == 200
+    objects = [json.loads(line) for line in r.text.splitlines()]
+    if len(objects) > 1:  # scaling down may have nothing to report
+        assert r.headers["Content-Type"] == "application/x-ndjson"
+        assert all("log" in o for o in objects[:-1])
+        assert objects[-1]["result"]["formation"] == {"web": 1}
+    else:
+        assert objects[0]["formation"] == {"web": 1}
 
     cli.ok("apps:destroy", "--confirm", app, cwd=repo)
     assert app not in [a["name"] for a in cli.json("apps")]
