@@ -70,6 +70,7 @@ class ReceivePack:
         self.repo_path = repos.ensure(app.name)
         self.caps: set[bytes] = set()
         self._write_lock = threading.Lock()
+        self.client_gone = False
 
     # --- advertisement ---------------------------------------------------
     def advertise(self) -> None:
@@ -219,9 +220,16 @@ class ReceivePack:
         """One line for the pusher ("remote: ..."), sent at once."""
         if b"side-band-64k" not in self.caps:
             return
+        if self.client_gone:
+            return
         data = (line.rstrip("\n") + "\n").encode("utf-8", "replace")
-        with self._write_lock:
-            self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
+        try:
+            with self._write_lock:
+                self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
+        except (GitProtocolError, OSError):
+            # The pusher hung up. A deploy under way must not be cut short by
+            # its output callback failing: carry on, quietly.
+            self.client_gone = True
 
     def _report(self, unpack: str, status: dict[str, str | None],
                 updates: list[RefUpdate]) -> None:

@@ -159,3 +159,32 @@ def test_concurrent_pushes_to_different_apps_both_deploy(pusher: Pusher) -> None
         assert results[i].returncode == 0, output(results[i])
         assert "-----> Released v1" in output(results[i])
         assert served(pusher, apps[i]).status_code == 200
+
+
+def test_pusher_hanging_up_mid_build_does_not_break_the_deploy(pusher: Pusher) -> None:
+    app = pusher.create_app()
+    repo = pusher.new_repo(files=EXAMPLE)
+    proc = subprocess.Popen(["git", "push", pusher.ssh_url(app), "main"], cwd=repo,
+                            env=pusher.env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    assert proc.stderr is not None
+    for raw in iter(proc.stderr.readline, b""):
+        if b"-----> Building" in raw:
+            break
+    import os
+    import signal
+    os.killpg(proc.pid, signal.SIGKILL)  # git and its ssh: the pusher is gone
+    proc.wait(10)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = [r for r in releases(pusher, app) if r["status"] in ("succeeded", "failed")]
+        if done:
+            break
+        time.sleep(1)
+    assert [r["status"] for r in releases(pusher, app)] == ["succeeded"]
+    assert served(pusher, app).status_code == 200
+    for _ in range(20):  # the ref moves right after the deploy
+        if remote_refs(pusher, pusher.ssh_url(app)).get("refs/heads/main") == pusher.head(repo):
+            break
+        time.sleep(0.5)
+    assert remote_refs(pusher, pusher.ssh_url(app))["refs/heads/main"] == pusher.head(repo)
