@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from controller.errors import BuildFailed
 
-COMPRESS_LEVEL = 3  # slugs are written on every push: favour speed
+COMPRESS_LEVEL = 1  # slugs are written on every push: favour speed
 
 
 class ChunkReader(io.RawIOBase):
