@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from controller.access import lock_app
 from controller.apps import AppsMixin
 from controller.base import log, silent
 from controller.db import apps, now, releases, slugs
@@ -95,6 +96,9 @@ class ReleasesMixin(AppsMixin):
         if slug is not None and slug.app_id != app.id:
             raise BadRequest(f"slug {slug.id} does not belong to {app.name}")
         with self.db.write() as conn:
+            # Lock before reading the config: a higher version then always
+            # carries config at least as new as every lower one.
+            lock_app(conn, app)
             return self._insert_release(conn, app, slug, self._config(conn, app),
                                         description, created_by)
 
