@@ -74,3 +74,13 @@ def test_cache_volume_is_labelled_and_removed(tmp_path: Path, builder, run_build
     # no build container is left behind
     assert not client.containers.list(
         all=True, filters={"label": f"shipway.instance={builder.settings.instance}"})
+
+
+def test_build_network_off(tmp_path: Path, make_builder, run_build) -> None:
+    builder = make_builder(build_network=False)
+    repo, sha = make_app(tmp_path, {".buildpacks": "./p\n", "p/bin/detect": "#!/bin/sh\necho P\n",
+                                    "p/bin/compile": "#!/bin/sh\nls /sys/class/net > \"$1/nets\"\n"})
+    result, _ = run_build(repo, sha, using=builder)
+    assert slug_file(result.slug_path, "nets").split() == ["lo"]
+    on, _ = run_build(repo, sha, app="other")  # the default: networking on, like Heroku
+    assert "eth0" in slug_file(on.slug_path, "nets").split()
