@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import click
 import requests
+import requests.auth
 
 # Deploys run inside the request (config:set, rollback, scale), so reads may
 # take as long as a deploy does; connecting must not.
@@ -30,6 +31,21 @@ def seg(value: str | int) -> str:
     return quote(str(value), safe="")
 
 
+class _Bearer(requests.auth.AuthBase):
+    """The API key as a Bearer token. Always passed as `auth`, even without a
+    key: otherwise requests would send ~/.netrc's entry for the host instead
+    (and that may be another account, or a key SHIPWAY_API_KEY overrides)."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        if self.api_key:
+            request.headers["Authorization"] = f"Bearer {self.api_key}"
+        return request
+
+
 class Client:
     def __init__(self, url: str, api_key: str | None = None) -> None:
         self.url = url
@@ -41,13 +57,12 @@ class Client:
         it as the server streams them (NDJSON)."""
         headers = {"Accept": "application/x-ndjson, application/json" if progress
                    else "application/json"}
-        if auth:
-            if not self.api_key:
-                raise ServerError(f"not logged in to {self.url}: run `shipway login`")
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        if auth and not self.api_key:
+            raise ServerError(f"not logged in to {self.url}: run `shipway login`")
         try:
             response = requests.request(method, f"{self.url}/api{path}", json=body,
                                         headers=headers, timeout=TIMEOUT,
+                                        auth=_Bearer(self.api_key if auth else None),
                                         stream=progress is not None)
             if progress and response.headers.get("Content-Type", "").startswith(NDJSON):
                 return self._streamed(response, progress)

@@ -42,6 +42,9 @@ class ApiClient:
         if self.api_key and "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {self.api_key}"
         kw.setdefault("timeout", 600)
+        # An explicit (no-op) auth: otherwise requests takes ~/.netrc's entry
+        # for 127.0.0.1 (which `shipway login` writes) over our header.
+        kw.setdefault("auth", lambda r: r)
         return requests.request(method, self.base_url + path, headers=headers, **kw)
 
     def get(self, path: str, **kw: Any) -> requests.Response:

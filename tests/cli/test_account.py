@@ -82,11 +82,7 @@ def test_api_key_reset(logged_in: Cli) -> None:
     assert data["api_key"] != old
     assert (logged_in.home / ".netrc").read_text().split()[-1] == data["api_key"]
     logged_in.ok("account")  # the CLI uses the new key
-    import requests
-
-    r = requests.get(logged_in.server.url + "/api/account",
-                     headers={"Authorization": f"Bearer {old}"}, timeout=30)
-    assert r.status_code == 401
+    assert logged_in.server.api(old).get("/api/account").status_code == 401
 
 
 def test_ssh_keys(logged_in: Cli, tmp_path) -> None:
@@ -127,8 +123,11 @@ def test_global_options_and_credential_sources(cli: Cli) -> None:
     # Without the CLI's config, the ~/.netrc entry is enough ...
     (cli.home / ".config" / "shipway" / "config.json").unlink()
     assert cli.json("account")["email"] == email
-    # ... and SHIPWAY_API_KEY wins over both.
+    # ... and SHIPWAY_API_KEY wins over it, even over a stale entry that
+    # requests would otherwise send on its own.
+    (cli.home / ".netrc").write_text(f"machine 127.0.0.1 login {email} password sw_stale\n")
+    assert "invalid API key" in cli.fails(1, "account")
+    assert cli.json("account", env={"SHIPWAY_API_KEY": key})["email"] == email
     (cli.home / ".netrc").unlink()
     assert cli.fails(1, "account").startswith("Error: not logged in")
-    assert cli.json("account", env={"SHIPWAY_API_KEY": key})["email"] == email
     assert "invalid API key" in cli.fails(1, "account", env={"SHIPWAY_API_KEY": "sw_bogus"})

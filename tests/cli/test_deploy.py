@@ -86,9 +86,8 @@ def test_push_then_manage_with_the_cli(shipway_server, stack_image, logged_in: C
 
     # The API itself, streaming: progress objects, then the result.
     key = (cli.home / ".netrc").read_text().split()[-1]
-    r = requests.put(f"{cli.server.url}/api/apps/{app}/formation", json={"web": 1},
-                     headers={"Authorization": f"Bearer {key}",
-                              "Accept": "application/x-ndjson"}, timeout=600)
+    r = cli.server.api(key).put(f"/api/apps/{app}/formation", json={"web": 1},
+                                headers={"Accept": "application/x-ndjson"})
     assert r.status_code == 200
     objects = [json.loads(line) for line in r.text.splitlines()]
     if len(objects) > 1:  # scaling down may have nothing to report
