@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
+    # requests would let a ~/.netrc entry for 127.0.0.1 override the API key.
+    os.environ["NETRC"] = os.devnull
 
     work = Path(tempfile.mkdtemp(prefix="push-bench-"))
     server = sshd = None

@@ -24,6 +24,7 @@ from controller.models import App, User
 from gitd.ingest import PackError, Quarantine, Source
 from gitd.repos import RepoStore
 from hooks.interface import ZERO_SHA, Push, PushOptions, RefUpdate
+from hooks.pipeline import ref_value
 
 log = Logger()
 
@@ -163,7 +164,7 @@ class ReceivePack:
         """What gitd refuses before the pipeline sees the ref."""
         if not check_ref_format(u.ref.encode()):
             return "funny refname"
-        current = self._ref(u.ref)
+        current = ref_value(self.repo_path, u.ref)
         if current != u.old:
             return "stale info (fetch first)"
         if u.new != ZERO_SHA:
@@ -189,16 +190,6 @@ class ReceivePack:
         except NotImplementedError:
             self.progress("the deploy pipeline is not available on this server")
             return {u.ref: "pipeline not available" for u in accepted}
-
-    def _ref(self, ref: str) -> str:
-        repo = Repo(str(self.repo_path))
-        try:
-            value = repo.refs[ref.encode()]
-        except KeyError:
-            value = None
-        finally:
-            repo.close()
-        return value.decode() if value else ZERO_SHA
 
     def _move(self, u: RefUpdate) -> str | None:
         repo = Repo(str(self.repo_path))

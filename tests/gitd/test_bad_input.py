@@ -68,7 +68,8 @@ def test_broken_pack_is_refused_and_repo_unchanged(pusher: Pusher, damage: str) 
         pack = pack[: len(pack) // 2]
     elif damage == "corrupt":
         middle = len(pack) // 2
-        pack = pack[:middle] + bytes(b ^ 0xFF for b in pack[middle:middle + 64]) + pack[middle + 64:]
+        flipped = bytes(b ^ 0xFF for b in pack[middle:middle + 64])
+        pack = pack[:middle] + flipped + pack[middle + 64:]
     else:
         pack = b"PACK" + os.urandom(500)
     before = repo_files(pusher, app)

@@ -106,11 +106,11 @@ def test_http_needs_credentials_netrc_works_wrong_key_refused(
     assert "could not read Username" in output(none) or "Authentication failed" in output(none)
 
     # A wrong API key: git shows the server's refusal.
-    wrong_url = owner.http_url(app).replace("http://", f"http://{owner.user.email.replace('@', '%40')}:not-the-key@")
+    login = owner.user.email.replace("@", "%40")
+    wrong_url = owner.http_url(app).replace("http://", f"http://{login}:not-the-key@")
     wrong = owner.git("push", wrong_url, "main:other", cwd=repo, check=False)
     assert wrong.returncode != 0 and "Authentication failed" in output(wrong)
-    right_url = owner.http_url(app).replace(
-        "http://", f"http://{owner.user.email.replace('@', '%40')}:{owner.user.api_key}@")
+    right_url = owner.http_url(app).replace("http://", f"http://{login}:{owner.user.api_key}@")
     owner.git("push", right_url, "main:other", cwd=repo)
     assert "refs/heads/other" in remote_refs(owner, owner.ssh_url(app))
 
