@@ -24,6 +24,7 @@ import docker
 import docker.errors
 import yaml
 from dulwich.repo import Repo
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
@@ -35,6 +36,7 @@ from controller.errors import BuildFailed
 from server.settings import Settings
 
 BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
+log = Logger()
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -88,7 +90,9 @@ class DockerBuilder:
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = docker.from_env(timeout=300)
+            # Long enough for a silent compile step: the build's own timer,
+            # not an HTTP read timeout, is what ends a stuck build.
+            self._client = docker.from_env(timeout=self.settings.build_timeout + 120)
         return self._client
 
     def cache_volume_name(self, app: str) -> str:
@@ -127,9 +131,13 @@ class DockerBuilder:
             sha, size = self._slug(container, slug_path, slugignore)
             self._check(timed_out)
             output(f"-----> Slug {size / 1024 / 1024:.1f} MB, sha256 {sha[:12]}")
+            log.info("build of {app} at {commit}: slug {sha} ({size} bytes) by {packs}",
+                     app=request.app, commit=request.commit, sha=sha, size=size, packs=result[0])
             return BuildResult(slug_path=slug_path, sha256=sha, size=size,
                                process_types=result[1], buildpacks=result[0])
-        except BuildFailed:
+        except BuildFailed as failed:
+            log.info("build of {app} at {commit} failed: {reason}", app=request.app,
+                     commit=request.commit, reason=failed.reason)
             slug_path.unlink(missing_ok=True)
             if timed_out.is_set():
                 raise self._timeout_error() from None
@@ -159,7 +167,13 @@ class DockerBuilder:
         """Build containers of this instance and the temp dir a killed server
         left behind (no build can be running when this is called at start)."""
         labels = [f"shipway.instance={self.settings.instance}", "shipway.role=build"]
-        for c in self.client.containers.list(all=True, filters={"label": labels}):
+        try:
+            leftovers = self.client.containers.list(all=True, filters={"label": labels})
+        except docker.errors.DockerException as e:  # no engine: nothing to clean, say why
+            log.warn("builder: cannot list leftover build containers: {error}", error=str(e))
+            leftovers = []
+        for c in leftovers:
+            log.info("builder: removing leftover build container {name}", name=c.name)
             try:
                 c.remove(force=True)
             except docker.errors.APIError:
