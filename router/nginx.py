@@ -146,7 +146,8 @@ class NginxRouter:
     def set_route(self, route: Route) -> None:
         check_route(route)
         with self._lock:
-            if self._routes.get(route.app) == route and self._started:
+            self._ensure_started()
+            if self._routes.get(route.app) == route:
                 return
             routes = dict(self._routes)
             routes[route.app] = route
@@ -154,11 +155,18 @@ class NginxRouter:
 
     def remove_route(self, app: str) -> None:
         with self._lock:
+            self._ensure_started()
             if app not in self._routes:
                 return
             routes = dict(self._routes)
             del routes[app]
             self._apply(routes)
+
+    def _ensure_started(self) -> None:
+        """A route change that comes before `start()` (a deploy during boot)
+        must not render a configuration without the saved routes."""
+        if not self._started:
+            self.start()
 
     # --- for the runner and tests ---------------------------------------
     def routes(self) -> dict[str, Route]:
