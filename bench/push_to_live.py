@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,8 +24,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import ShipwayServer, _stop_nginx, remove_docker_objects  # noqa: E402
-from tests.e2e.helpers import User, fetch  # noqa: E402
+from tests.conftest import ShipwayServer  # noqa: E402
+from tests.e2e.helpers import User, bench_server, fetch, new_app  # noqa: E402
 
 # A one-line change per example: (file, old text, new text with {n}).
 CHANGES = {
@@ -105,21 +103,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--examples", default="procfile,elixir")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-push-to-live-"))
-    server = ShipwayServer(tmp / "data")
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    try:
-        server.start()
-        print("stack image and server ready", flush=True)
+    with bench_server("push-to-live") as (server, tmp):
         for example in args.examples.split(","):
             path, old, new = CHANGES[example]
             for run in range(args.runs):
-                user = User(server, tmp / f"home-{example}-{run}")
-                user.shipway("signup", "--email", f"b{run}-{example}@example.com",
-                             "--password", "correct horse battery")
-                app = f"{example[:4]}{run}-{server.instance[-6:]}"
-                user.shipway("create", app)
-                user.checkout_example(example, app)
+                user, app = new_app(server, tmp / f"home-{example}-{run}", example, f"{example[:4]}{run}")
                 cold = timed_push(user, server, app, 1)
                 results.setdefault((example, "cold"), []).append(cold)
                 source = user.src / path
@@ -148,11 +137,6 @@ def main() -> int:
         print("  (build = push start to 'Released vN': upload, build, slug stored; "
               "release = to the first replica starting; deploy = start, health, route)")
         return 0
-    finally:
-        server.stop()
-        remove_docker_objects(server.instance)
-        _stop_nginx(server.data_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ Run: .venv/bin/python bench/router_overhead.py [--connections N] [--seconds S] [
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import ShipwayServer, _stop_nginx, remove_docker_objects  # noqa: E402
-from tests.e2e.helpers import User, fetch  # noqa: E402
+from tests.e2e.helpers import bench_server, fetch, new_app  # noqa: E402
 from tests.e2e.load import run_load  # noqa: E402
 
 
@@ -32,15 +29,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--example", default="nodejs")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-router-overhead-"))
-    server = ShipwayServer(tmp / "data")
-    try:
-        server.start()
-        user = User(server, tmp / "home")
-        user.shipway("signup", "--email", "bench@example.com", "--password", "correct horse battery")
-        app = "ro-" + server.instance[-8:]
-        user.shipway("create", app)
-        user.checkout_example(args.example, app)
+    with bench_server("router-overhead") as (server, tmp):
+        user, app = new_app(server, tmp / "home", args.example, "ro")
         user.push()
         assert fetch(server, app).status_code == 200
         [replica] = [r for r in user.shipway_json("-a", app, "ps")["replicas"]
@@ -78,11 +68,6 @@ def main() -> int:
         print(f"\ngoal: <= 10 % added -> {'met' if worst <= 0.10 else 'NOT met'} "
               f"(worst {worst * 100:.1f} %)")
         return 0
-    finally:
-        server.stop()
-        remove_docker_objects(server.instance)
-        _stop_nginx(server.data_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

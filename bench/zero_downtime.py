@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import ShipwayServer, _stop_nginx, remove_docker_objects  # noqa: E402
-from tests.e2e.helpers import User, fetch  # noqa: E402
+from tests.e2e.helpers import bench_server, fetch, new_app  # noqa: E402
 from tests.e2e.load import BackgroundLoad  # noqa: E402
 
 
@@ -32,15 +29,8 @@ def main() -> int:
                         help="keep-alive clients, and as many new-connection clients")
     parser.add_argument("--pause", type=float, default=0.01, help="seconds between a client's requests")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-zero-downtime-"))
-    server = ShipwayServer(tmp / "data")
-    try:
-        server.start()
-        user = User(server, tmp / "home")
-        user.shipway("signup", "--email", "bench@example.com", "--password", "correct horse battery")
-        app = "zd-" + server.instance[-8:]
-        user.shipway("create", app)
-        user.checkout_example("procfile", app)
+    with bench_server("zero-downtime") as (server, tmp):
+        user, app = new_app(server, tmp / "home", "procfile", "zd")
         user.push()
         assert fetch(server, app).status_code == 200
         serve = user.src / "serve.py"
@@ -79,11 +69,6 @@ def main() -> int:
         print(f"{'TOTAL':<22} {total_sent:>7} {total_failed:>7} {total_retried:>10}")
         print(f"goal: 0 failed -> {'met' if total_failed == 0 else 'NOT met'}")
         return 0 if total_failed == 0 else 1
-    finally:
-        server.stop()
-        remove_docker_objects(server.instance)
-        _stop_nginx(server.data_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -74,19 +74,22 @@ class Deployer:
 
     def apply_formation(self, app: App, output: Any) -> None:
         with self._lock(app.name):
-            release = self.controller.current_release(app)
-            if release is None or release.slug_id is None:
-                return  # nothing deployed yet: the formation applies at the first deploy
-            spec = release_spec(self.settings, self.controller, app, release)
-            self.runner.scale(spec, output)
+            spec = self._current_spec(app)
+            if spec is not None:  # else the formation applies at the first deploy
+                self.runner.scale(spec, output)
 
     def restart(self, app: App, output: Any) -> None:
         with self._lock(app.name):
-            release = self.controller.current_release(app)
-            if release is None or release.slug_id is None:
-                return
-            spec = release_spec(self.settings, self.controller, app, release)
-            self.runner.deploy(spec, output)
+            spec = self._current_spec(app)
+            if spec is not None:
+                self.runner.deploy(spec, output)
+
+    def _current_spec(self, app: App) -> ReleaseSpec | None:
+        """The spec of what is live now, None before the first deploy."""
+        release = self.controller.current_release(app)
+        if release is None or release.slug_id is None:
+            return None
+        return release_spec(self.settings, self.controller, app, release)
 
     def destroy(self, app: App) -> None:
         with self._lock(app.name):

@@ -3,19 +3,21 @@ own HOME (so its ~/.netrc is what `git push` authenticates with), real `git`
 in a working copy of an example app, and curl-like requests through nginx."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import requests
 
-from tests.conftest import ROOT, ShipwayServer
+from tests.conftest import ROOT, ShipwayServer, _stop_nginx, remove_docker_objects
 
 
 class User:
@@ -118,3 +120,34 @@ class Prober:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+def new_app(server: ShipwayServer, home: Path, example: str, prefix: str,
+            env: dict[str, str] | None = None) -> tuple[User, str]:
+    """A signed-up user with a new app and a git working copy of `example`
+    (config `env` set before the first push)."""
+    user = User(server, home)
+    user.shipway("signup", "--email", f"{home.name}-{prefix}@example.com",
+                 "--password", "correct horse battery")
+    app = f"{prefix}-{server.instance[-8:]}"
+    user.shipway("create", app)
+    if env:
+        user.shipway("-a", app, "config:set", *(f"{k}={v}" for k, v in env.items()))
+    user.checkout_example(example, app)
+    return user, app
+
+
+@contextlib.contextmanager
+def bench_server(prefix: str) -> Iterator[tuple[ShipwayServer, Path]]:
+    """A `shipway server` of its own for a benchmark, and a scratch dir; both
+    removed afterwards with the containers and nginx it started."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+    server = ShipwayServer(tmp / "data")
+    try:
+        server.start()
+        yield server, tmp
+    finally:
+        server.stop()
+        remove_docker_objects(server.instance)
+        _stop_nginx(server.data_dir)
+        shutil.rmtree(tmp, ignore_errors=True)

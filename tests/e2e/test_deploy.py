@@ -10,7 +10,7 @@ from __future__ import annotations
 import docker
 import pytest
 
-from tests.e2e.helpers import Prober, User, fetch, wait_for
+from tests.e2e.helpers import Prober, User, fetch, new_app, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -24,13 +24,9 @@ def _serving(user: User, app: str) -> list[dict]:
 
 def test_push_to_live_and_keep_serving(make_server, tmp_path) -> None:
     server = make_server(env={"SHIPWAY_STOP_GRACE": "3"})
-    user = User(server, tmp_path / "home")
-    user.shipway("signup", "--email", "dev@example.com", "--password", "correct horse battery")
-    app = "e2e-" + server.instance[-8:]
-    user.shipway("create", app)
     # A short health timeout so that the never-binding release fails fast.
-    user.shipway("-a", app, "config:set", "HEALTHCHECK_TIMEOUT=15")
-    user.checkout_example("procfile", app)
+    user, app = new_app(server, tmp_path / "home", "procfile", "e2e",
+                        env={"HEALTHCHECK_TIMEOUT": "15"})
 
     # v1: the example as it is.
     push = user.push()
@@ -122,11 +118,7 @@ def test_push_to_live_and_keep_serving(make_server, tmp_path) -> None:
 
 def test_destroy_stops_everything(make_server, tmp_path) -> None:
     server = make_server(env={"SHIPWAY_STOP_GRACE": "2"})
-    user = User(server, tmp_path / "home")
-    user.shipway("signup", "--email", "gone@example.com", "--password", "correct horse battery")
-    app = "gone-" + server.instance[-8:]
-    user.shipway("create", app)
-    user.checkout_example("procfile", app)
+    user, app = new_app(server, tmp_path / "home", "procfile", "gone")
     user.push()
     assert fetch(server, app).status_code == 200
     user.shipway("-a", app, "apps:destroy", "--confirm", app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.helpers import User, fetch
+from tests.e2e.helpers import fetch, new_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -13,12 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
                                                ("nodejs", "Hello from Node.js")])
 def test_example_is_served(make_server, tmp_path, example: str, greeting: str) -> None:
     server = make_server(env={"SHIPWAY_STOP_GRACE": "2"})
-    user = User(server, tmp_path / "home")
-    user.shipway("signup", "--email", f"{example}@example.com", "--password", "correct horse battery")
-    app = f"{example[:4]}-{server.instance[-8:]}"
-    user.shipway("create", app)
-    user.shipway("-a", app, "config:set", "GREETING=salut")
-    user.checkout_example(example, app)
+    user, app = new_app(server, tmp_path / "home", example, example[:4], env={"GREETING": "salut"})
     push = user.push()
     assert "is live at" in push.stderr
     r = fetch(server, app)
