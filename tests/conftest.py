@@ -20,6 +20,19 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run the suite with a fresh HOME, so a developer's ~/.netrc, git config
+    or Shipway login (e.g. from scripts/up.sh) cannot change what git,
+    requests or the CLI send."""
+    home = tmp_path_factory.mktemp("home")
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    yield
+    if saved is not None:
+        os.environ["HOME"] = saved
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
