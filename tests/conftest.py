@@ -26,6 +26,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     or Shipway login (e.g. from scripts/up.sh) cannot change what git,
     requests or the CLI send."""
     home = tmp_path_factory.mktemp("home")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Shipway Tests\n\temail = tests@shipway.invalid\n"
+        "[init]\n\tdefaultBranch = main\n")
     saved = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     yield
