@@ -51,3 +51,42 @@ def test_failing_compile_rejects_push_with_its_output(make_server, tmp_path, sta
     assert push.returncode != 0
     assert "fatal: widget-7731 missing" in push.stderr and "checking things" in push.stderr
     assert user.remote_head() == ""
+
+
+def test_server_killed_mid_build_leaves_nothing_after_restart(make_server, tmp_path,
+                                                              stack_image) -> None:
+    import subprocess
+    import time
+
+    import docker
+
+    user, app, server = _user(make_server, tmp_path, stack_image)
+    user.checkout_example("procfile", app)
+    (user.src / ".buildpacks").write_text("./slow\n")
+    (user.src / "slow" / "bin").mkdir(parents=True)
+    for name, body in (("detect", "echo Slow"), ("compile", "echo slow-compile-started; sleep 600")):
+        script = user.src / "slow" / "bin" / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    user.commit("a build that never ends")
+    push = subprocess.Popen(["git", "push", "shipway", "main"], cwd=str(user.src), env=user.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = docker.from_env()
+    labels = [f"shipway.instance={server.instance}", "shipway.role=build"]
+    temp = server.data_dir / "tmp" / "builds"
+    try:
+        deadline = time.time() + 120
+        while not client.containers.list(filters={"label": labels}):
+            assert time.time() < deadline, "the build container never started"
+            time.sleep(0.5)
+        server.kill9()
+    finally:
+        push.kill()
+        push.wait()
+    assert client.containers.list(all=True, filters={"label": labels})  # left behind
+    assert any(temp.iterdir())
+    server.start()  # same data dir and instance: the new server cleans up at start
+    deadline = time.time() + 60
+    while client.containers.list(all=True, filters={"label": labels}) or any(temp.iterdir()):
+        assert time.time() < deadline, "leftovers were not removed"
+        time.sleep(0.5)
