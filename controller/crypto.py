@@ -52,6 +52,26 @@ def write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def create_private_once(path: Path, data: bytes) -> bool:
+    """Create a secret file only if it does not exist, never visible half
+    written: written aside, then hard-linked into place (link fails if the
+    name exists). Returns whether this call created it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _key_id(key: bytes) -> str:
     return hashlib.sha256(b"shipway-key-id:" + key).hexdigest()[:12]
 
@@ -112,14 +132,7 @@ class Keyring:
         data = (json.dumps(doc, indent=1) + "\n").encode()
         if exclusive:
             # Two processes opening a new data dir at once must agree on one key.
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                return
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            create_private_once(self.path, data)
             return
         write_private(self.path, data)
 
@@ -202,14 +215,5 @@ def load_api_key_secret(data_dir: Path, given: str | None) -> bytes:
         return given.encode()
     path = data_dir / API_KEY_SECRET_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(base64.b64encode(os.urandom(32)) + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
+        create_private_once(path, base64.b64encode(os.urandom(32)) + b"\n")
     return path.read_bytes().strip()

@@ -6,6 +6,7 @@ open. PostgreSQL serialises concurrent openers with an advisory lock.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,6 +17,9 @@ from controller.db import Database
 
 SCRIPTS = Path(__file__).resolve().parent / "alembic"
 _PG_LOCK_ID = 0x5348_4950  # "SHIP"
+# Alembic keeps the running migration context in a module global, so two
+# threads of one process must not migrate at once.
+_THREAD_LOCK = threading.Lock()
 
 
 def alembic_config() -> Config:
@@ -27,8 +31,12 @@ def alembic_config() -> Config:
 def migrate(db: Database) -> None:
     """Bring the schema to the newest revision (a no-op when it is there)."""
     cfg = alembic_config()
-    with db.engine.connect() as conn:
-        if not db.is_sqlite:
+    with _THREAD_LOCK, db.engine.connect() as conn:
+        if db.is_sqlite:
+            # BEGIN IMMEDIATE: a second process opening a new database waits,
+            # then finds the schema at head, instead of racing to create it.
+            conn = conn.execution_options(shipway_write=True)
+        else:
             conn.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": _PG_LOCK_ID})
             conn.commit()
         try:

@@ -83,3 +83,12 @@ def test_concurrent_domain_claims(store, owner):
     results, errors = race(count, lambda i: store.add_domain(owner, apps[i].name,
                                                              "shared.example.com"))
     assert len(results) == 1 and all(isinstance(e, Conflict) for e in errors)
+
+
+def test_concurrent_first_opens_agree_on_one_schema(open_store):
+    """Several processes (here: threads with their own engines) opening a
+    new database at once: one migrates, the others find it at head."""
+    results, errors = race(4, lambda i: open_store())
+    assert errors == [] and len(results) == 4
+    user = results[0].signup("first@example.com", "a-long-password")[0]
+    assert results[3].user_by_email("first@example.com") == user
