@@ -6,8 +6,8 @@ The repository: 50 dirs x 100 files of 3,000 words drawn from a 5,000-word
 vocabulary (seed 1), plus 5 x 4 MB random files (about a 77 MB pack). Each
 round pushes it to a fresh, empty repository on each server (Shipway: a new
 app, pushed to a non-deploy branch so only the git path is timed). Prints
-the wall time of `git push`, the ratio, and the peak RSS of each server's
-whole process tree (sampled every 20 ms) against the pack size.
+the wall time of `git push`, the ratio, and the peak memory (PSS) of each
+server's whole process tree (sampled every 20 ms) against the pack size.
 
     .venv/bin/python bench/push_throughput.py [--rounds 3] [--keep]
 
@@ -83,25 +83,33 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages split between their users, so a
+    child forked from the server (before its exec) is not counted twice."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def tree_rss(pid: int) -> int:
+    """Memory of a process and all its descendants (sum of PSS)."""
     kids = _children()
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         todo.extend(kids.get(p, []))
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        total += _pss(p)
     return total
 
 
 class PeakSampler:
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self.base = pid, 0, tree_rss(pid)
+        self.pid, self.peak, self.base = pid, 0, tree_rss(pid)  # base: idle, before the push
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -172,13 +180,15 @@ def timed_push(src: Path, url: str, key: Path, port: int, client: list[str]) -> 
 
 
 def report(mode: str, size: int, rounds: int,
-           results: dict[str, list[tuple[float, int]]]) -> None:
-    med = {k: statistics.median(t for t, _ in v) for k, v in results.items()}
-    peak = {k: max(m for _, m in v) for k, v in results.items()}
+           results: dict[str, list[tuple[float, int, int]]]) -> None:
+    med = {k: statistics.median(t for t, _, _ in v) for k, v in results.items()}
+    peak = {k: max(m for _, m, _ in v) for k, v in results.items()}
+    idle = {k: min(b for _, _, b in v) for k, v in results.items()}
     print(f"\n[{mode}] pack {size / 1e6:.1f} MB, {rounds} rounds, median times:")
     for name in ("c-git", "shipway"):
         print(f"  {name:8s} {med[name]:6.2f} s  {size / 1e6 / med[name]:6.1f} MB/s  "
-              f"peak server RSS {peak[name] / 1e6:6.1f} MB ({peak[name] / size:.2f}x pack)")
+              f"server memory idle {idle[name] / 1e6:5.1f} MB, peak {peak[name] / 1e6:6.1f} MB "
+              f"({peak[name] / size:.2f}x pack)")
     print(f"  time ratio shipway / c-git: {med['shipway'] / med['c-git']:.2f} (goal <= 1.3)")
     print(f"  shipway peak memory / pack: {peak['shipway'] / size:.2f} (goal <= 2.0)\n",
           flush=True)
@@ -214,19 +224,19 @@ def main() -> None:
         # pack.window=0 takes that out so the servers' side dominates.
         modes = {"default client": [], "client pack.window=0": ["-c", "pack.window=0"]}
         for mode, client in modes.items():
-            results: dict[str, list[tuple[float, int]]] = {"shipway": [], "c-git": []}
+            results: dict[str, list[tuple[float, int, int]]] = {"shipway": [], "c-git": []}
             for n in range(args.rounds):
                 bare = work / f"cgit-{len(mode)}-{n}.git"
                 subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
                 with PeakSampler(sshd.proc.pid) as mem:
                     t = timed_push(src, sshd.url(bare), key, sshd.port, client)
-                results["c-git"].append((t, mem.peak))
+                results["c-git"].append((t, mem.peak, mem.base))
                 shutil.rmtree(bare)
                 app = user.api.post("/api/apps", json={}).json()["name"]
                 with PeakSampler(server.proc.pid) as mem:
                     t = timed_push(src, f"ssh://git@127.0.0.1:{server.ssh_port}/{app}.git",
                                    key, server.ssh_port, client)
-                results["shipway"].append((t, mem.peak))
+                results["shipway"].append((t, mem.peak, mem.base))
                 user.api.delete(f"/api/apps/{app}")
                 print(f"{mode}, round {n + 1}: c-git {results['c-git'][-1][0]:.2f}s, "
                       f"shipway {results['shipway'][-1][0]:.2f}s", flush=True)
