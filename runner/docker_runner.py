@@ -102,13 +102,32 @@ class DockerRunner:
                    + (", ".join(f"{p}={n}" for p, n in sorted(counts.items())) or "none"))
             new = self._start_healthy(spec, counts, output)
             old = [r for r in self.docker.list(spec.app) if r.id not in {n.id for n in new}]
+            previous = (self._desired.get(spec.app), self._live.get(spec.app))
             self._desired[spec.app] = spec
             self._live[spec.app] = {r.id: r for r in new}
+            try:
+                self._route(spec.app)
+            except Exception as exc:
+                # nginx refused the switch: the old release keeps serving.
+                self._restore(spec.app, *previous)
+                for r in new:
+                    self.docker.remove(r.id)
+                raise DeployFailed(f"v{spec.version} could not be routed: {exc}") from exc
             self._failures.pop(spec.app, None)
-            self._route(spec.app)
             if any(r.is_web for r in new):
                 output(f"-----> Routing {spec.app} to v{spec.version}")
             self._retire(old, output)
+
+    def _restore(self, app: str, desired: ReleaseSpec | None,
+                 live: dict[str, Replica] | None) -> None:
+        if desired is None:
+            self._desired.pop(app, None)
+        else:
+            self._desired[app] = desired
+        if live is None:
+            self._live.pop(app, None)
+        else:
+            self._live[app] = live
 
     def scale(self, spec: ReleaseSpec, output: Output) -> None:
         """Apply `spec.formation` to the running release: start the missing

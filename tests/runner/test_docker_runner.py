@@ -206,3 +206,20 @@ def test_custom_domain_is_routed_and_unrouted(rig: Rig) -> None:
     assert requests.get(url, headers={"Host": domain}, timeout=10).text.startswith("v1")
     rig.controller.remove_domain(rig.user, app.name, domain)
     assert requests.get(url, headers={"Host": domain}, timeout=10).status_code == 404
+
+
+def test_router_refusal_fails_the_deploy_and_keeps_the_old_release(rig: Rig, monkeypatch) -> None:
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    import router.nginx as mod
+
+    # Injected fault: nginx -t rejects the next configuration.
+    monkeypatch.setattr(mod, "render", lambda *a, **k: "not nginx config;")
+    v2 = rig.release(app)
+    with pytest.raises(DeployFailed, match="could not be routed"):
+        rig.deploy(app, v2)
+    monkeypatch.undo()
+    assert _version(rig, app) == "v1"
+    assert {r.version for r in rig.runner.replicas(app.name)} == {1}
+    rig.controller.scale(rig.user, app.name, {"web": 2})  # still manages v1
+    assert {r.version for r in _serving(rig, app)} == {1} and len(_serving(rig, app)) == 2
