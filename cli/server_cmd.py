@@ -39,7 +39,7 @@ def server(ctx: click.Context, config_file: str | None, print_config: bool, **pa
         import attrs
 
         shown = attrs.asdict(settings, value_serializer=lambda _i, _a, v: str(v) if hasattr(v, "parts") else v)
-        for secret in ("master_key", "s3_secret_access_key"):
+        for secret in ("master_key", "api_key_secret", "s3_secret_access_key"):
             if shown.get(secret):
                 shown[secret] = "***"
         click.echo(json.dumps({"settings": shown, "origin": origin}, indent=2, default=str))
