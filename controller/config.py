@@ -61,6 +61,14 @@ class ConfigMixin(ReleasesMixin):
         return {r.name: self.keyring.decrypt(r.value_ct, config_aad(app.id, r.name))
                 for r in rows}
 
+    def _replace_config(self, conn: Connection, app: App, values: dict[str, str]) -> None:
+        """Make the app's config exactly `values` (a rollback's snapshot)."""
+        conn.execute(config_vars.delete().where(config_vars.c.app_id == app.id))
+        for name, value in values.items():
+            conn.execute(config_vars.insert().values(
+                app_id=app.id, name=name, size=len(name.encode()) + len(value.encode()),
+                value_ct=self.keyring.encrypt(value, config_aad(app.id, name))))
+
     def get_config(self, user: User, app: str) -> dict[str, str]:
         with self.db.read() as conn:
             return self._config(conn, self._authorize(conn, user, app, "read"))

@@ -144,6 +144,8 @@ class ReleasesMixin(AppsMixin):
                  output: Output | None = None) -> Release:
         """Deploys a new release made from `version`'s slug and config; the
         default target is the succeeded release before the current one.
+        Like Heroku, the app's config vars are restored to that snapshot too,
+        so `config` shows what runs and the next `config:set` builds on it.
         DeployFailed propagates (the new release is then marked failed)."""
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise BadRequest("release version must be an integer")
@@ -167,6 +169,7 @@ class ReleasesMixin(AppsMixin):
             if slug is None:
                 raise BadRequest(f"the slug of v{target.version} is gone")
             config = self._snapshot(conn, found.id, target.version)
+            self._replace_config(conn, found, config)  # ConfigMixin
             release = self._insert_release(conn, found, slug, config,
                                            f"Rollback to v{target.version}", user.email)
         return self.deploy_release(found, release, output)

@@ -130,8 +130,10 @@ def test_rollback_defaults_to_the_good_release_before_the_current(store, owner, 
     explicit = store.rollback(owner, app.name, 1)
     assert explicit.commit == "aaa" and store.release_config(app, explicit) == {"V": "one"}
     assert explicit.version == 7
-    # Rolling back does not change the app's config.
-    assert store.get_config(owner, app.name) == {"V": "two"}
+    # Like Heroku, rolling back restores the app's config to the target's.
+    assert store.get_config(owner, app.name) == {"V": "one"}
+    following = store.set_config(owner, app.name, {"W": "x"})
+    assert store.release_config(app, following) == {"V": "one", "W": "x"}
 
 
 def test_rollback_errors_leave_no_release(store, owner, app, deployer):
