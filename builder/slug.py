@@ -25,20 +25,23 @@ class ChunkReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks: Iterator[bytes] = iter(chunks)
-        self._buf = b""
+        self._buf = memoryview(b"")
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-        while not self._buf:
+        # An offset into the current chunk: slicing a 1 MB chunk for every
+        # small read would copy it over and over.
+        while self._pos >= len(self._buf):
             try:
-                self._buf = next(self._chunks)
+                self._buf, self._pos = memoryview(next(self._chunks)), 0
             except StopIteration:
                 return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
         return n
 
 
