@@ -175,7 +175,7 @@ class DockerBuilder:
         for c in leftovers:
             log.info("builder: removing leftover build container {name}", name=c.name)
             try:
-                c.remove(force=True)
+                c.remove(force=True, v=True)
             except docker.errors.APIError:
                 pass
         if self.temp_base.is_dir():
