@@ -46,9 +46,8 @@ def netrc_path() -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, atomically (the controller's
-    helper for its secret files: one implementation of that rule)."""
-    from controller.crypto import write_private as write_secret
+    """Write a file only its owner can read, atomically."""
+    from server.private_files import write_private as write_secret
 
     write_secret(path, text.encode("utf-8"))
 

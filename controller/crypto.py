@@ -18,7 +18,6 @@ import base64
 import hashlib
 import json
 import os
-import secrets
 import threading
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from controller.errors import BadRequest
+from server.private_files import create_private_once, write_private
 
 KEYRING_FILE = "master.keys"
 API_KEY_SECRET_FILE = "api-key.secret"
@@ -34,42 +34,6 @@ _FORMAT = "v1"
 
 class DecryptError(RuntimeError):
     """A ciphertext that no key in the keyring opens (not a user error)."""
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def create_private_once(path: Path, data: bytes) -> bool:
-    """Create a secret file only if it does not exist, never visible half
-    written: written aside, then hard-linked into place (link fails if the
-    name exists). Returns whether this call created it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _key_id(key: bytes) -> str:

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import time
@@ -19,6 +18,7 @@ from urllib.parse import quote
 
 from zope.interface import implementer
 
+from server.private_files import load_or_create_secret
 from server.settings import Settings
 from storage.interface import ISlugStore
 
@@ -33,24 +33,6 @@ def check_key(key: str) -> str:
     return key
 
 
-def _load_secret(path: Path) -> bytes:
-    """The signing secret, made once (0600, created exclusively so two
-    processes starting together agree on one)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    for _ in range(50):
-        value = path.read_text().strip()
-        if value:
-            return value.encode()
-        time.sleep(0.01)  # the creator is still writing it
-    raise RuntimeError(f"{path} is empty")
-
-
 @implementer(ISlugStore)
 class LocalSlugStore:
     """Slugs as files under `<data_dir>/slugs/`."""
@@ -59,7 +41,7 @@ class LocalSlugStore:
         self.settings = settings
         self.root = settings.data_dir / "slugs"
         self.root.mkdir(parents=True, exist_ok=True)
-        self._secret = _load_secret(settings.data_dir / "slug-url.secret")
+        self._secret = load_or_create_secret(settings.data_dir / "slug-url.secret")
 
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
