@@ -8,7 +8,6 @@ no ref has moved, so a rejected push leaves every branch where it was.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
 from dulwich.errors import GitProtocolError, HangupException

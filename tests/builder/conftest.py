@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import attrs
 import pytest
 
 from builder.docker_builder import DockerBuilder

@@ -8,7 +8,6 @@ import pytest
 import requests
 
 from controller.errors import DeployFailed
-from runner.docker_runner import DockerRunner
 from tests.conftest import unique
 from tests.runner.conftest import WEB, Rig, wait_for
 
