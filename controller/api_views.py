@@ -87,7 +87,7 @@ def app_urls(settings: Any, name: str) -> dict[str, str]:
     return {
         "git_http": f"http://{settings.public_host}:{settings.http_port}/{name}.git",
         "git_ssh": f"ssh://git@{settings.public_host}:{settings.ssh_port}/{name}.git",
-        "web": f"http://{name}.{settings.base_domain}:{settings.router_port}/",
+        "web": settings.app_url(name),
     }
 
 

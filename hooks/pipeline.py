@@ -171,7 +171,7 @@ class Pipeline:
         return reason
 
     def app_url(self, app: App) -> str:
-        return f"http://{app.name}.{self.settings.base_domain}:{self.settings.router_port}/"
+        return self.settings.app_url(app.name)
 
     def _build(self, app: App, repo_path: Path, commit: str, clean: bool,
                out: _Transcript) -> BuildResult:

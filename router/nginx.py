@@ -308,6 +308,6 @@ class NginxRouter:
 
 def hostnames_for(settings: Settings, app: str, domains: Iterable[str]) -> list[str]:
     """An app's names: APP.<base domain> first, then its custom domains."""
-    names = [f"{app}.{settings.base_domain}".lower()]
+    names = [settings.app_hostname(app)]
     names += [d.lower() for d in domains if d.lower() not in names]
     return names

@@ -204,7 +204,7 @@ class DockerRunner(SupervisionMixin):
             return []
         image = self._stack_image(output)
         slug_url, keys_url = self._urls(spec)
-        host = f"{spec.app}.{self.settings.base_domain}"
+        host = self.settings.app_hostname(spec.app)
         started: list[Replica] = []
         errors: list[Exception] = []
         guard = threading.Lock()

@@ -87,6 +87,13 @@ class Settings:
     def api_url(self) -> str:
         return f"http://{self.public_host}:{self.http_port}"
 
+    def app_hostname(self, app: str) -> str:
+        """The name the router serves an app under: APP.<base domain>."""
+        return f"{app}.{self.base_domain}".lower()
+
+    def app_url(self, app: str) -> str:
+        return f"http://{self.app_hostname(app)}:{self.router_port}/"
+
 
 _FIELDS = {f.name: f for f in attrs.fields(Settings)}
 _LIMIT_FIELDS = {f.name: f for f in attrs.fields(Limits)}
