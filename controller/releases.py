@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from controller.access import lock_app
 from controller.apps import AppsMixin
 from controller.base import log, silent
-from controller.db import apps, now, releases, slugs
+from controller.db import apps, builds, now, releases, slugs
 from controller.errors import BadRequest, NotFound
 from controller.models import App, Release, Slug, User
 from controller.service import Output
@@ -117,6 +117,23 @@ class ReleasesMixin(AppsMixin):
                      version=release.version, error=e)
             raise
         return self._set_status(release, "succeeded")
+
+    def fail_interrupted(self) -> tuple[int, int]:
+        # Called before the runner adopts containers: a release cut off
+        # mid-deploy never became current, so its replicas are retired then.
+        with self.db.write() as conn:
+            failed_releases = conn.execute(
+                releases.update().where(releases.c.status.in_(("pending", "deploying")))
+                .values(status="failed")).rowcount
+            failed_builds = conn.execute(
+                builds.update().where(builds.c.status == "running").values(
+                    status="failed", finished_at=now(),
+                    output=builds.c.output + "\ninterrupted: the server stopped during this push\n",
+                )).rowcount
+        if failed_releases or failed_builds:
+            log.warn("controller: marked {r} interrupted release(s) and {b} build(s) failed",
+                     r=failed_releases, b=failed_builds)
+        return failed_releases, failed_builds
 
     def list_releases(self, user: User, app: str) -> list[Release]:
         with self.db.read() as conn:

@@ -82,6 +82,8 @@ def run(settings: Settings) -> None:
     next start to adopt only on a crash; a clean stop stops supervision."""
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     services = build_services(settings)
+    # Before the ports open: no push of this process can be in flight yet.
+    services.controller.fail_interrupted()
     reactor.suggestThreadPoolSize(32)
     listen(services)
     reactor.callWhenRunning(_start_background, services)

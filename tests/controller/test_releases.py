@@ -226,3 +226,26 @@ def test_reopen_loses_nothing(store, owner, live_app, deployer, open_store, tmp_
     assert again.list_builds(owner, live_app.name) == [build]
     # Numbering continues after the reopen.
     assert again.set_config(owner, live_app.name, {"B": "2"}).version == 3
+
+
+def test_work_cut_off_by_a_crash_is_marked_failed_at_start(open_store, store, owner, app,
+                                                           deployer):
+    """A server killed mid-push leaves a running build and a deploying (or
+    still pending) release; the next start marks both failed, and what was
+    live stays live."""
+    live = deploy(store, app, owner, "good")
+    build = store.start_build(app, owner, "refs/heads/main", "cut")
+    slug = new_slug(store, app, "cut")
+    cut = store._set_status(store.create_release(app, slug, "Deploy cut", owner.email),
+                            "deploying")
+    pending = store.create_release(app, None, "config", owner.email)
+    reopened = open_store()
+    assert reopened.fail_interrupted() == (2, 1)
+    assert reopened.get_release(app, cut.version).status == "failed"
+    assert reopened.get_release(app, pending.version).status == "failed"
+    assert reopened.get_release(app, live.version).status == "succeeded"
+    assert reopened.current_release(app).version == live.version
+    [row] = [b for b in reopened.list_builds(owner, app.name) if b.id == build.id]
+    assert row.status == "failed" and "interrupted" in row.output
+    assert row.finished_at is not None
+    assert reopened.fail_interrupted() == (0, 0)  # nothing left to mark
