@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import docker
 import docker.errors
@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
 from builder.interface import BuildRequest, BuildResult, IBuilder, Output
-from builder.slug import parse_slugignore, write_slug
+from builder.slug import PACK_SCRIPT, parse_slugignore, save_slug, tar_excludes
 from builder.source import export_source, new_work_dir
 from builder.stack import APP_UID, ensure_stack_image
 from controller.errors import BuildFailed
@@ -260,18 +260,29 @@ class DockerBuilder:
         )
 
     def _slug(self, container: Any, dest: Path, slugignore: list[str]) -> tuple[str, int]:
-        """Stream `/app` out of the container into the slug. The response is
-        closed whatever happens: an unread archive stream keeps the engine
-        busy with the container, and removing it would then hang."""
+        """Pack `/app` in the container (tar | gzip, as the app user) and
+        store the stream; a failed pack fails the build with tar's words."""
         api = self.client.api
-        response = api._get(api._url("/containers/{0}/archive", container.id),
-                            params={"path": BUILD_DIR}, stream=True)
-        try:
-            api._raise_for_status(response)
-            return write_slug(response.iter_content(1024 * 1024), dest,
-                              self.settings.max_slug_bytes, slugignore)
-        finally:
-            response.close()
+        exec_id = api.exec_create(
+            container.id, ["bash", "-c", PACK_SCRIPT, "pack", BUILD_DIR, *tar_excludes(slugignore)],
+            user=f"{APP_UID}:{APP_UID}", workdir=BUILD_DIR)["Id"]
+        errors = bytearray()
+
+        def stdout() -> Iterator[bytes]:
+            for out, err in api.exec_start(exec_id, stream=True, demux=True):
+                if err:
+                    errors.extend(err)
+                    del errors[:-2000]
+                if out:
+                    yield out
+
+        result = save_slug(stdout(), dest, self.settings.max_slug_bytes)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        if code != 0:
+            said = errors.decode("utf-8", "replace").strip()
+            raise BuildFailed(f"could not pack the slug (exit {code}): {said}",
+                              reason="build failed")
+        return result
 
     def _exec(self, container: Any, cmd: list[str], output: Output | None,
               env: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -1,73 +1,22 @@
 """The slug: the build container's `/app` after compile, minus `.slugignore`
-patterns, re-packed as a `.tar.gz` whose members are relative to `/app`
-(`Procfile`, `_build/...`): a runner unpacks it with `tar -xzf - -C /app`.
+patterns, as a `.tar.gz` whose members are relative to `/app` (`Procfile`,
+`_build/...`): a runner unpacks it with `tar -xzf - -C /app`.
 
-The container's tar stream is read member by member (never extracted on the
-host), and the gzip output is hashed and measured as it is written, so an
-over-size slug fails as soon as it passes the limit.
+GNU tar and gzip pack it inside the build container and the host only
+stores the stream, hashing and measuring it as it is written (so an
+over-size slug fails as soon as it passes the limit). Reading Docker's
+archive endpoint through the SDK and re-packing it in Python took several
+times longer (about 1.2 s against 0.4 s for the Elixir example's 12 MB).
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-import io
-import tarfile
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import Iterable
 
 from controller.errors import BuildFailed
 
 COMPRESS_LEVEL = 1  # slugs are written on every push: favour speed
-
-
-class ChunkReader(io.RawIOBase):
-    """A file object over an iterator of byte chunks (Docker's archive stream)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buf = memoryview(b"")
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-        # An offset into the current chunk: slicing a 1 MB chunk for every
-        # small read would copy it over and over.
-        while self._pos >= len(self._buf):
-            try:
-                self._buf, self._pos = memoryview(next(self._chunks)), 0
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf) - self._pos)
-        b[:n] = self._buf[self._pos:self._pos + n]
-        self._pos += n
-        return n
-
-
-class _MeasuredWriter(io.RawIOBase):
-    """Hashes and counts what is written; refuses to pass `limit` bytes."""
-
-    def __init__(self, out: BinaryIO, limit: int) -> None:
-        self.out, self.limit = out, limit
-        self.size = 0
-        self.sha = hashlib.sha256()
-        self.over = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        if self.over:  # already failed: the tar's closing writes go nowhere
-            return len(data)
-        self.size += len(data)
-        if self.size > self.limit:
-            self.over = True
-            raise BuildFailed(f"slug is larger than the limit of {_mb(self.limit)}",
-                              reason="slug too large")
-        self.sha.update(data)
-        self.out.write(data)
-        return len(data)
 
 
 def _mb(n: int) -> str:
@@ -79,48 +28,46 @@ def parse_slugignore(text: str) -> list[str]:
             if line.strip() and not line.strip().startswith("#")]
 
 
-def ignored(path: str, patterns: list[str]) -> bool:
-    """Heroku's .slugignore, gitignore-style: a pattern with a slash matches
-    from the app root, one without matches a name at any depth; a match on a
-    directory drops everything below it."""
-    parts = path.split("/")
+def tar_excludes(patterns: list[str]) -> list[str]:
+    """GNU tar options that drop what Heroku's .slugignore drops, for member
+    names relative to the app root (gitignore-style): a pattern with a slash
+    matches from the root, where `*` may cross directories; one without
+    matches a single name at any depth. An excluded directory takes
+    everything below it with it (tar does not descend into it)."""
+    options: list[str] = []
     for pattern in patterns:
         pat = pattern.rstrip("/")
-        anchored = "/" in pat
-        pat = pat.lstrip("/")
-        for i in range(1, len(parts) + 1):
-            if anchored:
-                if fnmatch.fnmatchcase("/".join(parts[:i]), pat):
-                    return True
-            elif fnmatch.fnmatchcase(parts[i - 1], pat):
-                return True
-    return False
+        if not pat.strip("/"):
+            continue  # "/" alone would drop the whole app: Heroku ignores it too
+        if "/" in pat:
+            options += ["--anchored", "--wildcards-match-slash", f"--exclude={pat.lstrip('/')}"]
+        else:
+            options += ["--no-anchored", "--no-wildcards-match-slash", f"--exclude={pat}"]
+    return options
 
 
-def write_slug(chunks: Iterable[bytes], dest: Path, max_bytes: int,
-               slugignore: list[str]) -> tuple[str, int]:
-    """Re-pack Docker's archive of `/app` into `dest`; return (sha256, size)."""
-    with open(dest, "wb") as raw:
-        measured = _MeasuredWriter(raw, max_bytes)  # type: ignore[arg-type]
-        source = io.BufferedReader(ChunkReader(chunks), 1024 * 1024)
-        with tarfile.open(fileobj=source, mode="r|") as src, \
-                tarfile.open(fileobj=measured, mode="w:gz",  # type: ignore[call-overload]
-                             compresslevel=COMPRESS_LEVEL, format=tarfile.PAX_FORMAT) as out:
-            for member in src:
-                head, _, rest = member.name.partition("/")
-                if not rest or head != "app":
-                    continue  # the /app directory itself
-                if ignored(rest, slugignore):
-                    continue
-                member.name = rest
-                if member.isreg():
-                    out.addfile(member, src.extractfile(member))
-                elif member.isdir() or member.issym() or member.islnk():
-                    if member.islnk():
-                        target = member.linkname.partition("/")[2]
-                        if ignored(target, slugignore):
-                            continue
-                        member.linkname = target
-                    out.addfile(member)
-                # devices and fifos have no place in a slug
-        return measured.sha.hexdigest(), measured.size
+# Run in the build container as the app user: `tar` of the app's top-level
+# names (so members are `Procfile`, `_build/...`) with the exclude options
+# from "$@", gzipped as it is read. pipefail: an unreadable file fails it.
+PACK_SCRIPT = f"""set -o pipefail
+cd "$1" && shift
+shopt -s dotglob nullglob
+names=(*)
+if [ ${{#names[@]}} -eq 0 ]; then tar -cf - -T /dev/null | gzip -{COMPRESS_LEVEL}; exit; fi
+tar --create --file=- --numeric-owner --wildcards "$@" -- "${{names[@]}}" | gzip -{COMPRESS_LEVEL}
+"""
+
+
+def save_slug(chunks: Iterable[bytes], dest: Path, max_bytes: int) -> tuple[str, int]:
+    """Write the packed slug's stream to `dest`; return (sha256, size). An
+    over-size slug fails as soon as it passes the limit."""
+    sha, size = hashlib.sha256(), 0
+    with open(dest, "wb") as out:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise BuildFailed(f"slug is larger than the limit of {_mb(max_bytes)}",
+                                  reason="slug too large")
+            sha.update(chunk)
+            out.write(chunk)
+    return sha.hexdigest(), size

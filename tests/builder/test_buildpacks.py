@@ -77,14 +77,21 @@ def test_no_buildpack_detected(tmp_path: Path, run_build) -> None:
 
 
 def test_slugignore(tmp_path: Path, run_build) -> None:
-    files = {"Procfile": "web: x\n", ".slugignore": "*.psd\n/docs\nspec/fixtures/\n",
+    # "*" crosses directories only in a pattern with a slash (from the root);
+    # one without matches a single name at any depth.
+    files = {"Procfile": "web: x\n",
+             ".slugignore": "*.psd\n/docs\nspec/fixtures/\ntmp/*/cache\nlog*txt\n# note\n/\n",
              "a.psd": "x", "deep/b.psd": "x", "docs/x.md": "x", "lib/docs/keep.md": "x",
-             "spec/fixtures/big": "x", "spec/keep.rb": "x", "keep.txt": "x"}
+             "spec/fixtures/big": "x", "spec/keep.rb": "x", "keep.txt": "x",
+             "tmp/a/b/cache/x": "x", "tmp/a/keep": "x", "logs/a.txt": "x", "log-1.txt": "x",
+             "x/log.txt": "x"}
     repo, sha = make_app(tmp_path, files)
     result, _ = run_build(repo, sha)
     names = set(slug_members(result.slug_path))
-    assert {"keep.txt", "lib/docs/keep.md", "spec/keep.rb", "Procfile"} <= names
-    assert not names & {"a.psd", "deep/b.psd", "docs/x.md", "docs", "spec/fixtures/big"}
+    assert {"keep.txt", "lib/docs/keep.md", "spec/keep.rb", "Procfile", "tmp/a/keep",
+            "logs/a.txt"} <= names
+    assert not names & {"a.psd", "deep/b.psd", "docs/x.md", "docs", "spec/fixtures/big",
+                        "tmp/a/b/cache", "tmp/a/b/cache/x", "log-1.txt", "x/log.txt"}
 
 
 def test_submodules_are_fetched(tmp_path: Path, daemon, run_build) -> None:

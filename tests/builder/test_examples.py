@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.builder.helpers import make_app, slug_members
+from tests.builder.helpers import bare_from, make_app, slug_members, write_tree
 from tests.conftest import ROOT
 
 EXPECT = {
@@ -35,3 +37,52 @@ def test_example_builds(example: str, tmp_path: Path, run_build) -> None:
     assert all(not name.startswith(("/", "app/")) for name in members)
     assert members[must_have].uid == 1000
     result.slug_path.unlink()
+
+
+def _beam_has(slug: Path, member: str, text: bytes) -> bool:
+    """Whether a compiled module in the slug carries `text` (a literal)."""
+    with tarfile.open(slug) as tar:
+        data = tar.extractfile(member).read()  # type: ignore[union-attr]
+    return text in data
+
+
+@pytest.mark.slow
+def test_elixir_cache_path_deps_and_one_line_change(tmp_path: Path, run_build) -> None:
+    """A path dependency inside the repo is compiled into the release; an
+    unchanged rebuild reuses the cached release without running mix; a
+    one-line change runs mix again and its effect is in the new slug; mix's
+    build and deps stay out of the slug."""
+    work = tmp_path / "app-work"
+    shutil.copytree(ROOT / "examples" / "elixir", work)
+    mix = (work / "mix.exs").read_text()
+    (work / "mix.exs").write_text(mix.replace("deps: [],", 'deps: [{:greeter, path: "greeter"}],'))
+    write_tree(work, {
+        "greeter/mix.exs": ('defmodule Greeter.MixProject do\n  use Mix.Project\n'
+                            '  def project, do: [app: :greeter, version: "0.2.0", deps: []]\n'
+                            'end\n'),
+        "greeter/lib/greeter.ex": 'defmodule Greeter do\n  def hi, do: "hi from greeter"\nend\n',
+    })
+    repo, first = bare_from(work, tmp_path / "app.git")
+    rel = "_build/prod/rel/hello"
+    hello_beam = f"{rel}/lib/hello-0.1.0/ebin/Elixir.Hello.beam"
+
+    cold, out = run_build(repo, first, app="cache", clean=True)
+    assert "-----> Compiling and building the release (mix release)" in out.lines
+    members = slug_members(cold.slug_path)
+    assert f"{rel}/lib/greeter-0.2.0/ebin/Elixir.Greeter.beam" in members
+    assert _beam_has(cold.slug_path, hello_beam, b"v1")
+    assert not [n for n in members if n.startswith(("deps/", "_build/prod/lib/"))]
+
+    again, out = run_build(repo, first, app="cache")
+    assert "-----> Nothing changed since the last build: reusing the cached release" in out.lines
+    assert not any("mix release" in line for line in out.lines)
+    assert set(slug_members(again.slug_path)) == set(members)
+
+    source = work / "lib" / "hello.ex"
+    source.write_text(source.read_text().replace('@marker "v1"', '@marker "v2-one-line"'))
+    _, changed = bare_from(work, tmp_path / "app.git")
+    warm, out = run_build(repo, changed, app="cache")
+    assert "-----> Compiling and building the release (mix release)" in out.lines
+    assert _beam_has(warm.slug_path, hello_beam, b"v2-one-line")
+    for result in (cold, again, warm):
+        result.slug_path.unlink()
