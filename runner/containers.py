@@ -163,6 +163,11 @@ class Containers:
                 "shipway.role": ROLE,
             },
             ports=ports,
+            # /app is an anonymous volume (removed with the container): the
+            # slug is unpacked onto a plain directory instead of the copy-on-
+            # write layer, which on fuse-overlayfs took 1.8 s against 0.4-1 s
+            # for the Elixir example's 700 files.
+            mounts=[docker.types.Mount("/app", None, type="volume")],
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             mem_limit=self.settings.run_memory,
@@ -255,7 +260,7 @@ class Containers:
 
     def remove(self, container_id: str) -> None:
         try:
-            self.client.api.remove_container(container_id, force=True)
+            self.client.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:

@@ -188,7 +188,7 @@ def remove_docker_objects(instance: str) -> None:
     label = f"shipway.instance={instance}"
     for c in client.containers.list(all=True, filters={"label": label}):
         try:
-            c.remove(force=True)
+            c.remove(force=True, v=True)
         except Exception:
             pass
     for v in client.volumes.list(filters={"label": label}):
