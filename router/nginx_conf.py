@@ -104,6 +104,12 @@ def _app_block(layout: Layout, route: Route) -> str:
     upstream {upstream} {{
 {servers}
         keepalive 32;
+        # nginx would otherwise close each kept-alive replica connection
+        # after 1,000 requests; every new one costs a docker-proxy dial.
+        keepalive_requests 100000;
+        # Idle ones are closed before the app would (Node closes after 5 s),
+        # so nginx never reuses a connection the app is closing.
+        keepalive_timeout 4s;
     }}
     server {{
         {_listen(layout)}
