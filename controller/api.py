@@ -93,6 +93,8 @@ class ApiResource(Resource):
     def _read(self, request: Request) -> Incoming:
         """Check the size first (declared, then real), then copy the request."""
         limit = self.services.settings.limits.request_body_bytes
+        if getattr(request, "body_too_large", False):
+            raise ApiError(413, f"request body too large (limit {limit} bytes)")
         declared = request.getHeader(b"content-length")
         if declared is not None:
             try:

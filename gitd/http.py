@@ -104,6 +104,7 @@ class GitRepoResource(Resource):
         super().__init__()
         self.git = git_service(services)
         self.controller = services.controller
+        self.services_limits = services.settings.limits
         self.app_name = app_name
 
     def render(self, request: Any) -> Any:
@@ -116,6 +117,10 @@ class GitRepoResource(Resource):
             action = "advertise"
         elif path in (b"git-receive-pack", b"git-upload-pack") and method == b"POST":
             service, action = path.decode(), "rpc"
+            if getattr(request, "body_too_large", False):
+                limit = self.services_limits.repo_bytes
+                return self._plain(request, 413, f"request larger than the repository size "
+                                                 f"limit ({limit} bytes)")
         else:
             return self._plain(request, 404, "not found")
         email, key = request.getUser(), request.getPassword()

@@ -134,7 +134,7 @@ def listen_gateway(services: object) -> None:
     when the main listener already covers the gateway (bind_host 0.0.0.0)."""
     import docker
     from twisted.internet import reactor
-    from twisted.web.server import Site
+    from server.web import make_site
 
     from storage.http import make_slug_resource
 
@@ -153,8 +153,9 @@ def listen_gateway(services: object) -> None:
         return
     root = GatewayRoot(make_slug_resource(services),
                        KeysResource(services.controller, KeySigner(settings)))  # type: ignore[attr-defined]
-    site = Site(root)
-    site.displayTracebacks = False
+    # Run containers hold untrusted code: their request bodies are bounded
+    # too, so none can fill the host's disk through Twisted's spooling.
+    site = make_site(root, settings.limits)
     from twisted.internet.error import CannotListenError
 
     try:

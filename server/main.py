@@ -49,14 +49,11 @@ def build_services(settings: Settings) -> Services:
 
 def listen(services: Services) -> None:
     """Open the HTTP (API, git smart-HTTP, slug downloads) and SSH ports."""
-    from twisted.web.server import Site
-
     from gitd.ssh import make_ssh_factory
-    from server.web import make_root
+    from server.web import make_root, make_site
 
     settings = services.settings
-    site = Site(make_root(services))
-    site.displayTracebacks = False
+    site = make_site(make_root(services), settings.limits)
     reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
     reactor.listenTCP(settings.ssh_port, make_ssh_factory(services),
                       interface=settings.bind_host)

@@ -1,10 +1,70 @@
 """The HTTP root on the API port: `/api/...`, `/slugs/...` and git smart-HTTP
-at `/<app>.git/...`."""
+at `/<app>.git/...`, and the request class that bounds request bodies."""
 from __future__ import annotations
 
+import io
+from typing import Any
+
 from twisted.web.resource import NoResource, Resource
+from twisted.web.server import Request, Site
 
 from server.services import Services
+from server.settings import Limits
+
+
+def body_limit(path: bytes, limits: Limits) -> int:
+    """Git traffic (a push's pack, a big fetch negotiation) may be as large as
+    a repository, plus room for the commands around the pack: a push over
+    the repository limit then still reaches receive-pack, which refuses it
+    with a message git shows, and only bigger bodies meet a bare 413.
+    Everything else is an API call."""
+    path = path.split(b"?", 1)[0]
+    if b".git/" in path:
+        return limits.repo_bytes + limits.request_body_bytes
+    return limits.request_body_bytes
+
+
+class BoundedRequest(Request):
+    """A request that stops keeping its body once it passes the limit for
+    its path (declared by Content-Length, or counted as chunks arrive).
+    Twisted would otherwise spool a body of any size to a temporary file
+    before a handler could refuse it; the handler sees `body_too_large` and
+    answers 413 with an empty body."""
+
+    limits = Limits()
+    body_too_large = False
+    _body_limit = 0
+    _body_seen = 0
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 (Twisted's name)
+        # The request line is parsed, the URI not yet set on the request.
+        self._body_limit = body_limit(getattr(self.channel, "_path", b"") or b"", self.limits)
+        if length is not None and length > self._body_limit:
+            self._refuse_body()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        if self.body_too_large:
+            return
+        self._body_seen += len(data)
+        if self._body_seen > self._body_limit:
+            self.content.close()
+            self._refuse_body()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse_body(self) -> None:
+        self.body_too_large = True
+        self.content = io.BytesIO()
+
+
+def make_site(root: Resource, limits: Limits) -> Site:
+    """A Site whose requests bound their bodies by `limits`."""
+    request_class: Any = type("ShipwayRequest", (BoundedRequest,), {"limits": limits})
+    site = Site(root, requestFactory=request_class)
+    site.displayTracebacks = False
+    return site
 
 
 class Root(Resource):

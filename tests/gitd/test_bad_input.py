@@ -154,3 +154,20 @@ def test_oversized_push_is_refused(make_server, tmp_path: Path) -> None:
     p.git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
     p.commit(repo, "tiny.txt", "tiny\n")
     p.git("push", p.http_url(app), "main:small", cwd=repo)
+
+
+def test_push_body_far_over_the_limit_is_cut_off(make_server, tmp_path: Path) -> None:
+    """Over the repository limit plus the API's body limit, the HTTP body is
+    not even stored: a bare 413, and nothing changes."""
+    server = make_server(env={"SHIPWAY_LIMIT_REPO_BYTES": str(400_000),
+                              "SHIPWAY_LIMIT_REQUEST_BODY_BYTES": str(100_000)})
+    p = Pusher(server, server.signup(), tmp_path / "owner")
+    app = p.create_app()
+    repo = p.new_repo()
+    p.git("push", p.http_url(app), "main:small", cwd=repo)
+    before = repo_files(p, app)
+    p.commit(repo, "huge.bin", os.urandom(900_000).hex())
+    proc = p.git("push", p.http_url(app), "main:huge", cwd=repo, check=False)
+    assert proc.returncode != 0
+    assert "413" in output(proc), output(proc)
+    assert repo_files(p, app) == before
