@@ -8,10 +8,10 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=[
         "server*", "controller*", "runner*", "builder*", "storage*", "router*",
-        "hooks*", "gitd*", "cli*", "logger*",
+        "hooks*", "gitd*", "cli*", "logger*", "buildpacks",
     ]),
     include_package_data=True,
-    package_data={"": ["*.sh", "*.yaml", "*.json", "*.ini", "*.mako", "*.conf", "*.txt", "files/*", "alembic/*", "alembic/versions/*"]},
+    package_data={"buildpacks": ["env.sh", "*/bin/*"], "": ["*.sh", "*.yaml", "*.json", "*.ini", "*.mako", "*.conf", "*.txt", "files/*", "alembic/*", "alembic/versions/*"]},
     install_requires=[
         "Twisted[conch]>=24.3",
         "dulwich>=0.22",

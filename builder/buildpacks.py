@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+from importlib import resources
 from pathlib import Path
 
 import attrs
@@ -23,9 +24,8 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
 
 def bundled_dir() -> Path:
-    """The repo's top-level `buildpacks/` folder, found next to this package
-    (Shipway is installed from its source tree, editable)."""
-    path = Path(__file__).resolve().parent.parent / "buildpacks"
+    """The bundled `buildpacks` package's folder (installed with Shipway)."""
+    path = Path(str(resources.files("buildpacks")))
     if not (path / "procfile" / "bin" / "detect").is_file():
         raise RuntimeError(f"bundled buildpacks not found at {path}")
     return path
@@ -116,5 +116,7 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         return None
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
-    info.mode |= 0o444 | (0o111 if info.isdir() or info.mode & 0o100 else 0)
+    # bin/ scripts run whatever mode an install or checkout left them with.
+    executable = info.isdir() or info.mode & 0o100 or "/bin/" in f"/{info.name}"
+    info.mode |= 0o444 | (0o111 if executable else 0)
     return info
