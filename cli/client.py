@@ -75,6 +75,29 @@ class Client:
             raise ServerError(f"request to {self.url} failed: {e}") from None
         return self._answer(response, auth)
 
+    def follow(self, path: str, on_line: Callable[[str], None]) -> None:
+        """GET an endpoint that streams NDJSON `{"log": line}` for as long as
+        the server keeps it open (`logs -f`): no read timeout."""
+        if not self.api_key:
+            raise ServerError(f"not logged in to {self.url}: run `shipway login`")
+        try:
+            with requests.get(f"{self.url}/api{path}", headers={"Accept": NDJSON},
+                              auth=_Bearer(self.api_key), stream=True,
+                              timeout=(TIMEOUT[0], None)) as response:
+                if response.status_code >= 400:
+                    self._answer(response, True)  # raises with the server's words
+                for raw in response.iter_lines():
+                    if raw:
+                        try:
+                            on_line(str(json.loads(raw)["log"]))
+                        except (ValueError, KeyError, TypeError):
+                            raise ServerError(f"unexpected answer from {self.url} "
+                                              "(bad NDJSON)") from None
+        except requests.ConnectionError:
+            raise ServerError(f"lost the connection to the Shipway server at {self.url}") from None
+        except requests.RequestException as e:
+            raise ServerError(f"request to {self.url} failed: {e}") from None
+
     def _streamed(self, response: requests.Response, progress: Callable[[str], None]) -> Any:
         last: Any = None
         for raw in response.iter_lines():

@@ -28,7 +28,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from controller.api_routes import ROUTES, Route, match
-from controller.api_views import Call
+from controller.api_views import Call, Follow
 from controller.errors import BadRequest, DeployFailed, ShipwayError, Unauthorized
 from controller.models import User
 
@@ -49,6 +49,7 @@ class Incoming:
     authorization: str | None
     body: bytes
     wants_stream: bool = False
+    query: dict[str, str] = attrs.field(factory=dict)  # first value of each
 
 
 class ApiError(Exception):
@@ -119,7 +120,9 @@ class ApiResource(Resource):
         return Incoming(method=request.method.decode("ascii", "replace").upper(),
                         segments=segments,
                         authorization=auth.decode("latin-1") if auth is not None else None,
-                        body=body, wants_stream=NDJSON in (request.getHeader(b"accept") or b""))
+                        body=body, wants_stream=NDJSON in (request.getHeader(b"accept") or b""),
+                        query={k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
+                               for k, v in (request.args or {}).items() if v})
 
     def _route(self, incoming: Incoming) -> tuple[Route, dict[str, str]]:
         found, allowed = match(incoming.method, incoming.segments)
@@ -137,7 +140,7 @@ class ApiResource(Resource):
         body = _parse_body(incoming.body) if route.body else None
         user = self._authenticate(incoming.authorization) if route.auth else None
         call = Call(services=self.services, user=user, params=params, body=body,
-                    progress=progress)
+                    progress=progress, query=incoming.query)
         return route.status, route.handler(call)
 
     def _authenticate(self, header: str | None) -> User:
@@ -165,7 +168,9 @@ class ApiResource(Resource):
     # --- back on the reactor thread -------------------------------------------
     def _answer(self, request: Request, finished: dict, stream: "Stream | None",
                 status: int, payload: Any) -> None:
-        if stream is not None and stream.started:
+        if isinstance(payload, Follow):
+            _follow(request, finished, payload)
+        elif stream is not None and stream.started:
             stream.end({"result": payload})
         elif not finished["gone"]:
             _write(request, status, payload)
@@ -205,6 +210,23 @@ class Stream:
         if not self.finished["gone"]:
             self.request.write(json.dumps(payload, default=str).encode("utf-8") + b"\n")
             self.request.finish()
+
+
+def _follow(request: Request, finished: dict, follow: Follow) -> None:
+    """Stream `follow` as NDJSON `{"log": line}` until the client leaves:
+    the history first, then each line as it is added (on any thread)."""
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", NDJSON)
+    request.setHeader(b"Cache-Control", b"no-store")
+
+    def send(line: str) -> None:
+        if not finished["gone"]:
+            request.write(json.dumps({"log": line}).encode("utf-8") + b"\n")
+
+    for line in follow.first:
+        send(line)
+    request.notifyFinish().addBoth(lambda _: follow.stop())
+    follow.attach(lambda line: reactor.callFromThread(send, line))
 
 
 def error_payload(failure: Failure, route: Route) -> tuple[int, dict[str, Any]]:

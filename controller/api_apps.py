@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from controller.api_views import (
-    Call, app_json, build_json, domain_json, output_collector, release_json, replica_json,
+    Call, Follow, app_json, build_json, domain_json, output_collector, release_json, replica_json,
 )
-from controller.errors import BadRequest
+from controller.errors import BadRequest, TooManyRequests
+from logger.store import LogFeed
 
 
 def list_apps(call: Call) -> list[dict[str, Any]]:
@@ -152,3 +153,33 @@ def remove_collaborator(call: Call) -> dict[str, Any]:
 
 def list_builds(call: Call) -> list[dict[str, Any]]:
     return [build_json(b) for b in call.controller.list_builds(call.me, call.params["app"])]
+
+
+# --- logs ----------------------------------------------------------------------------
+def logs(call: Call) -> dict[str, Any] | Follow:
+    """`?lines=N` (1..history, default 100) of history; `?follow=true`
+    streams on as NDJSON, history first."""
+    app = call.controller.get_app(call.me, call.params["app"])
+    store = call.services.logs
+    if store is None:
+        raise NotImplementedError("no log store on this server")
+    raw = call.query.get("lines", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= store.lines_per_app:
+        raise BadRequest(f"lines must be a whole number from 1 to {store.lines_per_app}")
+    lines = int(raw)
+    follow = call.query.get("follow", "").lower()
+    if follow not in ("", "0", "1", "false", "true"):
+        raise BadRequest("follow must be true or false")
+    if follow not in ("1", "true"):
+        return {"lines": [line.format() for line in store.tail(app.name, lines)]}
+    feed = LogFeed()
+    try:
+        stop = store.subscribe(app.name, feed.put)
+    except ValueError as e:
+        raise TooManyRequests(f"{e}; try again later") from None
+    # Subscribed before reading the history: a line added in between is in
+    # both, and is sent once.
+    early = {id(line) for line in feed.pending()}
+    first = [line.format() for line in store.tail(app.name, lines) if id(line) not in early]
+    return Follow(first=first, attach=lambda sink: feed.attach(lambda line: sink(line.format())),
+                  stop=stop)

@@ -63,6 +63,7 @@ ROUTES: list[Route] = [
     R("POST", "/apps/{app}/collaborators", apps.add_collaborator, body=True, status=201),
     R("DELETE", "/apps/{app}/collaborators/{email}", apps.remove_collaborator),
     R("GET", "/apps/{app}/builds", apps.list_builds),
+    R("GET", "/apps/{app}/logs", apps.logs),
 ]
 
 

@@ -23,6 +23,7 @@ class Call:
     # Where deploy progress lines go as they happen (a streaming response),
     # besides the `log` list of the final answer.
     progress: Callable[[str], None] | None = None
+    query: dict[str, str] = attrs.field(factory=dict)  # ?name=value, first of each
 
     @property
     def controller(self) -> Any:
@@ -47,6 +48,17 @@ class Call:
             names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
             raise BadRequest(f"field {name!r} must be {names}")
         return value
+
+
+@attrs.frozen
+class Follow:
+    """A handler's answer that keeps streaming (`logs -f`): the API sends
+    `first`, then each line passed to the sink given to `attach`, as NDJSON,
+    and calls `stop` when the client leaves. Nothing holds a thread."""
+
+    first: list[str]
+    attach: Callable[[Callable[[str], None]], None]
+    stop: Callable[[], None]
 
 
 _JSON_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object",

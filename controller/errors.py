@@ -45,6 +45,10 @@ class TooLarge(ShipwayError):
     status, code = 413, "too_large"
 
 
+class TooManyRequests(ShipwayError):
+    status, code = 429, "too_many_requests"
+
+
 class Unavailable(ShipwayError):
     status, code = 503, "unavailable"
 

@@ -39,16 +39,21 @@ class _Rejected(Exception):
 
 
 class _Transcript:
-    """Tees every line to the pusher and keeps it for the build record."""
+    """Tees every line to the pusher, keeps it for the build record and adds
+    it to the app's logs (`record`). The deployer logs its own lines, so
+    `record` is switched off while it runs."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, record: Progress | None = None) -> None:
         self.progress = progress
+        self.record = record
         self.lines: list[str] = []
 
     def __call__(self, line: str) -> None:
         for part in str(line).rstrip("\n").split("\n"):
             self.lines.append(part)
             self.progress(part)
+            if self.record is not None:
+                self.record(part)
 
     def text(self) -> str:
         return "\n".join(self.lines) + ("\n" if self.lines else "")
@@ -71,11 +76,13 @@ def ref_value(repo_path: Path, ref: str) -> str:
 
 
 class Pipeline:
-    def __init__(self, settings: Any, *, controller: Any, builder: Any, slugs: Any) -> None:
+    def __init__(self, settings: Any, *, controller: Any, builder: Any, slugs: Any,
+                 logs: Any = None) -> None:
         self.settings = settings
         self.controller = controller
         self.builder = builder
         self.slugs = slugs
+        self.logs = logs  # logger.store.LogStore: build lines join the app's logs
         self.locks = PushLocks(Path(settings.data_dir) / "locks")
 
     # --- the entry point -------------------------------------------------
@@ -141,7 +148,8 @@ class Pipeline:
     def _deploy(self, push: Push, update: RefUpdate, branch: str,
                 progress: Progress) -> str | None:
         app, commit = push.app, update.new
-        out = _Transcript(progress)
+        out = _Transcript(progress, self.logs.writer(app.name, "shipway", "build")
+                          if self.logs is not None else None)
         started = time.monotonic()
         build = self._start_build(push, update, out)
         status, reason, version = "failed", "internal error", None
@@ -198,13 +206,17 @@ class Pipeline:
             dict(result.process_types), list(result.buildpacks)))
 
     def _release(self, app: App, release: Release, out: _Transcript) -> None:
+        record, out.record = out.record, None
         try:
             self._step("deployer", lambda: self.controller.deploy_release(app, release, out))
         except DeployFailed as failed:
+            out.record = record
             out(f"-----> Deploy failed: {failed.message}")
             for line in failed.log_tail:
                 out(f"       {line}")
             raise _Rejected("deploy failed") from None
+        finally:
+            out.record = record
 
     @staticmethod
     def _step(what: str, call: Any) -> Any:

@@ -56,12 +56,25 @@ def release_spec(settings: Settings, controller: Any, app: App, release: Release
 class Deployer:
     """Implements controller.service.Deployer over an IRunner."""
 
-    def __init__(self, settings: Settings, controller: Any, runner: Any) -> None:
+    def __init__(self, settings: Settings, controller: Any, runner: Any,
+                 logs: Any = None) -> None:
         self.settings = settings
         self.controller = controller
         self.runner = runner
+        self.logs = logs  # logger.store.LogStore: deploy lines join the app's logs
         self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
         self._locks_guard = threading.Lock()
+
+    def _tee(self, app: App, output: Any) -> Any:
+        if self.logs is None:
+            return output
+        record = self.logs.writer(app.name, "shipway", "deploy")
+
+        def both(line: str) -> None:
+            record(line)
+            output(line)
+
+        return both
 
     def _lock(self, app: str) -> threading.RLock:
         with self._locks_guard:
@@ -70,19 +83,19 @@ class Deployer:
     def deploy(self, app: App, release: Release, output: Any) -> None:
         with self._lock(app.name):
             spec = release_spec(self.settings, self.controller, app, release)
-            self.runner.deploy(spec, output)
+            self.runner.deploy(spec, self._tee(app, output))
 
     def apply_formation(self, app: App, output: Any) -> None:
         with self._lock(app.name):
             spec = self._current_spec(app)
             if spec is not None:  # else the formation applies at the first deploy
-                self.runner.scale(spec, output)
+                self.runner.scale(spec, self._tee(app, output))
 
     def restart(self, app: App, output: Any) -> None:
         with self._lock(app.name):
             spec = self._current_spec(app)
             if spec is not None:
-                self.runner.deploy(spec, output)
+                self.runner.deploy(spec, self._tee(app, output))
 
     def _current_spec(self, app: App) -> ReleaseSpec | None:
         """The spec of what is live now, None before the first deploy."""

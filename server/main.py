@@ -24,6 +24,7 @@ def build_services(settings: Settings) -> Services:
     from builder.docker_builder import DockerBuilder
     from controller.store import open_controller
     from hooks.pipeline import Pipeline
+    from logger.store import LogStore
     from router.nginx import NginxRouter
     from runner.deploy import Deployer
     from runner.docker_runner import DockerRunner
@@ -36,10 +37,15 @@ def build_services(settings: Settings) -> Services:
     builder = DockerBuilder(settings)
     router = NginxRouter(settings)
     runner = DockerRunner(settings, slugs=slugs, router=router, controller=controller)
-    controller.set_deployer(Deployer(settings, controller=controller, runner=runner))
-    pipeline = Pipeline(settings, controller=controller, builder=builder, slugs=slugs)
+    logs = LogStore()
+    controller.set_deployer(Deployer(settings, controller=controller, runner=runner,
+                                     logs=logs))
+    pipeline = Pipeline(settings, controller=controller, builder=builder, slugs=slugs,
+                        logs=logs)
     services = Services(settings=settings, controller=controller, slugs=slugs,
-                        builder=builder, router=router, runner=runner, pipeline=pipeline)
+                        builder=builder, router=router, runner=runner, pipeline=pipeline,
+                        logs=logs)
+    controller.on_destroy(lambda app: logs.drop(app.name))
     controller.on_destroy(lambda app: slugs.delete_prefix(f"{app.name}/"))
     controller.on_destroy(lambda app: builder.remove_cache(app.name))
     from gitd.repos import RepoStore  # noqa: E402 (the repo goes with the app)
@@ -68,6 +74,15 @@ def _start_background(services: Services) -> None:
         services.builder.cleanup_leftovers()
         services.router.start()
         services.runner.start()
+        if collector is not None:
+            collector.start()
+
+    collector = None
+    if services.settings.runner == "docker" and services.logs is not None:
+        from logger.docker_collector import DockerLogCollector
+
+        collector = DockerLogCollector(services.settings, services.logs)
+        reactor.addSystemEventTrigger("before", "shutdown", collector.stop)
 
     d = threads.deferToThread(boot)
     d.addCallback(lambda _: log.info("shipway: ready"))

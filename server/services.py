@@ -17,3 +17,4 @@ class Services:
     router: Any  # router.interface.IRouter
     runner: Any  # runner.interface.IRunner
     pipeline: Any  # hooks.pipeline.Pipeline
+    logs: Any = None  # logger.store.LogStore (None: no log history)

@@ -123,6 +123,7 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     "POST /apps/{app}/collaborators": (_add_collab, app_route(collab=403)),
     "DELETE /apps/{app}/collaborators/{email}": (_remove_collab, app_route(collab=403)),
     "GET /apps/{app}/builds": (fixed("/apps/{app}/builds"), app_route()),
+    "GET /apps/{app}/logs": (fixed("/apps/{app}/logs"), app_route()),
 }
 
 

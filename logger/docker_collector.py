@@ -1,0 +1,126 @@
+"""Feeds the log store from the Docker runner's containers: every run
+container of this instance is followed from its first line (Docker keeps a
+container's output in its own log files), found at start-up and then as
+Docker reports each container start. A server restart therefore refills the
+history of the replicas still running.
+
+One thread per followed container and one for Docker's event stream; a
+follower ends with its container.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import docker
+import docker.errors
+from twisted.logger import Logger
+
+from logger.store import LogStore
+from runner.containers import ROLE
+from server.settings import Settings
+
+log = Logger()
+
+
+def parse_docker_line(raw: bytes) -> tuple[dt.datetime | None, str]:
+    """`2026-11-28T13:56:24.538104258Z text` (Docker's `timestamps=True`)."""
+    line = raw.decode("utf-8", "replace").rstrip("\r")
+    stamp, sep, text = line.partition(" ")
+    if not sep or not stamp.endswith("Z"):
+        return None, line
+    whole, _, fraction = stamp[:-1].partition(".")
+    try:
+        at = dt.datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
+    except ValueError:
+        return None, line
+    return at, text
+
+
+class DockerLogCollector:
+    def __init__(self, settings: Settings, store: LogStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._following: set[str] = set()
+        # The newest line taken from each container: a container started
+        # again (by the engine) is read on from there, not repeated.
+        self._last_seen: dict[str, dt.datetime] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._events: Any = None
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"shipway.instance={self.settings.instance}", f"shipway.role={ROLE}"]
+
+    def start(self) -> None:
+        self._client = docker.from_env(timeout=60)
+        # Subscribe before listing: a container started in between is seen
+        # twice, never missed (`_follow` ignores the second).
+        self._events = self._client.events(decode=True, filters={
+            "type": "container", "event": "start", "label": self.labels})
+        for row in self._client.api.containers(filters={"label": self.labels}):
+            self._follow(row["Id"], row.get("Labels") or {})
+        threading.Thread(target=self._watch, name="logs-events", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._events is not None:
+            self._events.close()
+
+    def _watch(self) -> None:
+        try:
+            for event in self._events:
+                attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                if event.get("id"):
+                    self._follow(event["id"], attributes)
+        except Exception as exc:  # noqa: BLE001 (closed at stop, or the engine went away)
+            if not self._stopping.is_set():
+                log.warn("logs: Docker event stream ended: {error}", error=str(exc))
+
+    def _follow(self, container_id: str, labels: dict[str, str]) -> None:
+        app = labels.get("shipway.app")
+        if not app:
+            return
+        with self._lock:
+            if container_id in self._following:
+                return
+            self._following.add(container_id)
+        process = f"{labels.get('shipway.process', 'run')}.{container_id[:6]}"
+        threading.Thread(target=self._read, args=(container_id, app, process),
+                         name=f"logs-{container_id[:12]}", daemon=True).start()
+
+    def _read(self, container_id: str, app: str, process: str) -> None:
+        assert self._client is not None
+        buf = b""
+        last = self._last_seen.get(container_id)
+
+        def take(raw: bytes) -> None:
+            at, text = parse_docker_line(raw)
+            if at is not None and last is not None and at <= last:
+                return
+            if at is not None:
+                self._last_seen[container_id] = at
+            self.store.add(app, "app", process, text, at)
+
+        try:
+            stream = self._client.api.logs(container_id, stream=True, follow=True,
+                                           timestamps=True, tail=self.store.lines_per_app)
+            for chunk in stream:
+                if self._stopping.is_set():
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    take(raw)
+            if buf:
+                take(buf)
+        except (docker.errors.DockerException, OSError) as exc:
+            if not self._stopping.is_set():
+                log.info("logs: stopped following {id}: {error}", id=container_id[:12],
+                         error=str(exc))
+        finally:
+            with self._lock:
+                self._following.discard(container_id)
