@@ -1,5 +1,11 @@
-"""ps, ps:scale, ps:restart."""
+"""ps, ps:scale, ps:restart, ps:ssh."""
 from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -49,3 +55,40 @@ def register(cli: click.Group) -> None:
         data = session.client.call("POST", f"/apps/{seg(session.app)}/restart",
                                    progress=session.show_progress)
         session.emit(data, f"Restarted {session.app}.")
+
+    @api_command(cli, "ps:ssh", app=True)
+    @click.option("-r", "--replica", default=None,
+                  help="A replica's container id, or its start (see `ps`); "
+                       "default: the first web replica.")
+    @click.option("-i", "--identity", default=None, type=click.Path(dir_okay=False),
+                  help="Your SSH private key (default: ssh's own choice).")
+    @click.argument("command", nargs=-1)
+    def ssh(session: Session, replica: str | None, identity: str | None,
+            command: tuple[str, ...]) -> None:
+        """Open a shell in a running replica, or run COMMAND there, over SSH
+        through the server's git SSH port (with the keys of `account:ssh_keys`)."""
+        info = session.client.call("GET", f"/apps/{seg(session.app)}")
+        os.execvp("ssh", ssh_argv(info["urls"]["git_ssh"], session.app or "", replica,
+                                  identity, list(command), interactive=sys.stdin.isatty()))
+
+
+def ssh_argv(git_ssh_url: str, app: str, replica: str | None, identity: str | None,
+             command: list[str], interactive: bool) -> list[str]:
+    """`ssh` to the replica's sshd as `app`, through the git SSH server (which
+    checks access and carries the bytes). The gateway's host key is recorded
+    on first use and checked from then on (~/.shipway/known_hosts); a replica's
+    key is new with every container, so it is not recorded (the hop to it
+    never leaves the server)."""
+    gateway = urlsplit(git_ssh_url)
+    key = ["-i", identity, "-o", "IdentitiesOnly=yes"] if identity else []
+    known = Path(os.path.expanduser("~/.shipway/known_hosts"))
+    known.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    proxy = shlex.join(["ssh", "-p", str(gateway.port or 22), *key,
+                        "-o", "StrictHostKeyChecking=accept-new",
+                        "-o", f"UserKnownHostsFile={known}", "-W", "%h:%p",
+                        f"git@{gateway.hostname}"])
+    target = f"{replica}.{app}" if replica else app
+    return ["ssh", *key, "-o", f"ProxyCommand={proxy}", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            *(["-t"] if interactive and not command else []), f"app@{target}",
+            *([" ".join(command)] if command else [])]  # as ssh joins them

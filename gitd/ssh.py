@@ -1,6 +1,7 @@
 """The SSH transport (Twisted conch): public-key login against the keys users
 registered, and exactly two commands, `git-receive-pack '<app>.git'` and
-`git-upload-pack '<app>.git'`. Never a shell.
+`git-upload-pack '<app>.git'`. Never a shell here; `ps:ssh` tunnels through
+to a replica's own SSH server (gitd/tunnel.py).
 
 Both services run in a worker thread bridged to the channel (receive:
 gitd/receive.py; upload: C git's upload-pack, gitd/upload.py); output
@@ -32,6 +33,7 @@ from controller.models import User
 from gitd.bridge import ThreadInput, ThreadOutput
 from gitd.receive import ProtocolFailure
 from gitd.service import SERVICES, GitService, git_service, parse_repo_arg
+from gitd.tunnel import open_replica_tunnel
 from gitd.upload import run_upload_pack
 
 log = Logger()
@@ -98,6 +100,8 @@ class GitAvatar(avatar.ConchUser):
         self.channelLookup[b"session"] = GitSession
 
     def lookupChannel(self, channelType, windowSize, maxPacket, data):  # noqa: N802
+        if channelType == b"direct-tcpip":  # ps:ssh (`ssh -J`) to a replica
+            return open_replica_tunnel(windowSize, maxPacket, data, self)
         klass = self.channelLookup.get(channelType)
         if klass is None:
             raise error.ConchError(connection.OPEN_UNKNOWN_CHANNEL_TYPE, "unknown channel")

@@ -54,6 +54,7 @@ class Replica:
     state: str  # Docker's: created, running, exited, dead, ...
     host_port: int | None
     created: float  # epoch seconds
+    ssh_port: int | None = None  # its sshd's 127.0.0.1 port (as listed)
 
     @property
     def is_web(self) -> bool:
@@ -117,13 +118,14 @@ class Containers:
                 version = int(lab.get("shipway.release", "0"))
             except ValueError:
                 version = 0
-            port = next((p.get("PublicPort") for p in row.get("Ports") or []
-                         if p.get("PrivatePort") == CONTAINER_PORT and p.get("PublicPort")), None)
+            published = {p.get("PrivatePort"): int(p["PublicPort"])
+                         for p in row.get("Ports") or [] if p.get("PublicPort")}
             found.append(Replica(
                 id=row["Id"], name=(row.get("Names") or ["?"])[0].lstrip("/"),
                 app=lab.get("shipway.app", ""), version=version,
                 process_type=lab.get("shipway.process", ""), state=row.get("State", ""),
-                host_port=int(port) if port else None, created=float(row.get("Created", 0))))
+                host_port=published.get(CONTAINER_PORT), created=float(row.get("Created", 0)),
+                ssh_port=published.get(SSH_PORT)))
         return found
 
     # --- starting --------------------------------------------------------------

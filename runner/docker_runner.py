@@ -166,6 +166,20 @@ class DockerRunner(SupervisionMixin):
                 started_at=dt.datetime.fromtimestamp(r.created, dt.timezone.utc)))
         return states
 
+    def ssh_endpoint(self, app: str, replica: str | None) -> tuple[str, int]:
+        running = [r for r in self.docker.list(app) if r.state == "running" and r.ssh_port
+                   and r.id not in self._retiring]
+        if replica:
+            running = [r for r in running if r.id.startswith(replica.lower())]
+        else:
+            running.sort(key=lambda r: (not r.is_web, r.created))
+        if not running:
+            which = f"replica {replica}" if replica else "replica"
+            raise LookupError(f"{app} has no running {which}")
+        if len(running) > 1 and replica:
+            raise LookupError(f"replica {replica} of {app} is ambiguous: give more of its id")
+        return "127.0.0.1", int(running[0].ssh_port)  # type: ignore[arg-type]
+
     def destroy(self, app: str) -> None:
         with self._lock(app):
             self._desired.pop(app, None)

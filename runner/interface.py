@@ -58,6 +58,11 @@ class IRunner(Interface):
     def replicas(app: str) -> list[ReplicaState]:
         """The app's replicas as Docker sees them now."""
 
+    def ssh_endpoint(app: str, replica: str | None) -> tuple[str, int]:
+        """Where the SSH server of the app's running replica listens (the
+        replica whose container id starts with `replica`, else the first web
+        one, else any): (host, port). LookupError when there is none."""
+
     def destroy(app: str) -> None:
         """Stop and remove all of the app's containers and routes."""
 

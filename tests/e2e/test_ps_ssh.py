@@ -1,0 +1,60 @@
+"""`shipway ps:ssh`: a command (or shell) in a running replica, through the
+git SSH server, with the app's environment; refused for a user without
+access to the app and for a replica that does not exist."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cli.ps import ssh_argv
+from tests.e2e.helpers import User, new_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+def _with_key(user: User) -> Path:
+    ssh_dir = user.home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    key = ssh_dir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    user.shipway("account:ssh_keys:add", f"@{key}.pub")
+    return key
+
+
+def test_ps_ssh_runs_in_the_replica_and_checks_access(make_server, tmp_path) -> None:
+    server = make_server()
+    user, app = new_app(server, tmp_path / "owner", "procfile", "sshps")
+    # Before the push: a replica reads the app's keys when it starts. ssh
+    # looks for keys in the passwd home, not $HOME: name the key.
+    key = str(_with_key(user))
+    user.push()
+
+    run = user.shipway("-a", app, "ps:ssh", "-i", key, "--", 'echo "[$APP_NAME $APP_VERSION $(id -un)]";'
+                       " cat /app/Procfile; pwd")
+    assert f"[{app} v1 app]" in run.stdout, run.stderr
+    assert "web: python3 serve.py" in run.stdout and "/app" in run.stdout
+
+    [replica] = user.shipway_json("-a", app, "ps")["replicas"]
+    chosen = user.shipway("-a", app, "ps:ssh", "-i", key, "-r", replica["container_id"][:8],
+                            "hostname")
+    assert chosen.stdout.strip(), chosen.stderr
+    missing = user.shipway("-a", app, "ps:ssh", "-i", key, "-r", "deadbeef", "true",
+                           check=False)
+    assert missing.returncode != 0 and "no running replica deadbeef" in missing.stderr
+
+    stranger = User(server, tmp_path / "stranger")
+    stranger.shipway("signup", "--email", "stranger@example.com", "--password", "correct horse battery")
+    other_key = str(_with_key(stranger))
+    refused = stranger.shipway("-a", app, "ps:ssh", "-i", other_key, "--", "cat /shipway/env",
+                               check=False)
+    assert refused.returncode != 0 and f"no app named '{app}'" in refused.stderr
+    # The gateway itself refuses too (ssh used directly, without the CLI).
+    git_ssh = user.shipway_json("-a", app, "apps:info")["urls"]["git_ssh"]
+    for target in (None, replica["container_id"][:12]):
+        argv = ssh_argv(git_ssh, app, target, other_key, ["cat /shipway/env"], interactive=False)
+        direct = subprocess.run(argv, env=stranger.env, capture_output=True, text=True, timeout=60)
+        assert direct.returncode != 0
+        assert f"no app named {app} that you can change" in direct.stderr, direct.stderr
+        assert "SECRET_KEY_BASE" not in direct.stdout
