@@ -56,13 +56,6 @@ class DockerLogCollector:
         return [f"shipway.instance={self.settings.instance}", f"shipway.role={ROLE}"]
 
     def start(self) -> None:
-        self._client = docker.from_env(timeout=60)
-        # Subscribe before listing: a container started in between is seen
-        # twice, never missed (`_follow` ignores the second).
-        self._events = self._client.events(decode=True, filters={
-            "type": "container", "event": "start", "label": self.labels})
-        for row in self._client.api.containers(filters={"label": self.labels}):
-            self._follow(row["Id"], row.get("Labels") or {})
         threading.Thread(target=self._watch, name="logs-events", daemon=True).start()
 
     def stop(self) -> None:
@@ -71,14 +64,26 @@ class DockerLogCollector:
             self._events.close()
 
     def _watch(self) -> None:
-        try:
-            for event in self._events:
-                attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                if event.get("id"):
-                    self._follow(event["id"], attributes)
-        except Exception as exc:  # noqa: BLE001 (closed at stop, or the engine went away)
-            if not self._stopping.is_set():
-                log.warn("logs: Docker event stream ended: {error}", error=str(exc))
+        """Follow what runs, then what starts; if the engine's event stream
+        breaks (an engine restart), subscribe and look again."""
+        while not self._stopping.is_set():
+            try:
+                self._client = self._client or docker.from_env(timeout=60)
+                # Subscribe before listing: a container started in between
+                # is seen twice, never missed (`_follow` ignores the second).
+                self._events = self._client.events(decode=True, filters={
+                    "type": "container", "event": "start", "label": self.labels})
+                for row in self._client.api.containers(filters={"label": self.labels}):
+                    self._follow(row["Id"], row.get("Labels") or {})
+                for event in self._events:
+                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                    if event.get("id"):
+                        self._follow(event["id"], attributes)
+            except Exception as exc:  # noqa: BLE001 (closed at stop, or the engine went away)
+                if not self._stopping.is_set():
+                    log.warn("logs: Docker event stream ended ({error}); retrying",
+                             error=str(exc))
+            self._stopping.wait(5)
 
     def _follow(self, container_id: str, labels: dict[str, str]) -> None:
         app = labels.get("shipway.app")
