@@ -1,4 +1,4 @@
-"""ps, ps:scale, ps:restart, ps:ssh."""
+"""ps, ps:scale, ps:restart, ps:ssh, ps:run, ps:remote_console."""
 from __future__ import annotations
 
 import os
@@ -56,20 +56,56 @@ def register(cli: click.Group) -> None:
                                    progress=session.show_progress)
         session.emit(data, f"Restarted {session.app}.")
 
+    replica_option = click.option(
+        "-r", "--replica", default=None,
+        help="A replica's container id, or its start (see `ps`); default: the first web replica.")
+    identity_option = click.option(
+        "-i", "--identity", default=None, type=click.Path(dir_okay=False),
+        help="Your SSH private key (default: ssh's own choice).")
+
     @api_command(cli, "ps:ssh", app=True)
-    @click.option("-r", "--replica", default=None,
-                  help="A replica's container id, or its start (see `ps`); "
-                       "default: the first web replica.")
-    @click.option("-i", "--identity", default=None, type=click.Path(dir_okay=False),
-                  help="Your SSH private key (default: ssh's own choice).")
+    @replica_option
+    @identity_option
     @click.argument("command", nargs=-1)
     def ssh(session: Session, replica: str | None, identity: str | None,
             command: tuple[str, ...]) -> None:
         """Open a shell in a running replica, or run COMMAND there, over SSH
         through the server's git SSH port (with the keys of `account:ssh_keys`)."""
-        info = session.client.call("GET", f"/apps/{seg(session.app)}")
-        os.execvp("ssh", ssh_argv(info["urls"]["git_ssh"], session.app or "", replica,
-                                  identity, list(command), interactive=sys.stdin.isatty()))
+        _exec_ssh(session, replica, identity, list(command), tty=not command)
+
+    @api_command(cli, "ps:run", app=True)
+    @replica_option
+    @identity_option
+    @click.argument("command", nargs=-1, required=True)
+    def run(session: Session, replica: str | None, identity: str | None,
+            command: tuple[str, ...]) -> None:
+        """Run COMMAND in a running replica, with the app's environment
+        (e.g. `shipway ps:run -- bin/migrate`); its exit status is ours."""
+        _exec_ssh(session, replica, identity, list(command), tty=False)
+
+    @api_command(cli, "ps:remote_console", app=True)
+    @replica_option
+    @identity_option
+    def remote_console(session: Session, replica: str | None, identity: str | None) -> None:
+        """An IEx shell attached to the running Elixir release (`bin/APP
+        remote`), through ps:ssh. Leave it with Ctrl-C twice or Ctrl-\\;
+        `System.halt()` here would stop the app itself."""
+        _exec_ssh(session, replica, identity, [REMOTE_CONSOLE], tty=True)
+
+
+# The release's own `remote` command, found in the slug (the release name is
+# the app's, which only the buildpack knew); RELEASE_NODE, RELEASE_COOKIE and
+# RELEASE_DISTRIBUTION come from the replica's environment.
+REMOTE_CONSOLE = ('for bin in /app/_build/*/rel/*/bin/*; do case "$bin" in *.bat) ;; '
+                  '*) [ -f "$bin" ] && [ -x "$bin" ] && exec "$bin" remote ;; esac; done; '
+                  'echo "shipway: no Elixir release (mix release) in this app" >&2; exit 1')
+
+
+def _exec_ssh(session: Session, replica: str | None, identity: str | None,
+              command: list[str], tty: bool) -> None:
+    info = session.client.call("GET", f"/apps/{seg(session.app)}")
+    os.execvp("ssh", ssh_argv(info["urls"]["git_ssh"], session.app or "", replica, identity,
+                              command, interactive=tty and sys.stdin.isatty()))
 
 
 def ssh_argv(git_ssh_url: str, app: str, replica: str | None, identity: str | None,
@@ -90,5 +126,5 @@ def ssh_argv(git_ssh_url: str, app: str, replica: str | None, identity: str | No
     target = f"{replica}.{app}" if replica else app
     return ["ssh", *key, "-o", f"ProxyCommand={proxy}", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            *(["-t"] if interactive and not command else []), f"app@{target}",
+            *(["-t"] if interactive else []), f"app@{target}",
             *([" ".join(command)] if command else [])]  # as ssh joins them

@@ -3,13 +3,19 @@ git SSH server, with the app's environment; refused for a user without
 access to the app and for a replica that does not exist."""
 from __future__ import annotations
 
+import os
+import pty
+import select
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from cli.ps import ssh_argv
-from tests.e2e.helpers import User, new_app
+from tests.conftest import ROOT
+from tests.e2e.helpers import User, fetch, new_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -36,6 +42,10 @@ def test_ps_ssh_runs_in_the_replica_and_checks_access(make_server, tmp_path) -> 
     assert f"[{app} v1 app]" in run.stdout, run.stderr
     assert "web: python3 serve.py" in run.stdout and "/app" in run.stdout
 
+    # ps:run: the command's exit status is the CLI's.
+    failed = user.shipway("-a", app, "ps:run", "-i", key, "--", "echo out; exit 3", check=False)
+    assert failed.returncode == 3 and "out" in failed.stdout
+
     [replica] = user.shipway_json("-a", app, "ps")["replicas"]
     chosen = user.shipway("-a", app, "ps:ssh", "-i", key, "-r", replica["container_id"][:8],
                             "hostname")
@@ -58,3 +68,55 @@ def test_ps_ssh_runs_in_the_replica_and_checks_access(make_server, tmp_path) -> 
         assert direct.returncode != 0
         assert f"no app named {app} that you can change" in direct.stderr, direct.stderr
         assert "SECRET_KEY_BASE" not in direct.stdout
+
+
+def _in_a_terminal(argv: list[str], env: dict[str, str], expression: bytes,
+                   expect: bytes, timeout: float = 90) -> bytes:
+    """Run `argv` on a pseudo-terminal (IEx attaches to a remote node only on
+    a terminal), type `expression` at the first prompt, and return what the
+    terminal showed once `expect` appeared. Closing the terminal hangs the
+    session up, which leaves the remote shell (never the app node)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=str(ROOT), env=env, stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen, typed = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while expect not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # the session ended
+                    break
+            if not typed and b"iex(" in seen:
+                os.write(master, expression + b"\r")
+                typed = True
+        return seen
+    finally:
+        os.close(master)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_remote_console_reaches_the_running_elixir_node(make_server, tmp_path) -> None:
+    server = make_server()
+    user, app = new_app(server, tmp_path / "owner", "elixir", "iex")
+    key = str(_with_key(user))
+    user.push()
+    expect = f"on {app}@127.0.0.1 serving v1".encode()
+    shown = _in_a_terminal(
+        [sys.executable, "-m", "cli.main", "-a", app, "ps:remote_console", "-i", key], user.env,
+        b'IO.puts("on " <> Atom.to_string(node()) <> " serving " <> Hello.marker())', expect)
+    assert expect in shown, shown.decode(errors="replace")
+    # the console has gone; the app node is still up and serving
+    assert fetch(server, app).text.startswith("Hello from Elixir v1")
+
+    plain = new_app(server, tmp_path / "other", "procfile", "noiex")
+    other_key = str(_with_key(plain[0]))
+    plain[0].push()
+    none = plain[0].shipway("-a", plain[1], "ps:remote_console", "-i", other_key, check=False)
+    assert none.returncode != 0 and "no Elixir release" in none.stderr

@@ -2,6 +2,8 @@
 nginx: deploy, failed deploys, scale, supervision, adoption, isolation."""
 from __future__ import annotations
 
+import re
+
 import docker
 import docker.errors
 import pytest
@@ -69,7 +71,10 @@ def test_config_is_in_the_environment_and_replica_is_locked_down(rig: Rig) -> No
     assert "no-new-privileges" in host["SecurityOpt"]
     assert not host["Privileged"] and host["Memory"] > 0 and host["NanoCpus"] > 0
     assert c.attrs["Config"]["User"].startswith("1000")
-    assert c.attrs["Mounts"] == [] and not host.get("Binds")
+    # Nothing of the host: only the container's own anonymous /app volume.
+    [mount] = c.attrs["Mounts"]
+    assert (mount["Type"], mount["Destination"], mount["RW"]) == ("volume", "/app", True)
+    assert re.fullmatch(r"[0-9a-f]{64}", mount["Name"]) and not host.get("Binds")
     for bindings in c.attrs["NetworkSettings"]["Ports"].values():
         assert all(b["HostIp"] == "127.0.0.1" for b in bindings or [])
     labels = c.labels
@@ -191,9 +196,16 @@ def test_restart_adopts_containers_and_removes_orphans(rig: Rig) -> None:
 def test_destroy_removes_containers_and_route(rig: Rig) -> None:
     app = rig.controller.create_app(rig.user)
     rig.deploy(app, rig.release(app))
+    client = docker.from_env()
+    volumes = [m["Name"] for r in rig.runner.replicas(app.name)
+               for m in client.containers.get(r.container_id).attrs["Mounts"]]
+    assert volumes
     rig.controller.destroy_app(rig.user, app.name)
     assert rig.runner.replicas(app.name) == []
     assert rig.get(app).status_code == 404
+    for name in volumes:  # each replica's /app volume goes with it
+        with pytest.raises(docker.errors.NotFound):
+            client.volumes.get(name)
 
 
 def test_custom_domain_is_routed_and_unrouted(rig: Rig) -> None:
