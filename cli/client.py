@@ -52,7 +52,8 @@ class Client:
         self.api_key = api_key
 
     def call(self, method: str, path: str, body: Any = None, auth: bool = True,
-             progress: Callable[[str], None] | None = None) -> Any:
+             progress: Callable[[str], None] | None = None,
+             read_timeout: float | None = TIMEOUT[1]) -> Any:
         """The answer's JSON. With `progress`, a deploy's lines are passed to
         it as the server streams them (NDJSON)."""
         headers = {"Accept": "application/x-ndjson, application/json" if progress
@@ -61,7 +62,7 @@ class Client:
             raise ServerError(f"not logged in to {self.url}: run `shipway login`")
         try:
             response = requests.request(method, f"{self.url}/api{path}", json=body,
-                                        headers=headers, timeout=TIMEOUT,
+                                        headers=headers, timeout=(TIMEOUT[0], read_timeout),
                                         auth=_Bearer(self.api_key if auth else None),
                                         stream=progress is not None)
             if progress and response.headers.get("Content-Type", "").startswith(NDJSON):
@@ -78,25 +79,7 @@ class Client:
     def follow(self, path: str, on_line: Callable[[str], None]) -> None:
         """GET an endpoint that streams NDJSON `{"log": line}` for as long as
         the server keeps it open (`logs -f`): no read timeout."""
-        if not self.api_key:
-            raise ServerError(f"not logged in to {self.url}: run `shipway login`")
-        try:
-            with requests.get(f"{self.url}/api{path}", headers={"Accept": NDJSON},
-                              auth=_Bearer(self.api_key), stream=True,
-                              timeout=(TIMEOUT[0], None)) as response:
-                if response.status_code >= 400:
-                    self._answer(response, True)  # raises with the server's words
-                for raw in response.iter_lines():
-                    if raw:
-                        try:
-                            on_line(str(json.loads(raw)["log"]))
-                        except (ValueError, KeyError, TypeError):
-                            raise ServerError(f"unexpected answer from {self.url} "
-                                              "(bad NDJSON)") from None
-        except requests.ConnectionError:
-            raise ServerError(f"lost the connection to the Shipway server at {self.url}") from None
-        except requests.RequestException as e:
-            raise ServerError(f"request to {self.url} failed: {e}") from None
+        self.call("GET", path, progress=on_line, read_timeout=None)
 
     def _streamed(self, response: requests.Response, progress: Callable[[str], None]) -> Any:
         last: Any = None

@@ -138,36 +138,30 @@ def test_malformed_pkt_lines_over_ssh(pusher: Pusher) -> None:
     assert_still_serving(pusher, app, repo)
 
 
-def test_oversized_push_is_refused(make_server, tmp_path: Path) -> None:
-    server = make_server(env={"SHIPWAY_LIMIT_REPO_BYTES": str(400_000)})
+@pytest.mark.parametrize("body_limit, size, urls, said", [
+    # Just over the repository limit: receive-pack's own message, both ways.
+    (None, 600_000, ("ssh_url", "http_url"), "exceeds the repository size limit"),
+    # Over the repository limit plus the API's body limit, the HTTP body is
+    # not even stored: a bare 413.
+    (100_000, 900_000, ("http_url",), "413"),
+])
+def test_oversized_push_is_refused(make_server, tmp_path: Path, body_limit: int | None,
+                                   size: int, urls: tuple[str, ...], said: str) -> None:
+    env = {"SHIPWAY_LIMIT_REPO_BYTES": str(400_000)}
+    if body_limit:
+        env["SHIPWAY_LIMIT_REQUEST_BODY_BYTES"] = str(body_limit)
+    server = make_server(env=env)
     p = Pusher(server, server.signup(), tmp_path / "owner")
     app = p.create_app()
     repo = p.new_repo()
     p.git("push", p.ssh_url(app), "main:small", cwd=repo)
     before = repo_files(p, app)
-    p.commit(repo, "huge.bin", os.urandom(600_000).hex())
-    for url in (p.ssh_url(app), p.http_url(app)):
-        proc = p.git("push", url, "main:huge", cwd=repo, check=False)
+    p.commit(repo, "huge.bin", os.urandom(size).hex())
+    for url in urls:
+        proc = p.git("push", getattr(p, url)(app), "main:huge", cwd=repo, check=False)
         assert proc.returncode != 0
-        assert "exceeds the repository size limit" in output(proc), output(proc)
+        assert said in output(proc), output(proc)
         assert repo_files(p, app) == before
     p.git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
     p.commit(repo, "tiny.txt", "tiny\n")
     p.git("push", p.http_url(app), "main:small", cwd=repo)
-
-
-def test_push_body_far_over_the_limit_is_cut_off(make_server, tmp_path: Path) -> None:
-    """Over the repository limit plus the API's body limit, the HTTP body is
-    not even stored: a bare 413, and nothing changes."""
-    server = make_server(env={"SHIPWAY_LIMIT_REPO_BYTES": str(400_000),
-                              "SHIPWAY_LIMIT_REQUEST_BODY_BYTES": str(100_000)})
-    p = Pusher(server, server.signup(), tmp_path / "owner")
-    app = p.create_app()
-    repo = p.new_repo()
-    p.git("push", p.http_url(app), "main:small", cwd=repo)
-    before = repo_files(p, app)
-    p.commit(repo, "huge.bin", os.urandom(900_000).hex())
-    proc = p.git("push", p.http_url(app), "main:huge", cwd=repo, check=False)
-    assert proc.returncode != 0
-    assert "413" in output(proc), output(proc)
-    assert repo_files(p, app) == before
