@@ -215,6 +215,9 @@ class Stream:
 def _follow(request: Request, finished: dict, follow: Follow) -> None:
     """Stream `follow` as NDJSON `{"log": line}` until the client leaves:
     the history first, then each line as it is added (on any thread)."""
+    if finished["gone"]:  # left while the history was read: notifyFinish would never fire
+        follow.stop()
+        return
     request.setResponseCode(200)
     request.setHeader(b"Content-Type", NDJSON)
     request.setHeader(b"Cache-Control", b"no-store")
