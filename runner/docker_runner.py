@@ -13,9 +13,12 @@ tries again on its next pass.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Iterable
 
 from twisted.logger import Logger
@@ -29,8 +32,13 @@ from runner.gateway import KeySigner, bridge_gateway, gateway_url, rebase_url
 from runner.interface import IRunner, ReleaseSpec, ReplicaState, Output
 from runner.supervision import SupervisionMixin, _quiet
 from server.settings import Settings
+from storage.local import LocalSlugStore
 
 log = Logger()
+
+# Slugs of a store elsewhere kept on the host per app: the current release,
+# a rollback target or two, and a deploy in progress.
+SLUG_CACHE_PER_APP = 5
 
 
 @implementer(IRunner)
@@ -39,6 +47,13 @@ class DockerRunner(SupervisionMixin):
                  containers: Containers | None = None) -> None:
         self.settings = settings
         self.slugs = slugs
+        # Run containers download slugs from the host's gateway listener,
+        # signed by Shipway, whatever the store: a store elsewhere (S3) may
+        # not be reachable from a container (an endpoint on 127.0.0.1 is
+        # not), so the slugs this runner runs are cached on the host.
+        self.local_slugs: LocalSlugStore = (
+            slugs if isinstance(slugs, LocalSlugStore)
+            else LocalSlugStore(settings, root=settings.data_dir / "slug-cache"))
         self.router = router
         self.controller = controller
         self._containers = containers
@@ -80,11 +95,33 @@ class DockerRunner(SupervisionMixin):
             self._gateway = bridge_gateway(self.docker.client)
             self._signer = KeySigner(self.settings)
         assert self._signer is not None
-        slug_url = rebase_url(self.slugs.url(spec.slug_key, expires_in=900),
+        self._cache_slug(spec)
+        slug_url = rebase_url(self.local_slugs.url(spec.slug_key, expires_in=900),
                               self.settings, self._gateway)
         keys_url = (f"{gateway_url(self.settings, self._gateway)}/keys/{spec.app}"
                     f"?sig={self._signer.sign(spec.app)}")
         return slug_url, keys_url
+
+    def _cache_slug(self, spec: ReleaseSpec) -> None:
+        """With a store elsewhere, have `spec`'s slug in the host cache, and
+        keep the cache to the few slugs each app may still run."""
+        cache = self.local_slugs
+        if cache is self.slugs:
+            return
+        path = cache.path(spec.slug_key)
+        if path.is_file():
+            os.utime(path)  # recently used: kept
+            return
+        work = self.settings.data_dir / "tmp"
+        work.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="slug-", dir=work)
+        os.close(fd)
+        try:
+            self.slugs.get(spec.slug_key, Path(tmp))
+            cache.put(spec.slug_key, Path(tmp))
+        finally:
+            os.unlink(tmp)
+        cache.keep_newest(f"{spec.app}/", SLUG_CACHE_PER_APP)
 
     # --- IRunner -----------------------------------------------------------
     def deploy(self, spec: ReleaseSpec, output: Output) -> None:
@@ -188,6 +225,8 @@ class DockerRunner(SupervisionMixin):
             self.router.remove_route(app)
             for r in self.docker.list(app):
                 self.docker.remove(r.id)
+            if self.local_slugs is not self.slugs:
+                self.local_slugs.delete_prefix(f"{app}/")
 
     def refresh_route(self, app: str) -> None:
         with self._lock(app):

@@ -38,8 +38,10 @@ class SlugResource(resource.Resource):
 
 
 def make_slug_resource(services: Any) -> resource.Resource | None:
-    """The resource for the local store; None when slugs are in S3 (their
-    presigned URLs point at S3 itself)."""
-    if isinstance(services.slugs, LocalSlugStore):
-        return SlugResource(services.slugs)
-    return None
+    """The resource for the slugs Shipway signs itself: the Docker runner's
+    (the local store, or its host cache of slugs kept in S3), else the local
+    store; None when every slug URL is an S3 presigned one."""
+    signed_here = getattr(services.runner, "local_slugs", None)
+    if signed_here is None and isinstance(services.slugs, LocalSlugStore):
+        signed_here = services.slugs
+    return SlugResource(signed_here) if signed_here is not None else None

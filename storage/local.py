@@ -35,11 +35,12 @@ def check_key(key: str) -> str:
 
 @implementer(ISlugStore)
 class LocalSlugStore:
-    """Slugs as files under `<data_dir>/slugs/`."""
+    """Slugs as files under `<data_dir>/slugs/` (or another `root`: the
+    Docker runner's cache of slugs kept in S3)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, root: Path | None = None) -> None:
         self.settings = settings
-        self.root = settings.data_dir / "slugs"
+        self.root = root or settings.data_dir / "slugs"
         self.root.mkdir(parents=True, exist_ok=True)
         self._secret = load_or_create_secret(settings.data_dir / "slug-url.secret")
 
@@ -83,6 +84,18 @@ class LocalSlugStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def keep_newest(self, prefix: str, count: int) -> None:
+        """Delete all but the `count` most recently used slugs under `prefix`
+        (a cache's bound; use means a write or `touch`)."""
+        folder = self.path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return
+        files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in files[count:]:
+            with _ignore_missing():
+                old.unlink()
 
     # --- signed URLs -------------------------------------------------------------
 

@@ -18,7 +18,7 @@ if __name__ == "__main__":
     data_dir, port = Path(sys.argv[1]), int(sys.argv[2])
     store = LocalSlugStore(Settings(data_dir=data_dir, http_port=port))
     root = Resource()
-    root.putChild(b"slugs", make_slug_resource(SimpleNamespace(slugs=store)))
+    root.putChild(b"slugs", make_slug_resource(SimpleNamespace(slugs=store, runner=None)))
     reactor.listenTCP(port, Site(root), interface="127.0.0.1")
     print("listening", flush=True)
     reactor.run()

@@ -4,12 +4,7 @@ cover signature checking."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 import pytest
@@ -18,30 +13,7 @@ import requests
 from server.settings import Settings
 from storage.factory import make_slug_store
 from storage.s3 import S3SlugStore
-from tests.conftest import free_port, unique
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                requests.get(url, timeout=1)
-                break
-            except requests.RequestException:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto_server did not start")
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+from tests.conftest import unique
 
 
 @pytest.fixture
