@@ -103,14 +103,14 @@ class ReleasesMixin(AppsMixin):
                                         description, created_by)
 
     def deploy_release(self, app: App, release: Release,
-                       output: Output | None = None) -> Release:
+                       output: Output | None = None, hot: bool = False) -> Release:
         """Any exception from the deployer marks the release failed and is
         re-raised (DeployFailed for an unhealthy release; Unavailable when no
         deployer is wired), so no release is left "deploying"."""
         output = output or silent
         release = self._set_status(release, "deploying")
         try:
-            self.deployer().deploy(app, release, output)
+            self.deployer().deploy(app, release, output, hot=hot)
         except BaseException as e:
             self._set_status(release, "failed")
             log.info("app {app}: release v{version} failed: {error}", app=app.name,

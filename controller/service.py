@@ -24,7 +24,8 @@ Output = Callable[[str], None]
 class Deployer(Protocol):
     """Makes a release live (see `runner/deploy.py`). Raises DeployFailed."""
 
-    def deploy(self, app: App, release: Release, output: Output) -> None: ...
+    def deploy(self, app: App, release: Release, output: Output,
+               hot: bool = False) -> None: ...
 
     def apply_formation(self, app: App, output: Output) -> None: ...
 
@@ -167,9 +168,10 @@ class Controller:
         raise NotImplementedError
 
     def deploy_release(self, app: App, release: Release,
-                       output: Output | None = None) -> Release:
+                       output: Output | None = None, hot: bool = False) -> Release:
         """Marks it deploying, calls the deployer, marks succeeded or failed
-        (re-raising DeployFailed). The one path every deploy goes through."""
+        (re-raising DeployFailed). The one path every deploy goes through;
+        `hot` asks for an in-place upgrade of the running replicas."""
         raise NotImplementedError
 
     def list_releases(self, user: User, app: str) -> list[Release]:

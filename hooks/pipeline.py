@@ -156,14 +156,14 @@ class Pipeline:
         try:
             out(f"-----> Building {app.name} ({branch} {commit[:7]})")
             if push.options.hot:
-                out("-----> Hot upgrade requested: not available yet, "
-                    "this push is deployed as a restart")
+                out("-----> Hot upgrade requested: the running replicas are upgraded "
+                    "in place if only module code changed")
             result = self._build(app, push.repo_path, commit, push.options.clean, out)
             slug = self._store_slug(app, commit, result, out)
             release = self._step("release", lambda: self.controller.create_release(
                 app, slug, f"Deploy {commit[:7]}", push.user.email))
             out(f"-----> Released v{release.version}")
-            self._release(app, release, out)
+            self._release(app, release, out, hot=push.options.hot)
             version = release.version
             out(f"-----> {app.name} is live at {self.app_url(app)}")
             out(f"-----> Done in {time.monotonic() - started:.1f}s")
@@ -205,10 +205,11 @@ class Pipeline:
             app, key, result.sha256, result.size, commit,
             dict(result.process_types), list(result.buildpacks)))
 
-    def _release(self, app: App, release: Release, out: _Transcript) -> None:
+    def _release(self, app: App, release: Release, out: _Transcript, hot: bool = False) -> None:
         record, out.record = out.record, None
         try:
-            self._step("deployer", lambda: self.controller.deploy_release(app, release, out))
+            self._step("deployer", lambda: self.controller.deploy_release(
+                app, release, out, hot=hot))
         except DeployFailed as failed:
             out.record = record
             out(f"-----> Deploy failed: {failed.message}")

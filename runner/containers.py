@@ -97,7 +97,11 @@ def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
 
 
 def entrypoint_script() -> bytes:
-    return resources.files("runner").joinpath("files/entrypoint.sh").read_bytes()
+    return runner_file("entrypoint.sh")
+
+
+def runner_file(name: str) -> bytes:
+    return resources.files("runner").joinpath(f"files/{name}").read_bytes()
 
 
 class Containers:
@@ -241,6 +245,30 @@ class Containers:
             return False
         finally:
             conn.close()
+
+    # --- inside a running replica ---------------------------------------------------
+    def run_script(self, container_id: str, name: str, args: list[str],
+                   timeout: float = 600) -> tuple[int, list[str]]:
+        """Copy `runner/files/<name>` into the replica's /shipway and run it
+        there as the app user: (exit status, output lines). Copied at each
+        use, so replicas started by an older Shipway get the current one."""
+        container = self.client.containers.get(container_id)
+        container.put_archive("/", _archive({name: (runner_file(name), 0o500)}))
+        exec_id = self.client.api.exec_create(container_id, ["timeout", str(int(timeout)), "bash",
+                                                             f"/shipway/{name}", *args],
+                                              user=f"{APP_UID}:{APP_UID}", workdir="/app")["Id"]
+        output = self.client.api.exec_start(exec_id).decode("utf-8", "replace")
+        code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+        return (code if code is not None else -1), output.splitlines()
+
+    def read_file(self, container_id: str, path: str) -> str | None:
+        """A small file of a running replica, None if it cannot be read."""
+        try:
+            result = self.client.containers.get(container_id).exec_run(
+                ["cat", path], user=f"{APP_UID}:{APP_UID}")
+        except docker.errors.APIError:
+            return None
+        return result.output.decode("utf-8", "replace") if result.exit_code == 0 else None
 
     # --- logs and stopping -------------------------------------------------------
     def log_tail(self, container_id: str, lines: int = 30) -> list[str]:

@@ -80,10 +80,13 @@ class Deployer:
         with self._locks_guard:
             return self._locks[app]
 
-    def deploy(self, app: App, release: Release, output: Any) -> None:
+    def deploy(self, app: App, release: Release, output: Any, hot: bool = False) -> None:
         with self._lock(app.name):
             spec = release_spec(self.settings, self.controller, app, release)
-            self.runner.deploy(spec, self._tee(app, output))
+            if hot:
+                self.runner.hot_upgrade(spec, self._tee(app, output))
+            else:
+                self.runner.deploy(spec, self._tee(app, output))
 
     def apply_formation(self, app: App, output: Any) -> None:
         with self._lock(app.name):

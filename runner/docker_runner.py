@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
+import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -148,6 +149,48 @@ class DockerRunner(SupervisionMixin):
                 output(f"-----> Routing {spec.app} to v{spec.version}")
             self._retire(old, output)
 
+    def hot_upgrade(self, spec: ReleaseSpec, output: Output) -> None:
+        """Upgrade the running replicas to `spec` in place (runner/files/
+        hot-upgrade.sh); where that is not possible (nothing runs, the
+        process types or config changed, not an Elixir release, more than
+        module code changed, a replica failed), deploy `spec` with a restart
+        instead, which also brings a half-upgraded app back to one release."""
+        with self._lock(spec.app):
+            current = self._desired.get(spec.app)
+            live = list(self._live.get(spec.app, {}).values())
+            reason = None
+            if current is None or not live:
+                reason = "nothing is running"
+            elif current.process_types != spec.process_types:
+                reason = "the process types changed"
+            elif {k: v for k, v in current.env.items() if k != "APP_VERSION"} != \
+                    {k: v for k, v in spec.env.items() if k != "APP_VERSION"}:
+                reason = "the config changed"
+            if reason is None:
+                reason = self._upgrade_in_place(spec, live, output)
+            if reason is not None:
+                output(f"-----> Hot upgrade not possible ({reason}): restarting instead")
+                return self.deploy(spec, output)
+            self._desired[spec.app] = spec
+            self._live[spec.app] = {r.id: attrs.evolve(r, version=spec.version) for r in live}
+            output(f"-----> {spec.app} hot-upgraded to v{spec.version} "
+                   f"({len(live)} replica(s), none restarted)")
+
+    def _upgrade_in_place(self, spec: ReleaseSpec, live: list[Replica],
+                          output: Output) -> str | None:
+        """None when every replica was upgraded, else why not."""
+        slug_url, _keys = self._urls(spec)
+        output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
+        for r in sorted(live, key=lambda r: r.created):
+            code, said = self.docker.run_script(r.id, "hot-upgrade.sh", [slug_url, str(spec.version)])
+            for line in said[-20:]:
+                output(f"       {r.id[:12]}: {line}")
+            if code == 3:
+                return said[-1] if said else "not an upgradable release"
+            if code != 0:
+                return f"replica {r.id[:12]} failed (exit {code})"
+        return None
+
     def _restore(self, app: str, desired: ReleaseSpec | None,
                  live: dict[str, Replica] | None) -> None:
         if desired is None:
@@ -192,13 +235,13 @@ class DockerRunner(SupervisionMixin):
         live = self._live.get(app, {})
         states = []
         for r in sorted(self.docker.list(app), key=lambda r: (r.process_type, r.created)):
-            state = r.state
+            state, version = r.state, live[r.id].version if r.id in live else r.version
             if r.id in self._retiring:
                 state = "stopping"
             elif r.state == "running" and r.id not in live:
                 state = "starting"
             states.append(ReplicaState(
-                app=app, version=r.version, process_type=r.process_type,
+                app=app, version=version, process_type=r.process_type,
                 container_id=r.id[:12], state=state, host_port=r.host_port,
                 started_at=dt.datetime.fromtimestamp(r.created, dt.timezone.utc)))
         return states

@@ -47,6 +47,11 @@ class IRunner(Interface):
         route to them, stop the old ones. On failure leave the old replicas
         serving and raise controller.errors.DeployFailed with log lines."""
 
+    def hot_upgrade(spec: ReleaseSpec, output: Output) -> None:
+        """Upgrade the running replicas to `spec` without restarting them
+        (same state, same connections); when that is not possible, the same
+        as `deploy`. Raises DeployFailed as `deploy` does."""
+
     def scale(spec: ReleaseSpec, output: Output) -> None:
         """Apply `spec.formation` to the running release `spec`: start missing
         replicas (health-checked, then routed), unroute then stop extra ones;

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import defaultdict
 
+import attrs
 from twisted.logger import Logger
 
 from controller.errors import DeployFailed, NotFound
@@ -51,6 +52,9 @@ class SupervisionMixin:
                 keep: dict[str, Replica] = {}
                 per_type: dict[str, int] = defaultdict(int)
                 for r in sorted(mine, key=lambda r: r.created):
+                    if r.version != spec.version and r.state == "running" and \
+                            self._hot_version(r) == spec.version:
+                        r = attrs.evolve(r, version=spec.version)  # upgraded in place
                     if (r.version == spec.version and r.state == "running"
                             and per_type[r.process_type] < spec.formation.get(r.process_type, 0)):
                         keep[r.id] = r
@@ -62,6 +66,12 @@ class SupervisionMixin:
                 if keep:
                     log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
                              app=name, v=spec.version)
+
+    def _hot_version(self, replica: Replica) -> int | None:
+        """The release a replica was hot-upgraded to (its label keeps the
+        release it started with), None if it never was."""
+        said = self.docker.read_file(replica.id, "/shipway/hot-version")
+        return int(said) if said and said.strip().isdigit() else None
 
     def _supervise(self) -> None:
         last_orphans = time.monotonic()

@@ -27,6 +27,6 @@ def test_the_wheel_carries_the_data_files(tmp_path: Path) -> None:
         for script in ("detect", "compile", "release"):
             assert f"buildpacks/{pack}/bin/{script}" in names
     assert "buildpacks/env.sh" in names
-    assert "runner/files/entrypoint.sh" in names
+    assert {"runner/files/entrypoint.sh", "runner/files/hot-upgrade.sh"} <= names
     assert "controller/openapi.yaml" in names
     assert any(n.startswith("controller/alembic/versions/") and n.endswith(".py") for n in names)

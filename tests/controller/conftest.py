@@ -58,7 +58,8 @@ class RecordingDeployer:
         self.destroyed: list[str] = []
         self.routes: list[str] = []
 
-    def deploy(self, app: App, release: Any, output: Callable[[str], None]) -> None:
+    def deploy(self, app: App, release: Any, output: Callable[[str], None],
+               hot: bool = False) -> None:
         if self.store is not None:
             self.status_during_deploy.append(self.store.get_release(app, release.version).status)
         output(f"deploying v{release.version}")
