@@ -182,7 +182,11 @@ class DockerRunner(SupervisionMixin):
         slug_url, _keys = self._urls(spec)
         output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
         for r in sorted(live, key=lambda r: r.created):
-            code, said = self.docker.run_script(r.id, "hot-upgrade.sh", [slug_url, str(spec.version)])
+            try:
+                code, said = self.docker.run_script(r.id, "hot-upgrade.sh",
+                                                    [slug_url, str(spec.version)])
+            except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
+                return f"replica {r.id[:12]} could not be reached: {exc}"
             for line in said[-20:]:
                 output(f"       {r.id[:12]}: {line}")
             if code == 3:
