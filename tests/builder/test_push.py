@@ -76,17 +76,19 @@ def test_server_killed_mid_build_leaves_nothing_after_restart(make_server, tmp_p
     temp = server.data_dir / "tmp" / "builds"
     try:
         deadline = time.time() + 120
-        while not client.containers.list(filters={"label": labels}):
+        # The low-level list: one call, no per-container inspect that a
+        # container removed meanwhile would turn into NotFound.
+        while not client.api.containers(filters={"label": labels}):
             assert time.time() < deadline, "the build container never started"
             time.sleep(0.5)
         server.kill9()
     finally:
         push.kill()
         push.wait()
-    assert client.containers.list(all=True, filters={"label": labels})  # left behind
+    assert client.api.containers(all=True, filters={"label": labels})  # left behind
     assert any(temp.iterdir())
     server.start()  # same data dir and instance: the new server cleans up at start
     deadline = time.time() + 60
-    while client.containers.list(all=True, filters={"label": labels}) or any(temp.iterdir()):
+    while client.api.containers(all=True, filters={"label": labels}) or any(temp.iterdir()):
         assert time.time() < deadline, "leftovers were not removed"
         time.sleep(0.5)

@@ -95,11 +95,14 @@ def test_failing_build_on_a_live_app_leaves_main_and_release(pusher: Pusher) -> 
     assert served(pusher, app).status_code == 200
 
 
-def test_hot_push_is_deployed_as_a_restart(pusher: Pusher) -> None:
+def test_first_hot_push_is_deployed_with_a_restart(pusher: Pusher) -> None:
+    """Nothing runs yet to upgrade in place (tests/e2e/test_hot_upgrade.py
+    has the in-place upgrade itself)."""
     app = pusher.create_app()
     repo = pusher.new_repo(files=EXAMPLE)
     proc = pusher.git("push", "-o", "hot", pusher.ssh_url(app), "main", cwd=repo)
-    assert "deployed as a restart" in output(proc) and "-----> Released v1" in output(proc)
+    assert "Hot upgrade not possible (nothing is running): restarting instead" in output(proc)
+    assert "-----> Released v1" in output(proc) and "is live at" in output(proc)
 
 
 @pytest.mark.parametrize("transport", ["ssh", "http"])
