@@ -14,5 +14,8 @@ export_env_dir() {
   done
 }
 
+# The OTP app named in a mix project (mix.exs `app: :name`): the release's name.
+mix_app() { grep -oE 'app:\s*:[a-z0-9_]+' "$1/mix.exs" | head -1 | sed -E 's/app:\s*://'; }
+
 step() { echo "-----> $*"; }
 say() { echo "       $*"; }

@@ -113,15 +113,17 @@ class DockerRunner(SupervisionMixin):
         if path.is_file():
             os.utime(path)  # recently used: kept
             return
-        work = self.settings.data_dir / "tmp"
-        work.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="slug-", dir=work)
+        # Downloaded straight into the cache under a hidden name, then renamed:
+        # a reader sees no slug or the whole of it.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".get-", dir=path.parent)
         os.close(fd)
         try:
             self.slugs.get(spec.slug_key, Path(tmp))
-            cache.put(spec.slug_key, Path(tmp))
-        finally:
+            os.replace(tmp, path)
+        except BaseException:
             os.unlink(tmp)
+            raise
         cache.keep_newest(f"{spec.app}/", SLUG_CACHE_PER_APP)
 
     # --- IRunner -----------------------------------------------------------
