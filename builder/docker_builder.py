@@ -2,12 +2,18 @@
 container from the stack image, running Heroku-API buildpacks.
 
 Layout in the build container: BUILD_DIR=/app (so virtualenvs and releases
-are built at the path they run from), CACHE_DIR=/cache (the app's named cache
-volume), ENV_DIR=/shipway/env (one 0600 file per config var, only ever
-inside the container), buildpacks under /shipway/buildpacks. Everything gets
-in through one `put_archive` of a tar made on the host; nothing of the host
-is mounted. Steps run as `docker exec` as the `app` user, with every output
-line streamed to the pusher; a timer kills the container at the deadline.
+are built at the path they run from) and CACHE_DIR=/cache, both symlinks of
+the stack image into /workspace, where the app's own build volume is
+mounted: the cache is kept there between builds and the source is unpacked
+there for each one, so that a buildpack can hard-link or move a cached
+result into the slug instead of writing it again. ENV_DIR=/shipway/env (one
+0600 file per config var, only ever inside the container), buildpacks under
+/shipway/buildpacks. Everything gets in through one `put_archive` of a tar
+made on the host; nothing of the host is mounted. Steps run as `docker exec`
+as the `app` user, with every output line streamed to the pusher; a timer
+kills the container at the deadline. The container and the build's source
+are removed in the background once the slug is stored (a killed server's
+leftovers at its next start), so the push goes on to deploy meanwhile.
 """
 from __future__ import annotations
 
@@ -36,6 +42,19 @@ from controller.errors import BuildFailed
 from server.settings import Settings
 
 BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
+WORKSPACE = "/workspace"  # the app's build volume; /app and /cache point into it
+
+# The first step: the build's source, put in the volume under a name of its
+# own before the container started, becomes /workspace/app. What an
+# interrupted build left there goes first.
+PREPARE_SCRIPT = """set -e
+cd /workspace
+for d in app incoming-*; do
+  [ "$d" = "$1" ] || rm -rf -- "$d"
+done
+mv -- "$1" app
+mkdir -p cache
+"""
 log = Logger()
 
 
@@ -86,6 +105,9 @@ class DockerBuilder:
         self.settings = settings
         self.temp_base = settings.data_dir / "tmp" / "builds"
         self._client: docker.DockerClient | None = None
+        # app -> the thread removing its last build container: the next build
+        # of that app waits for it, as they share the app's build volume.
+        self._cleanups: dict[str, threading.Thread] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -95,25 +117,44 @@ class DockerBuilder:
             self._client = docker.from_env(timeout=self.settings.build_timeout + 120)
         return self._client
 
-    def cache_volume_name(self, app: str) -> str:
+    def build_volume_name(self, app: str) -> str:
+        return f"shipway-build-{self.settings.instance}-{app}"
+
+    def _legacy_volume_name(self, app: str) -> str:
+        """The cache-only volume of Shipway before the workspace layout."""
         return f"shipway-cache-{self.settings.instance}-{app}"
+
+    def wait_for_cleanup(self, app: str | None = None, timeout: float = 120) -> None:
+        """Block until the background removal of `app`'s (or every app's)
+        last build container is done."""
+        for name, thread in list(self._cleanups.items()):
+            if app is None or name == app:
+                thread.join(timeout)
 
     # --- IBuilder ------------------------------------------------------------------
 
     def build(self, request: BuildRequest, output: Output) -> BuildResult:
+        self.wait_for_cleanup(request.app)
         work = new_work_dir(self.temp_base)
         slug_path = self.temp_base / f"slug-{work.name}.tar.gz"
+        incoming = f"incoming-{uuid.uuid4().hex[:12]}"
         container = None
         timer: threading.Timer | None = None
         timed_out = threading.Event()
         try:
             image = ensure_stack_image(self.settings, output)
-            packs, detect_mode, slugignore = self._prepare(request, work, output)
-            volume = self._cache_volume(request.app, request.clean_cache, output)
+            packs, detect_mode, slugignore = self._prepare(request, work, incoming, output)
+            volume = self._build_volume(request.app, request.clean_cache, output)
             container = self._create(request.app, image, volume)
             with open(work / "input.tar", "rb") as archive:
                 container.put_archive("/", archive)
             container.start()
+            code, said = self._exec(container, ["bash", "-c", PREPARE_SCRIPT, "prepare", incoming],
+                                    None, workdir=WORKSPACE)
+            if code != 0:
+                raise BuildFailed("could not prepare the build workspace: "
+                                  + said.decode("utf-8", "replace").strip()[-500:],
+                                  reason="build failed")
 
             def expire() -> None:
                 timed_out.set()
@@ -151,17 +192,36 @@ class DockerBuilder:
             if timer is not None:
                 timer.cancel()
             if container is not None:
-                try:
-                    container.remove(force=True, v=True)
-                except docker.errors.APIError:
-                    pass
+                self._remove_in_background(request.app, container)
             shutil.rmtree(work, ignore_errors=True)
 
+    def _remove_in_background(self, app: str, container: Any) -> None:
+        """Empty /workspace/app (the cache stays) and remove the container,
+        off the push's path; a server killed meanwhile leaves a labelled
+        container that `cleanup_leftovers` removes at its next start, and a
+        source dir that the next build's first step removes."""
+        def run() -> None:
+            try:
+                self._exec(container, ["rm", "-rf", "--", f"{WORKSPACE}/app"], None,
+                           workdir=WORKSPACE)
+            except docker.errors.APIError:
+                pass  # stopped (timeout, kill): the next build empties it
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.APIError:
+                pass
+
+        thread = threading.Thread(target=run, name=f"build-cleanup-{app}", daemon=True)
+        self._cleanups[app] = thread
+        thread.start()
+
     def remove_cache(self, app: str) -> None:
-        try:
-            self.client.volumes.get(self.cache_volume_name(app)).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        self.wait_for_cleanup(app)
+        for name in (self.build_volume_name(app), self._legacy_volume_name(app)):
+            try:
+                self.client.volumes.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
 
     def cleanup_leftovers(self) -> None:
         """Build containers of this instance and the temp dir a killed server
@@ -187,7 +247,7 @@ class DockerBuilder:
 
     # --- steps ---------------------------------------------------------------------
 
-    def _prepare(self, request: BuildRequest, work: Path,
+    def _prepare(self, request: BuildRequest, work: Path, incoming: str,
                  output: Output) -> tuple[list[Buildpack], bool, list[str]]:
         """Write the input tar (source, buildpacks, ENV_DIR)."""
         output(f"-----> Fetching source {request.commit[:12]}")
@@ -195,7 +255,8 @@ class DockerBuilder:
         slugignore = parse_slugignore(
             _read_file(request.repo_path, request.commit, b".slugignore") or "")
         with tarfile.open(work / "input.tar", "w", format=tarfile.PAX_FORMAT) as tar:
-            export_source(request.repo_path, request.commit, tar, work, output, uid=APP_UID)
+            export_source(request.repo_path, request.commit, tar, work, output, uid=APP_UID,
+                          prefix=f"{WORKSPACE.lstrip('/')}/{incoming}")
             if buildpacks_file is not None:
                 packs = resolve(parse_buildpacks_file(buildpacks_file), work)
                 if not packs:
@@ -222,8 +283,8 @@ class DockerBuilder:
             tar.addfile(info(f"{ENV_DIR.lstrip('/')}/{key}", 0o600, tarfile.REGTYPE, len(data)),
                         io.BytesIO(data))
 
-    def _cache_volume(self, app: str, clean: bool, output: Output) -> str:
-        name = self.cache_volume_name(app)
+    def _build_volume(self, app: str, clean: bool, output: Output) -> str:
+        name = self.build_volume_name(app)
         if clean:
             output("-----> Clearing the build cache")
             self.remove_cache(app)
@@ -243,15 +304,13 @@ class DockerBuilder:
             name=f"shipway-build-{s.instance}-{app}-{uuid.uuid4().hex[:8]}",
             labels={"shipway.instance": s.instance, "shipway.app": app,
                     "shipway.role": "build"},
-            user=f"{APP_UID}:{APP_UID}", working_dir=BUILD_DIR,
+            # Not BUILD_DIR: /workspace/app only exists once the first step ran.
+            user=f"{APP_UID}:{APP_UID}", working_dir=WORKSPACE,
             environment={"HOME": BUILD_DIR, "STACK": "shipway-bookworm"},
-            # /app is an anonymous volume (removed with the container): the
-            # build's writes then go to the volume's plain directory instead
-            # of the container's copy-on-write layer, which on some storage
-            # drivers (fuse-overlayfs) makes copying a cached release and
-            # reading the slug back several times slower.
-            mounts=[docker.types.Mount(CACHE_DIR, volume, type="volume"),
-                    docker.types.Mount(BUILD_DIR, None, type="volume")],
+            # The build's writes go to the volume's plain directory, not to
+            # the container's copy-on-write layer, which on some storage
+            # drivers (fuse-overlayfs) is several times slower.
+            mounts=[docker.types.Mount(WORKSPACE, volume, type="volume")],
             cap_drop=["ALL"], security_opt=["no-new-privileges"],
             mem_limit=s.build_memory, memswap_limit=s.build_memory,
             nano_cpus=int(s.build_cpus * 1e9), pids_limit=s.build_pids,
@@ -285,11 +344,12 @@ class DockerBuilder:
         return result
 
     def _exec(self, container: Any, cmd: list[str], output: Output | None,
-              env: dict[str, str] | None = None) -> tuple[int, bytes]:
+              env: dict[str, str] | None = None,
+              workdir: str = BUILD_DIR) -> tuple[int, bytes]:
         """Run `cmd` as the app user; stream lines to `output` or collect them."""
         api = self.client.api
         exec_id = api.exec_create(container.id, cmd, user=f"{APP_UID}:{APP_UID}",
-                                  workdir=BUILD_DIR, environment=env or {})["Id"]
+                                  workdir=workdir, environment=env or {})["Id"]
         collected = b""
         lines = _LineStream(output) if output else None
         for chunk in api.exec_start(exec_id, stream=True):

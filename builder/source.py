@@ -159,9 +159,9 @@ class SourceExporter:
 
 
 def export_source(repo_path: Path, commit: str, tar: tarfile.TarFile, work: Path,
-                  output: Output, uid: int = 1000) -> None:
-    """Add the commit's files (submodules included) under `app/` to `tar`."""
-    SourceExporter(tar, work, output, uid=uid).export(repo_path, commit)
+                  output: Output, uid: int = 1000, prefix: str = "app") -> None:
+    """Add the commit's files (submodules included) under `prefix/` to `tar`."""
+    SourceExporter(tar, work, output, uid=uid, prefix=prefix).export(repo_path, commit)
 
 
 def new_work_dir(base: Path) -> Path:

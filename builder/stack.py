@@ -6,7 +6,15 @@ a short hash of the recipe below, so changing the recipe builds a new image
 and an unchanged recipe builds nothing. Build and run containers both use it:
 it carries Erlang/OTP 25 + Elixir 1.14, Python 3, Node.js, an SSH server, git
 and build tools, a non-root user `app` (uid/gid 1000, home `/app`) and `tini`
-(`/usr/bin/tini`) as a minimal init, `/cache` for build caches.
+(`/usr/bin/tini`) as a minimal init, and the workspace layout below.
+
+`/app` and `/cache` are symlinks into `/workspace`, where a build container
+mounts the app's build volume and a run container an anonymous volume. A
+build's source and its cache are then on one file system, so a buildpack can
+move or hard-link between them instead of copying (on this kind of host,
+writing files is what a warm build spends its time on), and a path a build
+leaks (a process's cwd is the resolved `/workspace/app`) still exists when
+the slug runs.
 """
 from __future__ import annotations
 
@@ -40,16 +48,19 @@ PACKAGES = [
     "nodejs", "npm",
 ]
 
-# Runs inside the chroot after the packages are installed. `/cache` is owned
-# by `app` so that a new, empty build-cache volume mounted there takes that
-# ownership (Docker copies it up) and builds need no root. Host keys made by
+# Runs inside the chroot after the packages are installed. `/workspace` and
+# its `app` and `cache` are owned by `app`, so that a new, empty volume
+# mounted there takes that content and ownership (Docker copies it up) and
+# builds need no root. Host keys made by
 # openssh-server's postinst are removed: every container must make its own
 # (`ssh-keygen -A`), or all apps would share one host key.
 FINISH_SCRIPT = f"""set -e
 groupadd -g {APP_UID} {APP_USER}
 useradd -u {APP_UID} -g {APP_UID} -d /app -M -s /bin/bash {APP_USER}
-mkdir -p /app /cache /run/sshd
-chown {APP_UID}:{APP_UID} /app /cache
+mkdir -p /workspace/app /workspace/cache /run/sshd
+chown {APP_UID}:{APP_UID} /workspace /workspace/app /workspace/cache
+ln -s /workspace/app /app
+ln -s /workspace/cache /cache
 rm -f /etc/ssh/ssh_host_*
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old \\

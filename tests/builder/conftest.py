@@ -31,6 +31,7 @@ class Recorder:
 @pytest.fixture
 def make_builder(tmp_path: Path, stack_image: str) -> Iterator[Callable[..., DockerBuilder]]:
     instances: list[str] = []
+    made: list[DockerBuilder] = []
 
     def make(**overrides: Any) -> DockerBuilder:
         instance = overrides.pop("instance", None) or unique("test")
@@ -38,9 +39,12 @@ def make_builder(tmp_path: Path, stack_image: str) -> Iterator[Callable[..., Doc
         settings = Settings(data_dir=overrides.pop("data_dir", tmp_path / "data"),
                             instance=instance, stack_image=stack_image,
                             build_memory="1g", **overrides)
-        return DockerBuilder(settings)
+        made.append(DockerBuilder(settings))
+        return made[-1]
 
     yield make
+    for each in made:
+        each.wait_for_cleanup()
     for instance in instances:
         remove_docker_objects(instance)
 

@@ -86,3 +86,29 @@ def test_elixir_cache_path_deps_and_one_line_change(tmp_path: Path, run_build) -
     assert _beam_has(warm.slug_path, hello_beam, b"v2-one-line")
     for result in (cold, again, warm):
         result.slug_path.unlink()
+
+
+@pytest.mark.slow
+def test_elixir_cached_release_changed_through_its_links_is_rebuilt(tmp_path: Path,
+                                                                     run_build) -> None:
+    """The cached release and the slug's share files (hard links): a later
+    buildpack that writes into one in place changes the cached copy too, so
+    the next build must see that and run mix, not reuse a tampered release."""
+    env_sh = "_build/prod/rel/hello/releases/0.1.0/env.sh"
+    repo, sha = make_app(tmp_path, copy_from=ROOT / "examples" / "elixir", files={
+        ".buildpacks": "elixir\n./tamper\n",
+        "tamper/bin/detect": "#!/bin/sh\necho Tamper\n",
+        "tamper/bin/compile": f'#!/bin/sh\necho "# tampered" >> "$1/{env_sh}"\n',
+    })
+
+    def tampered(slug: Path) -> int:
+        with tarfile.open(slug) as tar:
+            return tar.extractfile(env_sh).read().count(b"# tampered")  # type: ignore[union-attr]
+
+    first, out = run_build(repo, sha, app="tamper", clean=True)
+    assert "-----> Compiling and building the release (mix release)" in out.lines
+    assert tampered(first.slug_path) == 1
+    second, out = run_build(repo, sha, app="tamper")
+    assert not any("reusing the cached release" in line for line in out.lines)
+    assert "-----> Compiling and building the release (mix release)" in out.lines
+    assert tampered(second.slug_path) == 1

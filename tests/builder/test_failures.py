@@ -15,7 +15,7 @@ import pytest
 
 from builder.docker_builder import DockerBuilder
 from controller.errors import BuildFailed
-from tests.builder.helpers import make_app
+from tests.builder.helpers import make_app, slug_file
 from tests.conftest import ROOT
 
 
@@ -39,6 +39,7 @@ def test_failing_compile_fails_with_its_output(tmp_path: Path, builder, run_buil
     assert e.value.reason == "build failed"
     assert "exit 3" in str(e.value)
     assert "compiling..." in out.lines and "error: boom-4217" in out.lines
+    builder.wait_for_cleanup()  # the container goes in the background
     assert _containers(builder.settings.instance) == []
     assert list((builder.temp_base).iterdir()) == []
 
@@ -51,6 +52,7 @@ def test_timeout(tmp_path: Path, make_builder, run_build) -> None:
         run_build(repo, sha, using=builder)
     assert e.value.reason == "build timed out"
     assert time.monotonic() - started < 60
+    builder.wait_for_cleanup()
     assert _containers(builder.settings.instance) == []
 
 
@@ -63,7 +65,7 @@ def test_oversize_slug(tmp_path: Path, make_builder, run_build) -> None:
     assert list(builder.temp_base.iterdir()) == []
 
 
-def test_leftovers_are_removed_after_kill_9(tmp_path: Path, make_builder) -> None:
+def test_leftovers_are_removed_after_kill_9(tmp_path: Path, make_builder, run_build) -> None:
     """A process running a build is SIGKILLed mid-compile: its container and
     temp dir stay behind, and cleanup_leftovers (run at server start) removes
     them."""
@@ -97,3 +99,11 @@ def test_leftovers_are_removed_after_kill_9(tmp_path: Path, make_builder) -> Non
     DockerBuilder(s).cleanup_leftovers()
     assert _containers(s.instance) == []
     assert list(builder.temp_base.iterdir()) == []
+    # The killed build's source is still in the app's build volume: the next
+    # build starts from its own commit only.
+    repo2, sha2 = make_app(tmp_path, {".buildpacks": "./pack\n",
+                                      "pack/bin/detect": "#!/bin/sh\necho Pack\n",
+                                      "pack/bin/compile": "#!/bin/sh\nls -A \"$1\" > \"$1/seen\"\n"},
+                           name="second")
+    result, _ = run_build(repo2, sha2, app="app", using=builder)
+    assert slug_file(result.slug_path, "seen").split() == [".buildpacks", "pack", "seen"]

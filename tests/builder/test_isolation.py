@@ -45,8 +45,9 @@ def test_build_container_is_confined(tmp_path: Path, run_build) -> None:
     assert slug_file(a1.slug_path, "probe/sockets").strip() == "sockets:"
     assert slug_file(a1.slug_path, "probe/host-find").strip() == ""
     mounts = slug_file(a1.slug_path, "probe/mounts").split()
-    assert "/cache" in mounts and not any(m.startswith(("/var/run/docker", "/work", "/root"))
-                                         for m in mounts)
+    # Only the app's build volume, and nothing of the host (such as /work).
+    assert "/workspace" in mounts and not any(
+        m == "/work" or m.startswith(("/var/run/docker", "/work/", "/root")) for m in mounts)
     # the cache persists for the same app ...
     a2, _ = run_build(repo_a, sha_a, app="appa", env={"MARK": "a2", "HOSTMARK": host_marker})
     assert slug_file(a2.slug_path, "probe/cache-before").split() == ["mark-a1"]
@@ -66,11 +67,11 @@ def test_cache_volume_is_labelled_and_removed(tmp_path: Path, builder, run_build
     repo, sha = _probe_app(tmp_path, "c")
     run_build(repo, sha, app="appc", env={"MARK": "c", "HOSTMARK": "none"})
     client = docker.from_env()
-    vol = client.volumes.get(builder.cache_volume_name("appc"))
+    vol = client.volumes.get(builder.build_volume_name("appc"))
     assert vol.attrs["Labels"]["shipway.instance"] == builder.settings.instance
     assert vol.attrs["Labels"]["shipway.app"] == "appc"
-    builder.remove_cache("appc")
-    assert not client.volumes.list(filters={"name": builder.cache_volume_name("appc")})
+    builder.remove_cache("appc")  # waits for the container's removal
+    assert not client.volumes.list(filters={"name": builder.build_volume_name("appc")})
     # no build container is left behind
     assert not client.containers.list(
         all=True, filters={"label": f"shipway.instance={builder.settings.instance}"})

@@ -73,7 +73,7 @@ def test_config_is_in_the_environment_and_replica_is_locked_down(rig: Rig) -> No
     assert c.attrs["Config"]["User"].startswith("1000")
     # Nothing of the host: only the container's own anonymous /app volume.
     [mount] = c.attrs["Mounts"]
-    assert (mount["Type"], mount["Destination"], mount["RW"]) == ("volume", "/app", True)
+    assert (mount["Type"], mount["Destination"], mount["RW"]) == ("volume", "/workspace", True)
     assert re.fullmatch(r"[0-9a-f]{64}", mount["Name"]) and not host.get("Binds")
     for bindings in c.attrs["NetworkSettings"]["Ports"].values():
         assert all(b["HostIp"] == "127.0.0.1" for b in bindings or [])
