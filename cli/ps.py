@@ -105,16 +105,19 @@ def _exec_ssh(session: Session, replica: str | None, identity: str | None,
               command: list[str], tty: bool) -> None:
     info = session.client.call("GET", f"/apps/{seg(session.app)}")
     os.execvp("ssh", ssh_argv(info["urls"]["git_ssh"], session.app or "", replica, identity,
-                              command, interactive=tty and sys.stdin.isatty()))
+                              command, interactive=tty and sys.stdin.isatty(),
+                              host_key=info.get("ssh_host_key")))
 
 
 def ssh_argv(git_ssh_url: str, app: str, replica: str | None, identity: str | None,
-             command: list[str], interactive: bool) -> list[str]:
+             command: list[str], interactive: bool, host_key: str | None = None) -> list[str]:
     """`ssh` to the replica's sshd as `app`, through the git SSH server (which
     checks access and carries the bytes). The gateway's host key is recorded
-    on first use and checked from then on (~/.shipway/known_hosts); a replica's
-    key is new with every container, so it is not recorded (the hop to it
-    never leaves the server)."""
+    on first use and checked from then on (~/.shipway/known_hosts). Every
+    replica of an app presents the app's own host key, which the API gives
+    (`host_key`): it is written where this ssh alone reads it and required,
+    so the session cannot end up in anything but a replica of the app. A
+    server too old to give one leaves that hop unchecked."""
     gateway = urlsplit(git_ssh_url)
     key = ["-i", identity, "-o", "IdentitiesOnly=yes"] if identity else []
     known = Path(os.path.expanduser("~/.shipway/known_hosts"))
@@ -124,7 +127,15 @@ def ssh_argv(git_ssh_url: str, app: str, replica: str | None, identity: str | No
                         "-o", f"UserKnownHostsFile={known}", "-W", "%h:%p",
                         f"git@{gateway.hostname}"])
     target = f"{replica}.{app}" if replica else app
-    return ["ssh", *key, "-o", f"ProxyCommand={proxy}", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+    if host_key:
+        alias = f"{app}.{gateway.port or 22}.replicas.{gateway.hostname}"
+        pinned = known.parent / "replica_host_keys" / alias
+        pinned.parent.mkdir(mode=0o700, exist_ok=True)
+        pinned.write_text(f"{alias} {host_key.strip()}\n")
+        replica_check = ["-o", f"HostKeyAlias={alias}", "-o", f"UserKnownHostsFile={pinned}",
+                         "-o", "StrictHostKeyChecking=yes"]
+    else:
+        replica_check = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    return ["ssh", *key, "-o", f"ProxyCommand={proxy}", *replica_check, "-o", "LogLevel=ERROR",
             *(["-t"] if interactive else []), f"app@{target}",
             *([" ".join(command)] if command else [])]  # as ssh joins them

@@ -13,6 +13,7 @@ from controller.api_views import (
     Call, Follow, app_json, build_json, domain_json, output_collector, release_json, replica_json,
 )
 from controller.errors import BadRequest, TooManyRequests
+from controller.ssh_host_keys import public_host_key
 from logger.store import LogFeed
 
 
@@ -36,6 +37,8 @@ def app_info(call: Call) -> dict[str, Any]:
         "release": release_json(current),
         "formation": controller.get_formation(app),
         "domains": controller.app_domains(app),
+        # What `ps:ssh` pins: every replica of the app presents this key.
+        "ssh_host_key": public_host_key(controller.ssh_host_key(app)),
     })
     return info
 

@@ -15,6 +15,7 @@ from controller.base import log
 from controller.db import apps, collaborators, now
 from controller.errors import BadRequest, Conflict
 from controller.models import App, AppSecrets, User
+from controller.ssh_host_keys import new_host_key
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind",
@@ -127,7 +128,8 @@ class AppsMixin(AccessMixin):
     def _new_secrets(self, app_id: int, name: str) -> str:
         doc = {"release_cookie": secrets.token_urlsafe(48),
                "secret_key_base": secrets.token_urlsafe(64),
-               "node_basename": _node_basename(name)}
+               "node_basename": _node_basename(name),
+               "ssh_host_key": new_host_key()}
         return self.keyring.encrypt(json.dumps(doc), f"app-secrets:{app_id}")
 
     def _secrets(self, conn: Connection, app: App) -> AppSecrets:
@@ -140,3 +142,18 @@ class AppsMixin(AccessMixin):
     def app_secrets(self, app: App) -> AppSecrets:
         with self.db.read() as conn:
             return self._secrets(conn, app)
+
+    def ssh_host_key(self, app: App) -> str:
+        known = self.app_secrets(app).ssh_host_key
+        if known:
+            return known
+        with self.db.write() as conn:  # an app made before host keys were
+            token = conn.execute(sa.select(apps.c.secrets_ct).where(apps.c.id == app.id)).first()
+            if token is None:
+                raise not_found(app.name)
+            doc = json.loads(self.keyring.decrypt(token.secrets_ct, f"app-secrets:{app.id}"))
+            if not doc.get("ssh_host_key"):
+                doc["ssh_host_key"] = new_host_key()
+                conn.execute(apps.update().where(apps.c.id == app.id).values(
+                    secrets_ct=self.keyring.encrypt(json.dumps(doc), f"app-secrets:{app.id}")))
+            return str(doc["ssh_host_key"])

@@ -96,3 +96,6 @@ class AppSecrets:
     release_cookie: str
     secret_key_base: str
     node_basename: str  # RELEASE_NODE is "<node_basename>@<host>"
+    # The replicas' SSH host key (OpenSSH private key): one per app, so that
+    # `ps:ssh` can check it; empty for apps made before it (see ssh_host_key).
+    ssh_host_key: str = ""

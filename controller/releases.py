@@ -199,6 +199,7 @@ class ReleasesMixin(AppsMixin):
     def release_env(self, app: App, release: Release) -> dict[str, str]:
         """APP_VERSION is "v<N>" (as releases are shown). The platform's
         variables win over the snapshot (config refuses those names anyway)."""
+        host_key = self.ssh_host_key(app)
         with self.db.read() as conn:
             env = self._snapshot(conn, app.id, release.version)
             secrets = self._secrets(conn, app)
@@ -211,6 +212,9 @@ class ReleasesMixin(AppsMixin):
             "RELEASE_DISTRIBUTION": "name",
             "RELEASE_NODE": node,
             "MY_NODE_NAME": node,
+            # For the replica's sshd only: the runner hands it over as a file,
+            # never in the app's environment.
+            "SHIPWAY_SSH_HOST_KEY": host_key,
         })
         return env
 

@@ -135,6 +135,11 @@ class Controller:
     def app_secrets(self, app: App) -> AppSecrets:
         raise NotImplementedError
 
+    def ssh_host_key(self, app: App) -> str:
+        """The private SSH host key every replica of the app presents (made
+        and stored, encrypted, on first need)."""
+        raise NotImplementedError
+
     # --- config ---------------------------------------------------------
     def get_config(self, user: User, app: str) -> dict[str, str]:
         raise NotImplementedError

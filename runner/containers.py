@@ -30,6 +30,9 @@ WEB = "web"
 CONTAINER_PORT = 5000  # PORT inside every container (as on Heroku)
 SSH_PORT = 2222  # the replica's sshd (non-root, so above 1024)
 ROLE = "run"
+# The app's SSH host key travels in ReleaseSpec.env under this name, from the
+# controller to here, and goes into the container as a file of its own.
+HOST_KEY_VAR = "SHIPWAY_SSH_HOST_KEY"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
@@ -140,6 +143,7 @@ class Containers:
         if not command:
             raise ValueError(f"release v{spec.version} has no {process_type!r} process type")
         env = dict(spec.env)
+        host_key = env.pop(HOST_KEY_VAR, "")
         env.update({
             "PORT": str(CONTAINER_PORT),
             "SHIPWAY_PROCESS_TYPE": process_type,
@@ -186,10 +190,11 @@ class Containers:
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
         )
         try:
-            container.put_archive("/", _archive({
-                "entrypoint.sh": (entrypoint_script(), 0o500),
-                "env": (env_file(env), 0o400),
-            }))
+            files = {"entrypoint.sh": (entrypoint_script(), 0o500),
+                     "env": (env_file(env), 0o400)}
+            if host_key:
+                files["ssh_host_key"] = (host_key.encode(), 0o400)
+            container.put_archive("/", _archive(files))
             container.start()
             container.reload()
         except Exception:

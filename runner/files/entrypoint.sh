@@ -43,7 +43,14 @@ fetch_keys() {
 start_sshd() {
   mkdir -p /shipway/ssh
   chmod 700 /shipway/ssh
-  ssh-keygen -q -t ed25519 -N '' -f /shipway/ssh/host_ed25519_key </dev/null >/dev/null
+  # The app's own host key (the same in every replica, pinned by ps:ssh);
+  # without one, a key of this container's.
+  if [ -s /shipway/ssh_host_key ]; then
+    mv -f /shipway/ssh_host_key /shipway/ssh/host_ed25519_key
+    chmod 600 /shipway/ssh/host_ed25519_key
+  else
+    ssh-keygen -q -t ed25519 -N '' -f /shipway/ssh/host_ed25519_key </dev/null >/dev/null
+  fi
   : >/shipway/ssh/authorized_keys
   fetch_keys || log "could not fetch SSH keys yet"
   cat >/shipway/ssh/sshd_config <<EOF
@@ -65,6 +72,7 @@ EOF
   cat >/shipway/ssh-session.sh <<'EOF'
 # Every SSH session gets the replica's environment, in /app.
 set -a; . /shipway/env; set +a
+unset SHIPWAY_SLUG_URL SHIPWAY_KEYS_URL SHIPWAY_COMMAND
 cd /app
 for f in /app/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done
 if [ -n "${SSH_ORIGINAL_COMMAND:-}" ]; then exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"; fi

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from controller.errors import BadRequest, Conflict, Forbidden, NotFound
+from controller.ssh_host_keys import public_host_key
 from server.settings import Limits
 
 
@@ -154,6 +155,35 @@ def test_app_secrets_are_stable_and_private(store, app, open_store):
     assert open_store().app_secrets(app) == first  # survives a reopen
     other = store.create_app(store.signup("z@example.com", "a-long-password")[0], "other-app")
     assert store.app_secrets(other).secret_key_base != first.secret_key_base
+    # One SSH host key per app, for every replica of it.
+    assert "OPENSSH PRIVATE KEY" in first.ssh_host_key
+    assert store.ssh_host_key(app) == first.ssh_host_key
+    assert store.ssh_host_key(other) != first.ssh_host_key
+    assert public_host_key(first.ssh_host_key).startswith("ssh-ed25519 ")
+
+
+def test_an_app_made_before_host_keys_gets_one_once(store, app, open_store):
+    """Apps whose secrets predate the host key get one on first need, stored
+    with the other secrets (encrypted), and keep it."""
+    import json
+
+    import sqlalchemy as sa
+
+    from controller.db import apps
+
+    aad = f"app-secrets:{app.id}"
+    with store.db.write() as conn:
+        token = conn.execute(sa.select(apps.c.secrets_ct).where(apps.c.id == app.id)).scalar()
+        doc = json.loads(store.keyring.decrypt(token, aad))
+        del doc["ssh_host_key"]
+        conn.execute(apps.update().where(apps.c.id == app.id).values(
+            secrets_ct=store.keyring.encrypt(json.dumps(doc), aad)))
+    before = store.app_secrets(app)
+    assert before.ssh_host_key == "" and before.release_cookie == doc["release_cookie"]
+    made = store.ssh_host_key(app)
+    assert "OPENSSH PRIVATE KEY" in made
+    assert open_store().ssh_host_key(app) == made
+    assert open_store().app_secrets(app).release_cookie == doc["release_cookie"]
 
 
 def test_destroy_runs_deployer_and_hooks_and_removes_rows(store, owner, live_app, deployer):

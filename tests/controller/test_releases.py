@@ -181,6 +181,7 @@ def test_release_env(store, owner, live_app):
     assert env["RELEASE_DISTRIBUTION"] == "name"
     assert env["RELEASE_NODE"] == env["MY_NODE_NAME"] == f"{live_app.name}@127.0.0.1"
     assert "PORT" not in env
+    assert env["SHIPWAY_SSH_HOST_KEY"] == store.ssh_host_key(live_app)  # for the runner
     # Stable across releases; the snapshot is the release's own.
     older = store.release_env(live_app, store.get_release(live_app, 1))
     assert older["SECRET_KEY_BASE"] == env["SECRET_KEY_BASE"]

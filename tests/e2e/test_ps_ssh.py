@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cli.ps import ssh_argv
+from controller.ssh_host_keys import new_host_key, public_host_key
 from tests.conftest import ROOT
 from tests.e2e.helpers import User, fetch, new_app
 
@@ -53,6 +54,23 @@ def test_ps_ssh_runs_in_the_replica_and_checks_access(make_server, tmp_path) -> 
     missing = user.shipway("-a", app, "ps:ssh", "-i", key, "-r", "deadbeef", "true",
                            check=False)
     assert missing.returncode != 0 and "no running replica deadbeef" in missing.stderr
+
+    # The replica presents the app's host key, which the CLI requires (the
+    # runs above passed that check); any other key is refused before a
+    # session starts. The private key is in no environment.
+    info = user.shipway_json("-a", app, "apps:info")
+    assert info["ssh_host_key"].startswith("ssh-ed25519 ")
+    wrong = public_host_key(new_host_key())
+    argv = ssh_argv(info["urls"]["git_ssh"], app, None, key, ["echo reached"], interactive=False,
+                    host_key=wrong)
+    spoofed = subprocess.run(argv, env=user.env, capture_output=True, text=True, timeout=60)
+    assert spoofed.returncode != 0 and "reached" not in spoofed.stdout
+    assert "Host key verification failed" in spoofed.stderr, spoofed.stderr
+    envs = user.shipway("-a", app, "ps:run", "-i", key, "--",
+                        "env; cat /shipway/env; cat /proc/1/environ /proc/self/environ; "
+                        "ls /shipway")
+    assert "PRIVATE KEY" not in envs.stdout and "SSH_HOST_KEY" not in envs.stdout, envs.stdout
+    assert "ssh_host_key" not in envs.stdout.split()  # moved into sshd's own directory
 
     stranger = User(server, tmp_path / "stranger")
     stranger.shipway("signup", "--email", "stranger@example.com", "--password", "correct horse battery")
