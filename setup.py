@@ -11,7 +11,7 @@ setup(
         "hooks*", "gitd*", "cli*", "logger*", "buildpacks",
     ]),
     include_package_data=True,
-    package_data={"buildpacks": ["env.sh", "*/bin/*"], "": ["*.sh", "*.yaml", "*.json", "*.ini", "*.mako", "*.conf", "*.txt", "files/*", "alembic/*", "alembic/versions/*"]},
+    package_data={"buildpacks": ["env.sh", "*/bin/*", "*/lib/*"], "": ["*.sh", "*.yaml", "*.json", "*.ini", "*.mako", "*.conf", "*.txt", "files/*", "alembic/*", "alembic/versions/*"]},
     install_requires=[
         "Twisted[conch]>=24.3",
         "dulwich>=0.22",

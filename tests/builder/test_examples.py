@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import tarfile
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.builder.helpers import bare_from, make_app, slug_members, write_tree
@@ -41,17 +43,17 @@ def test_example_builds(example: str, tmp_path: Path, run_build) -> None:
 
 def _beam_has(slug: Path, member: str, text: bytes) -> bool:
     """Whether a compiled module in the slug carries `text` (a literal)."""
-    with tarfile.open(slug) as tar:
-        data = tar.extractfile(member).read()  # type: ignore[union-attr]
-    return text in data
+    return text in _member_bytes(slug, member)
 
 
 @pytest.mark.slow
-def test_elixir_cache_path_deps_and_one_line_change(tmp_path: Path, run_build) -> None:
+def test_elixir_cache_path_deps_and_one_line_change(tmp_path: Path, run_build,
+                                                     stack_image: str) -> None:
     """A path dependency inside the repo is compiled into the release; an
     unchanged rebuild reuses the cached release without running mix; a
-    one-line change runs mix again and its effect is in the new slug; mix's
-    build and deps stay out of the slug."""
+    one-line change in lib/ is compiled into the cached release (which then
+    boots with it); a new module or a config change builds the whole
+    release; mix's build and deps stay out of the slug."""
     work = tmp_path / "app-work"
     shutil.copytree(ROOT / "examples" / "elixir", work)
     mix = (work / "mix.exs").read_text()
@@ -82,10 +84,69 @@ def test_elixir_cache_path_deps_and_one_line_change(tmp_path: Path, run_build) -
     source.write_text(source.read_text().replace('@marker "v1"', '@marker "v2-one-line"'))
     _, changed = bare_from(work, tmp_path / "app.git")
     warm, out = run_build(repo, changed, app="cache")
-    assert "-----> Compiling and building the release (mix release)" in out.lines
+    assert ("-----> Only code under lib/ changed: compiling it into the cached release "
+            "(mix compile)") in out.lines
+    assert not any("mix release" in line for line in out.lines)
     assert _beam_has(warm.slug_path, hello_beam, b"v2-one-line")
-    for result in (cold, again, warm):
+    assert set(slug_members(warm.slug_path)) == set(members)
+    assert _run_release(stack_image, warm.slug_path, "IO.puts(Hello.marker())") == "v2-one-line"
+    # Only the changed module was written again: the others are as mix
+    # release stripped them.
+    assert _member_bytes(warm.slug_path, f"{rel}/lib/hello-0.1.0/ebin/Elixir.Hello.Handler.beam") \
+        == _member_bytes(cold.slug_path, f"{rel}/lib/hello-0.1.0/ebin/Elixir.Hello.Handler.beam")
+    assert _member_bytes(warm.slug_path, hello_beam) != _member_bytes(cold.slug_path, hello_beam)
+
+    # Unchanged again: the updated release is the cached one.
+    same, out = run_build(repo, changed, app="cache")
+    assert "-----> Nothing changed since the last build: reusing the cached release" in out.lines
+    assert _member_bytes(same.slug_path, hello_beam) == _member_bytes(warm.slug_path, hello_beam)
+
+    # A new module changes the application file (its module list, which the
+    # boot script loads): the whole release is built.
+    write_tree(work, {"lib/extra.ex": 'defmodule Hello.Extra do\n  def x, do: "extra"\nend\n'})
+    _, added = bare_from(work, tmp_path / "app.git")
+    grown, out = run_build(repo, added, app="cache")
+    assert "       the set of modules changed: building the whole release" in out.lines
+    assert "-----> Compiling and building the release (mix release)" in out.lines
+    assert f"{rel}/lib/hello-0.1.0/ebin/Elixir.Hello.Extra.beam" in slug_members(grown.slug_path)
+    assert _run_release(stack_image, grown.slug_path, "IO.puts(Hello.Extra.x())") == "extra"
+
+    # Anything outside lib/ (here config) is more than code: the whole release.
+    write_tree(work, {"config/config.exs": "import Config\nconfig :hello, greeting: \"hi\"\n"})
+    _, configured = bare_from(work, tmp_path / "app.git")
+    full, out = run_build(repo, configured, app="cache")
+    assert "-----> Compiling and building the release (mix release)" in out.lines
+    assert not any("Only code under lib/" in line for line in out.lines)
+    for result in (cold, again, warm, same, grown, full):
         result.slug_path.unlink()
+
+
+def _member_bytes(slug: Path, member: str) -> bytes:
+    with tarfile.open(slug) as tar:
+        return tar.extractfile(member).read()  # type: ignore[union-attr]
+
+
+def _run_release(image: str, slug: Path, expression: str) -> str:
+    """Unpack the slug in a stack container and `eval` in its release: what
+    the code in it really does (the release boots, the modules load)."""
+    client = docker.from_env()
+    container = client.containers.create(
+        image, user="1000:1000", labels={"shipway.test": "release-eval"},
+        command=["bash", "-c", 'cd /tmp && tar -xzf /tmp/slug.tgz && '
+                 '_build/prod/rel/hello/bin/hello eval "$1"', "eval", expression])
+    try:
+        info = tarfile.TarInfo("tmp/slug.tgz")
+        data = slug.read_bytes()
+        info.size, info.uid, info.gid, info.mode = len(data), 1000, 1000, 0o644
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.addfile(info, io.BytesIO(data))
+        container.put_archive("/", archive.getvalue())
+        container.start()
+        assert container.wait(timeout=120)["StatusCode"] == 0, container.logs().decode()
+        return container.logs(stdout=True, stderr=False).decode().strip()
+    finally:
+        container.remove(force=True)
 
 
 @pytest.mark.slow
