@@ -9,20 +9,24 @@ there for each one, so that a buildpack can hard-link or move a cached
 result into the slug instead of writing it again. ENV_DIR=/shipway/env (one
 0600 file per config var, only ever inside the container), buildpacks under
 /shipway/buildpacks. Everything gets in through one `put_archive` of a tar
-made on the host; nothing of the host is mounted. Steps run as `docker exec`
-as the `app` user, with every output line streamed to the pusher; a timer
-kills the container at the deadline. The container and the build's source
+made on the host; nothing of the host is mounted. The buildpacks run in one
+`docker exec` of files/run_buildpacks.sh as the `app` user (each exec costs
+Docker round trips), which streams every output line to the pusher and says
+what the builder must know on marked lines; the slug is packed by a second.
+A timer kills the container at the deadline. The container and the build's source
 are removed in the background once the slug is stored (a killed server's
 leftovers at its next start), so the push goes on to deploy meanwhile.
 """
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import tarfile
 import threading
 import time
 import uuid
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,18 +47,7 @@ from server.settings import Settings
 
 BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
 WORKSPACE = "/workspace"  # the app's build volume; /app and /cache point into it
-
-# The first step: the build's source, put in the volume under a name of its
-# own before the container started, becomes /workspace/app. What an
-# interrupted build left there goes first.
-PREPARE_SCRIPT = """set -e
-cd /workspace
-for d in app incoming-*; do
-  [ "$d" = "$1" ] || rm -rf -- "$d"
-done
-mv -- "$1" app
-mkdir -p cache
-"""
+DRIVER = "/shipway/run_buildpacks.sh"  # from builder/files
 log = Logger()
 
 
@@ -149,12 +142,6 @@ class DockerBuilder:
             with open(work / "input.tar", "rb") as archive:
                 container.put_archive("/", archive)
             container.start()
-            code, said = self._exec(container, ["bash", "-c", PREPARE_SCRIPT, "prepare", incoming],
-                                    None, workdir=WORKSPACE)
-            if code != 0:
-                raise BuildFailed("could not prepare the build workspace: "
-                                  + said.decode("utf-8", "replace").strip()[-500:],
-                                  reason="build failed")
 
             def expire() -> None:
                 timed_out.set()
@@ -166,8 +153,8 @@ class DockerBuilder:
             timer = threading.Timer(self.settings.build_timeout, expire)
             timer.daemon = True
             timer.start()
-            result = self._run_buildpacks(container, request, packs, detect_mode, output,
-                                          timed_out)
+            result = self._run_buildpacks(container, request, packs, detect_mode, incoming,
+                                          output, timed_out)
             output("-----> Compressing the slug")
             sha, size = self._slug(container, slug_path, slugignore)
             self._check(timed_out)
@@ -264,6 +251,10 @@ class DockerBuilder:
             else:
                 packs = [bundled(name) for name in DETECT_ORDER]
             add_to_tar(tar, packs)
+            driver = tarfile.TarInfo(DRIVER.lstrip("/"))
+            data = resources.files("builder").joinpath("files/run_buildpacks.sh").read_bytes()
+            driver.size, driver.mode, driver.mtime = len(data), 0o755, int(time.time())
+            tar.addfile(driver, io.BytesIO(data))  # root-owned: the build cannot change it
             self._add_env_dir(tar, request.env)
         return packs, buildpacks_file is None, slugignore
 
@@ -371,77 +362,102 @@ class DockerBuilder:
                            reason="build timed out")
 
     def _run_buildpacks(self, container: Any, request: BuildRequest, packs: list[Buildpack],
-                        detect_mode: bool, output: Output,
+                        detect_mode: bool, incoming: str, output: Output,
                         timed_out: threading.Event) -> tuple[list[str], dict[str, str]]:
-        env = {"SOURCE_VERSION": request.commit}
-        chosen: list[tuple[Buildpack, str]] = []
-        if detect_mode:
-            chosen = self._detect_first(container, packs, env)
-            self._check(timed_out)
-        for pack in packs if not detect_mode else []:
-            code, said = self._exec(container, [f"{pack.container_path}/bin/detect", BUILD_DIR],
-                                    None, env)
-            self._check(timed_out)
-            label = said.decode("utf-8", "replace").strip().splitlines()[-1:] or [pack.name]
-            if code != 0:
-                raise BuildFailed(f"buildpack {pack.name}: this app is not compatible "
-                                  f"(bin/detect exited {code})", reason="build failed")
-            chosen.append((pack, label[0]))
-        if not chosen:
-            raise BuildFailed("no buildpack detected: add a Procfile, mix.exs, "
-                              "requirements.txt or package.json, or a .buildpacks file",
-                              reason="no buildpack detected")
-        defaults: dict[str, str] = {}
-        for pack, label in chosen:
-            output(f"-----> {label} app detected")
-            code, _ = self._exec(container, [f"{pack.container_path}/bin/compile", BUILD_DIR,
-                                             CACHE_DIR, ENV_DIR], output, env)
-            self._check(timed_out)
-            if code != 0:
-                raise BuildFailed(f"buildpack {pack.name}: compile failed (exit {code})",
-                                  reason="build failed")
-            defaults.update(self._release(container, pack, env, timed_out))
-        code, procfile = self._exec(container, ["cat", f"{BUILD_DIR}/Procfile"], None)
-        process_types = {**defaults, **(parse_procfile(procfile.decode("utf-8", "replace"))
-                                         if code == 0 else {})}
-        if process_types:
-            output("-----> Process types: " + ", ".join(sorted(process_types)))
-        return [p.name for p, _ in chosen], process_types
-
-    def _detect_first(self, container: Any, packs: list[Buildpack],
-                      env: dict[str, str]) -> list[tuple[Buildpack, str]]:
-        """Run the bundled `bin/detect`s in order in one exec (first match
-        wins): each exec costs a few Docker API round trips."""
-        script = ('i=0; for pack in "$@"; do '
-                  'if out=$("$pack/bin/detect" "$BUILD" 2>/dev/null); then '
-                  'printf "%s\\n%s\\n" "$i" "$out"; exit 0; fi; i=$((i+1)); done; exit 1')
-        code, said = self._exec(
-            container, ["bash", "-c", script, "detect", *[p.container_path for p in packs]],
-            None, {**env, "BUILD": BUILD_DIR})
-        if code != 0:
-            return []
-        lines = said.decode("utf-8", "replace").strip().splitlines()
-        pack = packs[int(lines[0])]
-        return [(pack, lines[-1] if len(lines) > 1 else pack.name)]
-
-    def _release(self, container: Any, pack: Buildpack, env: dict[str, str],
-                 timed_out: threading.Event) -> dict[str, str]:
-        """`bin/release` is optional; its YAML's default_process_types count."""
-        # One exec: exit status 100 (after the -x test) means "no bin/release".
-        code, said = self._exec(container, [
-            "bash", "-c", '[ -x "$1/bin/release" ] || exit 100; exec "$1/bin/release" "$2"',
-            "release", pack.container_path, BUILD_DIR], None, env)
+        """Run the driver; its events decide the result (or the failure)."""
+        mark = f"@@shipway-{uuid.uuid4().hex}@@"
+        events = _DriverEvents(output, mark, packs)
+        code, _ = self._exec(
+            container, ["bash", DRIVER, mark, incoming, "first" if detect_mode else "all",
+                        *[p.container_path for p in packs]],
+            events.line, {"SOURCE_VERSION": request.commit}, workdir=WORKSPACE)
         self._check(timed_out)
-        if code == 100 and not said:
-            return {}
+        return events.result(code)
+
+
+class _DriverEvents:
+    """Reads run_buildpacks.sh's output: plain lines go to the pusher,
+    lines with the build's mark are events (see the script's header)."""
+
+    def __init__(self, output: Output, mark: str, packs: list[Buildpack]) -> None:
+        self.output, self.mark, self.packs = output, mark, packs
+        self.chosen: list[Buildpack] = []
+        self.defaults: dict[str, str] = {}
+        self.procfile: dict[str, str] = {}
+        self.failure: BuildFailed | None = None
+        self.done = False
+
+    def line(self, text: str) -> None:
+        if self.mark not in text:
+            self.output(text)
+            return
+        before, _, after = text.partition(self.mark)
+        if before:  # output that did not end with a newline
+            self.output(before)
+        if self.failure is None:
+            try:
+                self._event(after.strip().split(" ", 3))
+            except (ValueError, IndexError) as e:
+                self.failure = BuildFailed(f"build driver said {after.strip()[:200]!r}: {e}",
+                                           reason="build failed")
+
+    def _pack(self, index: str) -> Buildpack:
+        return self.packs[int(index)]
+
+    def _event(self, words: list[str]) -> None:
+        kind = words[0]
+        if kind == "detected":
+            pack = self._pack(words[1])
+            label = " ".join(words[2:]).strip() or pack.name
+            self.chosen.append(pack)
+            self.output(f"-----> {label} app detected")
+        elif kind == "detect-failed":
+            self.failure = BuildFailed(
+                f"buildpack {self._pack(words[1]).name}: this app is not compatible "
+                f"(bin/detect exited {words[2]})", reason="build failed")
+        elif kind == "none-detected":
+            self.failure = BuildFailed(
+                "no buildpack detected: add a Procfile, mix.exs, requirements.txt or "
+                "package.json, or a .buildpacks file", reason="no buildpack detected")
+        elif kind == "compile-failed":
+            self.failure = BuildFailed(
+                f"buildpack {self._pack(words[1]).name}: compile failed (exit {words[2]})",
+                reason="build failed")
+        elif kind == "release":
+            self._release(self._pack(words[1]), int(words[2]), _b64(words[3:]))
+        elif kind == "procfile":
+            self.procfile = parse_procfile(_b64(words[1:]))
+        elif kind == "workspace-failed":
+            self.failure = BuildFailed("could not put the source in the build workspace",
+                                       reason="build failed")
+        elif kind == "done":
+            self.done = True
+
+    def _release(self, pack: Buildpack, code: int, said: str) -> None:
+        """bin/release's YAML: its default_process_types count."""
         if code != 0:
-            raise BuildFailed(f"buildpack {pack.name}: release failed (exit {code}): "
-                              f"{said.decode('utf-8', 'replace').strip()[-500:]}",
-                              reason="build failed")
+            self.failure = BuildFailed(f"buildpack {pack.name}: release failed (exit {code}): "
+                                       f"{said.strip()[-500:]}", reason="build failed")
+            return
         try:
-            data = yaml.safe_load(said.decode("utf-8", "replace")) or {}
+            data = yaml.safe_load(said) or {}
         except yaml.YAMLError as e:
-            raise BuildFailed(f"buildpack {pack.name}: bin/release printed invalid YAML: {e}",
-                              reason="build failed") from None
+            self.failure = BuildFailed(f"buildpack {pack.name}: bin/release printed invalid "
+                                       f"YAML: {e}", reason="build failed")
+            return
         types = data.get("default_process_types") if isinstance(data, dict) else None
-        return {str(k): str(v) for k, v in (types or {}).items()}
+        self.defaults.update({str(k): str(v) for k, v in (types or {}).items()})
+
+    def result(self, code: int) -> tuple[list[str], dict[str, str]]:
+        if self.failure is not None:
+            raise self.failure
+        if not self.done or code != 0:
+            raise BuildFailed(f"the build stopped (exit {code})", reason="build failed")
+        process_types = {**self.defaults, **self.procfile}
+        if process_types:
+            self.output("-----> Process types: " + ", ".join(sorted(process_types)))
+        return [p.name for p in self.chosen], process_types
+
+
+def _b64(words: list[str]) -> str:
+    return base64.b64decode("".join(words)).decode("utf-8", "replace")

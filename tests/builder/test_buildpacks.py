@@ -144,3 +144,48 @@ def test_unfetchable_submodule_fails_naming_it(tmp_path: Path, run_build, bad_ur
         run_build(repo, sha)
     assert e.value.reason == "submodule thing failed"
     assert "thing" in str(e.value) and bad_url in str(e.value) and why in str(e.value)
+
+
+def test_output_without_a_final_newline_and_a_failing_release(tmp_path: Path, run_build) -> None:
+    """The builder's events share the stream with the buildpacks' output: a
+    compile whose last line has no newline is shown whole and does not hide
+    the next event; a failing bin/release fails the build with its words."""
+    files = {".buildpacks": "./p\n", "p/bin/detect": "#!/bin/sh\necho Partial\n",
+             "p/bin/compile": "#!/bin/sh\nprintf 'compiled, no newline'\n",
+             "Procfile": "web: serve\n"}
+    repo, sha = make_app(tmp_path, files, name="partial")
+    result, out = run_build(repo, sha)
+    assert "compiled, no newline" in out.lines
+    assert out.lines.index("-----> Partial app detected") < out.lines.index("compiled, no newline")
+    assert result.process_types == {"web": "serve"} and result.buildpacks == ["./p"]
+
+    files["p/bin/release"] = "#!/bin/sh\necho 'release broke: 7731' >&2\nexit 4\n"
+    repo, sha = make_app(tmp_path, files, name="badrelease")
+    with pytest.raises(BuildFailed) as failed:
+        run_build(repo, sha, app="badrelease")
+    assert "release failed (exit 4): release broke: 7731" in str(failed.value)
+
+
+def test_driver_events_are_read_from_marked_lines_only() -> None:
+    from builder.buildpacks import Buildpack
+    from builder.docker_builder import _DriverEvents
+
+    shown: list[str] = []
+    packs = [Buildpack("a", "/x/a"), Buildpack("b", "/x/b")]
+    events = _DriverEvents(shown.append, "@@m@@", packs)
+    for line in ["@@other@@ done", "@@m@@ detected 1 B  Label", "hello", "tail@@m@@ procfile d2ViOiBydW4K",
+                 "@@m@@ release 1 0 LS0tCmRlZmF1bHRfcHJvY2Vzc190eXBlczoKICB3b3JrZXI6IHcK",
+                 "@@m@@ done"]:
+        events.line(line)
+    assert events.result(0) == (["b"], {"web": "run", "worker": "w"})
+    assert shown == ["@@other@@ done", "-----> B  Label app detected", "hello", "tail",
+                     "-----> Process types: web, worker"]
+    stopped = _DriverEvents(shown.append, "@@m@@", packs)
+    stopped.line("@@m@@ detected 0")
+    with pytest.raises(BuildFailed, match=r"the build stopped \(exit 137\)"):
+        stopped.result(137)
+    broken = _DriverEvents(shown.append, "@@m@@", packs)
+    broken.line("@@m@@ compile-failed 0 2")
+    broken.line("@@m@@ done")
+    with pytest.raises(BuildFailed, match="buildpack a: compile failed"):
+        broken.result(0)
