@@ -13,9 +13,10 @@ made on the host; nothing of the host is mounted. The buildpacks run in one
 `docker exec` of files/run_buildpacks.sh as the `app` user (each exec costs
 Docker round trips), which streams every output line to the pusher and says
 what the builder must know on marked lines; the slug is packed by a second.
-A timer kills the container at the deadline. The container and the build's source
-are removed in the background once the slug is stored (a killed server's
-leftovers at its next start), so the push goes on to deploy meanwhile.
+A timer kills the container at the deadline. The container and the build's
+source are removed in the background once the slug is stored (a killed
+server's leftovers at its next start), so the push goes on to deploy
+meanwhile.
 """
 from __future__ import annotations
 
