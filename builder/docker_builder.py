@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 import docker
 import docker.errors
+import requests
 import yaml
 from dulwich.repo import Repo
 from twisted.logger import Logger
@@ -49,6 +50,12 @@ from server.settings import Settings
 BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
 WORKSPACE = "/workspace"  # the app's build volume; /app and /cache point into it
 DRIVER = "/shipway/run_buildpacks.sh"  # from builder/files
+# Run after a build: its source tree goes, its directories made writable
+# first (a buildpack may leave read-only ones; files are left alone, as they
+# may be hard links into the cache), the cache stays.
+EMPTY_WORKSPACE_SCRIPT = (
+    '[ -e app ] || exit 0; mv -T -- app "$1" || exit 1; '
+    'find "$1" -type d ! -perm -u=rwx -exec chmod u+rwx {} + 2>/dev/null; rm -rf -- "$1"')
 log = Logger()
 
 
@@ -118,12 +125,17 @@ class DockerBuilder:
         """The cache-only volume of Shipway before the workspace layout."""
         return f"shipway-cache-{self.settings.instance}-{app}"
 
-    def wait_for_cleanup(self, app: str | None = None, timeout: float = 120) -> None:
+    def wait_for_cleanup(self, app: str | None = None, timeout: float | None = None) -> None:
         """Block until the background removal of `app`'s (or every app's)
-        last build container is done."""
+        last build container is done. Builds wait with no timeout, as the
+        next build shares the volume; each Docker call of the removal is
+        bounded by the client's own timeout. A server shutting down passes
+        one."""
         for name, thread in list(self._cleanups.items()):
             if app is None or name == app:
                 thread.join(timeout)
+                if not thread.is_alive() and self._cleanups.get(name) is thread:
+                    del self._cleanups[name]
 
     # --- IBuilder ------------------------------------------------------------------
 
@@ -187,24 +199,38 @@ class DockerBuilder:
         """Empty /workspace/app (the cache stays) and remove the container,
         off the push's path; a server killed meanwhile leaves a labelled
         container that `cleanup_leftovers` removes at its next start, and a
-        source dir that the next build's first step removes."""
+        source dir that the next build's first step removes. The tree is
+        first renamed to a name only this build uses, so a removal that ran
+        late could never reach the next build's source."""
+        trash = f"trash-{uuid.uuid4().hex[:12]}"
+
         def run() -> None:
             try:
-                self._exec(container, ["rm", "-rf", "--", f"{WORKSPACE}/app"], None,
-                           workdir=WORKSPACE)
-            except docker.errors.APIError:
+                self._exec(container, ["bash", "-c", EMPTY_WORKSPACE_SCRIPT, "empty", trash],
+                           None, workdir=WORKSPACE)
+            except (docker.errors.DockerException, requests.RequestException):
                 pass  # stopped (timeout, kill): the next build empties it
             try:
                 container.remove(force=True, v=True)
-            except docker.errors.APIError:
-                pass
+            except (docker.errors.DockerException, requests.RequestException) as e:
+                log.warn("builder: could not remove build container {name}: {error}",
+                         name=container.name, error=str(e))
 
         thread = threading.Thread(target=run, name=f"build-cleanup-{app}", daemon=True)
         self._cleanups[app] = thread
         thread.start()
 
     def remove_cache(self, app: str) -> None:
+        """Drop the app's build volume, with any build container of the app
+        still holding it (one a failed removal left)."""
         self.wait_for_cleanup(app)
+        labels = [f"shipway.instance={self.settings.instance}", "shipway.role=build",
+                  f"shipway.app={app}"]
+        for c in self.client.containers.list(all=True, filters={"label": labels}):
+            try:
+                c.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
         for name in (self.build_volume_name(app), self._legacy_volume_name(app)):
             try:
                 self.client.volumes.get(name).remove(force=True)

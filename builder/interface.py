@@ -39,6 +39,6 @@ class IBuilder(Interface):
     def cleanup_leftovers() -> None:
         """Remove build containers and temp files a killed server left."""
 
-    def wait_for_cleanup(app: str | None = None, timeout: float = 120) -> None:
+    def wait_for_cleanup(app: str | None = None, timeout: float | None = None) -> None:
         """Wait for the removal of finished builds' containers (of `app`, or
         all), which goes on in the background after `build` returns."""

@@ -33,6 +33,7 @@ ROLE = "run"
 # The app's SSH host key travels in ReleaseSpec.env under this name, from the
 # controller to here, and goes into the container as a file of its own.
 HOST_KEY_VAR = "SHIPWAY_SSH_HOST_KEY"
+HOST_KEY_LABEL = "shipway.ssh-host-key"  # "app" on replicas that were given it
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
@@ -58,6 +59,9 @@ class Replica:
     host_port: int | None
     created: float  # epoch seconds
     ssh_port: int | None = None  # its sshd's 127.0.0.1 port (as listed)
+    # Whether its sshd presents the app's own host key (replicas started by
+    # Shipway before host keys existed present one of their own).
+    app_host_key: bool = True
 
     @property
     def is_web(self) -> bool:
@@ -132,7 +136,8 @@ class Containers:
                 app=lab.get("shipway.app", ""), version=version,
                 process_type=lab.get("shipway.process", ""), state=row.get("State", ""),
                 host_port=published.get(CONTAINER_PORT), created=float(row.get("Created", 0)),
-                ssh_port=published.get(SSH_PORT)))
+                ssh_port=published.get(SSH_PORT),
+                app_host_key=lab.get(HOST_KEY_LABEL) == "app"))
         return found
 
     # --- starting --------------------------------------------------------------
@@ -171,6 +176,7 @@ class Containers:
                 "shipway.release": str(spec.version),
                 "shipway.process": process_type,
                 "shipway.role": ROLE,
+                **({HOST_KEY_LABEL: "app"} if host_key else {}),
             },
             ports=ports,
             # /workspace (where the stack image's /app points) is an anonymous
@@ -207,7 +213,7 @@ class Containers:
             host_port = int(bound[0]["HostPort"])
         return Replica(id=container.id, name=name, app=spec.app, version=spec.version,
                        process_type=process_type, state="running", host_port=host_port,
-                       created=time.time())
+                       created=time.time(), app_host_key=bool(host_key))
 
     def wait_healthy(self, replica: Replica, health: HealthCheck, host_header: str,
                      cancelled: Callable[[], bool] = lambda: False) -> None:

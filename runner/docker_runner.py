@@ -264,6 +264,13 @@ class DockerRunner(SupervisionMixin):
             raise LookupError(f"{app} has no running {which}")
         if len(running) > 1 and replica:
             raise LookupError(f"replica {replica} of {app} is ambiguous: give more of its id")
+        if not replica:  # one that can prove it is the app's, if any can
+            running.sort(key=lambda r: not r.app_host_key)
+        if not running[0].app_host_key:
+            raise LookupError(
+                f"replica {running[0].id[:12]} of {app} was started before replicas carried "
+                f"the app's SSH host key, which ps:ssh checks: run `shipway ps:restart -a {app}` "
+                "once (zero downtime), then retry")
         return "127.0.0.1", int(running[0].ssh_port)  # type: ignore[arg-type]
 
     def destroy(self, app: str) -> None:

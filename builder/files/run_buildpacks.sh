@@ -30,12 +30,19 @@ event() { printf '%s %s\n' "$mark" "$*"; }
 
 # The source was put in the volume under a name of its own before the
 # container started; it becomes /workspace/app. What an interrupted build
-# left there goes first.
+# left there goes first. A buildpack may have left directories without
+# write permission, which rm cannot empty: those are made writable first
+# (directories only: files may be hard links into the cache, whose inodes
+# must stay as they are), and a tree that still cannot go fails the build
+# rather than being built in place of the new source.
 cd /workspace || { event workspace-failed; exit 1; }
-for dir in app incoming-*; do
-  [ "$dir" = "$incoming" ] || rm -rf -- "$dir"
+for dir in app incoming-* trash-*; do
+  [ -e "$dir" ] && [ "$dir" != "$incoming" ] || continue
+  find "$dir" -type d ! -perm -u=rwx -exec chmod u+rwx {} + 2>/dev/null
+  rm -rf -- "$dir"
+  [ ! -e "$dir" ] || { event workspace-failed; exit 1; }
 done
-if ! { mv -- "$incoming" app && mkdir -p cache; }; then
+if ! { mv -T -- "$incoming" app && mkdir -p cache; }; then
   event workspace-failed
   exit 1
 fi

@@ -107,3 +107,24 @@ def test_leftovers_are_removed_after_kill_9(tmp_path: Path, make_builder, run_bu
                            name="second")
     result, _ = run_build(repo2, sha2, app="app", using=builder)
     assert slug_file(result.slug_path, "seen").split() == [".buildpacks", "pack", "seen"]
+
+
+def test_read_only_dirs_a_buildpack_left_do_not_outlive_its_build(tmp_path: Path, builder,
+                                                                    run_build) -> None:
+    """Directories without write permission (as Go's module cache makes) in
+    one build's /app must not stay in the app's build volume and end up in
+    the next build, nor make it build the old tree."""
+    repo, sha = _app_with_compile(tmp_path, 'mkdir -p "$1/ro/deep" && echo old > "$1/ro/deep/f"\n'
+                                            'chmod 555 "$1/ro/deep" "$1/ro"\n', name="first")
+    first, _ = run_build(repo, sha, app="app", using=builder)
+    assert slug_file(first.slug_path, "ro/deep/f") == "old\n"
+    repo2, sha2 = make_app(tmp_path, {".buildpacks": "./pack\n",
+                                      "pack/bin/detect": "#!/bin/sh\necho Pack\n",
+                                      "pack/bin/compile": "#!/bin/sh\nls -A \"$1\" > \"$1/seen\"\n",
+                                      "new-only": "2\n"},
+                           name="second")
+    second, _ = run_build(repo2, sha2, app="app", using=builder)
+    assert slug_file(second.slug_path, "seen").split() == [".buildpacks", "new-only", "pack",
+                                                           "seen"]
+    builder.wait_for_cleanup()
+    assert _containers(builder.settings.instance) == []
