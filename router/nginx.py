@@ -85,6 +85,14 @@ def _is_nginx(pid: int) -> bool:
         return False
 
 
+def _shutting_down(pid: int) -> bool:
+    """An nginx worker that has begun its graceful exit (its process title)."""
+    try:
+        return b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # gone
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -107,7 +115,8 @@ class NginxRouter:
         self.dir = Path(settings.data_dir) / "router"
         listen = settings.bind_host or "127.0.0.1"
         self.layout = Layout(prefix=str(self.dir), listen_host=listen,
-                             listen_port=settings.router_port, worker_user=_worker_user())
+                             listen_port=settings.router_port, worker_user=_worker_user(),
+                             workers=settings.router_workers or max(1, (os.cpu_count() or 2) // 2))
         # The address the control plane probes nginx on.
         self.probe_host = "127.0.0.1" if listen in ("0.0.0.0", "127.0.0.1") else listen
         self._state_path = self.dir / "routes.json"
@@ -231,6 +240,7 @@ class NginxRouter:
         old_workers = _children(pid)
         os.kill(pid, signal.SIGHUP)
         self._wait_generation(generation)
+        self._wait_not_accepting(old_workers)
         self._draining |= old_workers
 
     def wait_drained(self, timeout: float) -> bool:
@@ -264,18 +274,33 @@ class NginxRouter:
             time.sleep(0.02)
 
     def _wait_generation(self, generation: int) -> None:
-        """Two fresh connections in a row on the new generation: the first
-        proves new workers run, the second that old ones stopped accepting."""
+        """A fresh connection served by the new generation: new workers run."""
         deadline = time.monotonic() + APPLY_TIMEOUT
-        seen = 0
-        while seen < 2:
+        while True:
             current = self.generation()
-            seen = seen + 1 if current is not None and current >= generation else 0
-            if seen < 2:
-                if time.monotonic() > deadline:
-                    raise RouterError(f"nginx did not load generation {generation}:\n"
-                                      f"{self._error_tail()}")
-                time.sleep(0.01)
+            if current is not None and current >= generation:
+                return
+            if time.monotonic() > deadline:
+                raise RouterError(f"nginx did not load generation {generation}:\n"
+                                  f"{self._error_tail()}")
+            time.sleep(0.01)
+
+    def _wait_not_accepting(self, old_workers: set[int]) -> None:
+        """Until every worker of the replaced configuration has stopped
+        accepting connections: nginx renames a worker "is shutting down"
+        just before it closes its listening sockets, and a worker that is
+        gone accepts nothing. Before that, a fresh connection could still
+        land on an old worker and see the old routes."""
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        waiting = set(old_workers)
+        while True:
+            waiting = {w for w in waiting if _is_nginx(w) and not _shutting_down(w)}
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RouterError(f"nginx workers {sorted(waiting)} of the old configuration "
+                                  f"did not stop accepting:\n{self._error_tail()}")
+            time.sleep(0.005)
 
     def _error_tail(self, lines: int = 20) -> str:
         try:

@@ -43,6 +43,7 @@ class Layout:
     listen_host: str
     listen_port: int
     worker_user: str | None  # set only when the master runs as root
+    workers: int = 1
 
     @property
     def conf(self) -> str:
@@ -146,7 +147,7 @@ def render(layout: Layout, routes: Iterable[Route], generation: int) -> str:
     user = f"user {layout.worker_user};\n" if layout.worker_user else ""
     apps = "".join(_app_block(layout, r) for r in sorted(routes, key=lambda r: r.app))
     return f"""# Rendered by Shipway's router; edits are overwritten.
-{user}worker_processes auto;
+{user}worker_processes {max(1, layout.workers)};
 pid {layout.pid};
 error_log {layout.error_log} warn;
 worker_shutdown_timeout 60s;

@@ -44,6 +44,10 @@ class Settings:
     http_port: int = 5000
     ssh_port: int = 2222
     router_port: int = 8080
+    # nginx worker processes; 0: half the host's cores (at least one), as
+    # the router shares them with the replicas and Docker's port proxies,
+    # and a worker per core made them contend (bench/router_overhead.py).
+    router_workers: int = 0
     base_domain: str = "localhost"
     database_url: str | None = None
     master_key: str | None = None
