@@ -19,19 +19,25 @@ set -a
 set +a
 
 # The slug is downloaded once per container: a container restarted in place
-# (e.g. by the Docker engine after a host reboot) keeps its /app.
-if [ ! -e /shipway/slug.done ]; then
+# (e.g. by the Docker engine after a host reboot) keeps its /app. It goes
+# to the container's volume (/workspace, where /app points), not to the
+# root file system, which on some Docker hosts is FUSE and took a second
+# to write and read back the Elixir example's slug.
+slug=/workspace/.slug.tgz
+if [ ! -e /workspace/.slug.done ]; then
   log "downloading slug for ${APP_NAME} ${APP_VERSION}"
   for attempt in 1 2 3 4 5; do
-    if curl -fsS --max-time 300 "$SHIPWAY_SLUG_URL" -o /shipway/slug.tgz; then
+    if curl -fsS --max-time 300 "$SHIPWAY_SLUG_URL" -o "$slug"; then
       break
     fi
     [ "$attempt" = 5 ] && { log "slug download failed"; exit 1; }
     sleep 1
   done
-  tar -xzf /shipway/slug.tgz -C /app
-  rm -f /shipway/slug.tgz
-  touch /shipway/slug.done
+  cd /workspace/app
+  tar -xzf "$slug"
+  rm -f "$slug"
+  touch /workspace/.slug.done
+  log "slug unpacked"
 fi
 
 # --- SSH (ps:ssh): a non-root sshd on port 2222 that lets in the app's users.
