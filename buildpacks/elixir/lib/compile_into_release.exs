@@ -7,12 +7,15 @@
 # is a good part of a small build's time.
 #
 # Usage (in the project): elixir compile_into_release.exs BUILD_EBIN
-#   BUILD_CONSOLIDATED REL_EBIN REL_CONSOLIDATED
+#   BUILD_CONSOLIDATED REL_EBIN REL_CONSOLIDATED CACHED_EBIN CACHED_CONSOLIDATED
 # Exit 3: not the same modules or application file (a module added or
 # removed, a new version): the caller builds the whole release instead.
 # A file that changes is unlinked and written anew, never written into: the
-# release's files are hard links into the build cache.
-[build_ebin, build_consolidated, rel_ebin, rel_consolidated] = System.argv()
+# release's files are hard links into the cached release (CACHED_*), where
+# the new file is then linked in its place, so that the cache holds this
+# release again without linking the whole tree anew.
+[build_ebin, build_consolidated, rel_ebin, rel_consolidated, cached_ebin, cached_consolidated] =
+  System.argv()
 
 Mix.start()
 Mix.CLI.main(["compile"])
@@ -31,7 +34,7 @@ chunk_ids = fn binary ->
   Enum.map(chunks, fn {id, _} -> List.to_string(id) end)
 end
 
-update = fn from, to ->
+update = fn from, to, cached ->
   Enum.count(names.(from), fn name ->
     new = File.read!(Path.join(from, name))
     target = Path.join(to, name)
@@ -47,6 +50,9 @@ update = fn from, to ->
     if wanted != old do
       File.rm!(target)
       File.write!(target, wanted)
+      in_cache = Path.join(cached, name)
+      File.rm!(in_cache)
+      with {:error, _} <- File.ln(target, in_cache), do: File.cp!(target, in_cache)
       true
     else
       false
@@ -70,5 +76,8 @@ if consolidated? != File.dir?(rel_consolidated) do
 end
 
 if consolidated?, do: same_set!.(build_consolidated, rel_consolidated)
-changed = update.(build_ebin, rel_ebin) + if(consolidated?, do: update.(build_consolidated, rel_consolidated), else: 0)
+changed =
+  update.(build_ebin, rel_ebin, cached_ebin) +
+    if(consolidated?, do: update.(build_consolidated, rel_consolidated, cached_consolidated), else: 0)
+
 IO.puts("#{changed} file(s) of the release updated")
