@@ -48,13 +48,17 @@ def tar_excludes(patterns: list[str]) -> list[str]:
 
 # Run in the build container as the app user: `tar` of the app's top-level
 # names (so members are `Procfile`, `_build/...`) with the exclude options
-# from "$@", gzipped as it is read. pipefail: an unreadable file fails it.
+# from "$@", gzipped as it is read, by pigz on every core the build has
+# (gzip -1 alone took 0.35 s of the Elixir example's 0.45 s here) or gzip
+# on a stack image without it. pipefail: an unreadable file fails it.
 PACK_SCRIPT = f"""set -o pipefail
 cd "$1" && shift
 shopt -s dotglob nullglob
+gz=(gzip -{COMPRESS_LEVEL})
+command -v pigz >/dev/null && gz=(pigz -{COMPRESS_LEVEL})
 names=(*)
-if [ ${{#names[@]}} -eq 0 ]; then tar -cf - -T /dev/null | gzip -{COMPRESS_LEVEL}; exit; fi
-tar --create --file=- --numeric-owner --wildcards "$@" -- "${{names[@]}}" | gzip -{COMPRESS_LEVEL}
+if [ ${{#names[@]}} -eq 0 ]; then tar -cf - -T /dev/null | "${{gz[@]}}"; exit; fi
+tar --create --file=- --numeric-owner --wildcards "$@" -- "${{names[@]}}" | "${{gz[@]}}"
 """
 
 

@@ -43,6 +43,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGES = [
     "ca-certificates", "curl", "git", "openssh-server", "tini", "procps",
     "netbase", "less", "build-essential", "pkg-config",
+    "pigz",  # slugs are gzipped on every push: on all the build's cores
     "erlang-nox", "erlang-dev", "elixir",
     "python3", "python3-venv", "python3-pip", "python3-dev",
     "nodejs", "npm",

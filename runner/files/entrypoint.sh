@@ -34,7 +34,7 @@ if [ ! -e /workspace/.slug.done ]; then
     sleep 1
   done
   cd /workspace/app
-  tar -xzf "$slug"
+  if command -v pigz >/dev/null; then tar -I pigz -xf "$slug"; else tar -xzf "$slug"; fi
   rm -f "$slug"
   touch /workspace/.slug.done
   log "slug unpacked"
