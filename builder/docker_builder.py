@@ -55,7 +55,7 @@ DRIVER = "/shipway/run_buildpacks.sh"  # from builder/files
 # may be hard links into the cache), the cache stays.
 EMPTY_WORKSPACE_SCRIPT = (
     '[ -e app ] || exit 0; mv -T -- app "$1" || exit 1; '
-    'find "$1" -type d ! -perm -u=rwx -exec chmod u+rwx {} + 2>/dev/null; rm -rf -- "$1"')
+    'find "$1" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; rm -rf -- "$1"')
 log = Logger()
 
 
@@ -135,7 +135,7 @@ class DockerBuilder:
             if app is None or name == app:
                 thread.join(timeout)
                 if not thread.is_alive() and self._cleanups.get(name) is thread:
-                    del self._cleanups[name]
+                    self._cleanups.pop(name, None)  # another waiter may have been first
 
     # --- IBuilder ------------------------------------------------------------------
 
@@ -231,6 +231,9 @@ class DockerBuilder:
                 c.remove(force=True, v=True)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as e:  # e.g. its removal is under way
+                log.warn("builder: could not remove build container {name}: {error}",
+                         name=c.name, error=str(e))
         for name in (self.build_volume_name(app), self._legacy_volume_name(app)):
             try:
                 self.client.volumes.get(name).remove(force=True)

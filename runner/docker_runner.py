@@ -28,7 +28,7 @@ from zope.interface import implementer
 from controller.errors import DeployFailed, NotFound
 from router.interface import Route
 from router.nginx import hostnames_for
-from runner.containers import Containers, Replica, Unhealthy
+from runner.containers import HOST_KEY_VAR, Containers, Replica, Unhealthy
 from runner.gateway import KeySigner, bridge_gateway, gateway_url, rebase_url
 from runner.interface import IRunner, ReleaseSpec, ReplicaState, Output
 from runner.supervision import SupervisionMixin, _quiet
@@ -265,13 +265,23 @@ class DockerRunner(SupervisionMixin):
         if len(running) > 1 and replica:
             raise LookupError(f"replica {replica} of {app} is ambiguous: give more of its id")
         if not replica:  # one that can prove it is the app's, if any can
-            running.sort(key=lambda r: not r.app_host_key)
-        if not running[0].app_host_key:
+            running.sort(key=lambda r: not self._presents_app_host_key(r))
+        if not self._presents_app_host_key(running[0]):
             raise LookupError(
                 f"replica {running[0].id[:12]} of {app} was started before replicas carried "
                 f"the app's SSH host key, which ps:ssh checks: run `shipway ps:restart -a {app}` "
                 "once (zero downtime), then retry")
         return "127.0.0.1", int(running[0].ssh_port)  # type: ignore[arg-type]
+
+    def _presents_app_host_key(self, replica: Replica) -> bool:
+        """Labelled so at its start, or (a replica started before the label
+        existed) found holding the app's key."""
+        if replica.app_host_key:
+            return True
+        spec = self._desired.get(replica.app)
+        key = spec.env.get(HOST_KEY_VAR) if spec else None
+        held = self.docker.read_file(replica.id, "/shipway/ssh/host_ed25519_key")
+        return bool(key) and held is not None and held.strip() == key.strip()
 
     def destroy(self, app: str) -> None:
         with self._lock(app):

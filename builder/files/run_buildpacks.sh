@@ -33,12 +33,13 @@ event() { printf '%s %s\n' "$mark" "$*"; }
 # left there goes first. A buildpack may have left directories without
 # write permission, which rm cannot empty: those are made writable first
 # (directories only: files may be hard links into the cache, whose inodes
-# must stay as they are), and a tree that still cannot go fails the build
+# must stay as they are; one at a time, before find looks inside, so that
+# it can enter the ones below), and a tree that still cannot go fails the build
 # rather than being built in place of the new source.
 cd /workspace || { event workspace-failed; exit 1; }
 for dir in app incoming-* trash-*; do
   [ -e "$dir" ] && [ "$dir" != "$incoming" ] || continue
-  find "$dir" -type d ! -perm -u=rwx -exec chmod u+rwx {} + 2>/dev/null
+  find "$dir" -type d ! -perm -u=rwx -exec chmod u+rwx {} \; 2>/dev/null
   rm -rf -- "$dir"
   [ ! -e "$dir" ] || { event workspace-failed; exit 1; }
 done

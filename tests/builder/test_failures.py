@@ -115,7 +115,12 @@ def test_read_only_dirs_a_buildpack_left_do_not_outlive_its_build(tmp_path: Path
     one build's /app must not stay in the app's build volume and end up in
     the next build, nor make it build the old tree."""
     repo, sha = _app_with_compile(tmp_path, 'mkdir -p "$1/ro/deep" && echo old > "$1/ro/deep/f"\n'
-                                            'chmod 555 "$1/ro/deep" "$1/ro"\n', name="first")
+                                            'chmod 555 "$1/ro/deep" "$1/ro"\n'
+                                            'mkdir -p "$1/.locked/a/b" && touch "$1/.locked/a/b/f"\n'
+                                            'chmod 000 "$1/.locked/a/b" "$1/.locked/a" "$1/.locked"\n',
+                                  name="first")
+    (tmp_path / "first-work" / ".slugignore").write_text("/.locked\n")
+    repo, sha = make_app(tmp_path, name="first")
     first, _ = run_build(repo, sha, app="app", using=builder)
     assert slug_file(first.slug_path, "ro/deep/f") == "old\n"
     repo2, sha2 = make_app(tmp_path, {".buildpacks": "./pack\n",

@@ -160,7 +160,13 @@ def test_dead_replica_is_replaced(rig: Rig) -> None:
 
     def replaced():
         now = [r for r in rig.runner.replicas(app.name) if r.state == "running"]
+        # The router's routes are read under its lock, so once they name the
+        # new replica its reload is over (before that, nginx's old and new
+        # workers both accept for a moment, and answers alternate).
+        route = rig.router.routes().get(app.name)
         return (len(now) == 1 and now[0].container_id != replica.container_id
+                and route is not None
+                and [p for _, p in route.upstreams] == [now[0].host_port]
                 and rig.get(app).status_code == 200)
 
     wait_for(replaced, timeout=60)
