@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.builder.helpers import make_app, slug_file
+from tests.conftest import ROOT
 
 PROBE = r"""#!/bin/bash
 set -e
@@ -45,9 +46,12 @@ def test_build_container_is_confined(tmp_path: Path, run_build) -> None:
     assert slug_file(a1.slug_path, "probe/sockets").strip() == "sockets:"
     assert slug_file(a1.slug_path, "probe/host-find").strip() == ""
     mounts = slug_file(a1.slug_path, "probe/mounts").split()
-    # Only the app's build volume, and nothing of the host (such as /work).
+    # Only the app's build volume, and nothing of the host (such as this
+    # checkout or the home directory it may live in).
+    host_dirs = {str(ROOT), str(Path.home()), *(str(p) for p in ROOT.parents if p != Path("/"))}
     assert "/workspace" in mounts and not any(
-        m == "/work" or m.startswith(("/var/run/docker", "/work/", "/root")) for m in mounts)
+        m in host_dirs or m.startswith(("/var/run/docker", *(d + "/" for d in host_dirs)))
+        for m in mounts)
     # the cache persists for the same app ...
     a2, _ = run_build(repo_a, sha_a, app="appa", env={"MARK": "a2", "HOSTMARK": host_marker})
     assert slug_file(a2.slug_path, "probe/cache-before").split() == ["mark-a1"]
