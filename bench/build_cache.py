@@ -45,6 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-build-cache-"))
     instance = f"bench{uuid.uuid4().hex[:8]}"
+    builder: DockerBuilder | None = None
     try:
         settings = Settings(data_dir=tmp / "data", instance=instance)
         image = ensure_stack_image(settings, lambda line: print(line, flush=True))
@@ -65,6 +66,8 @@ def main() -> None:
         print(f"elixir example build: cold {cold:.2f} s, warm (unchanged) {warm:.2f} s "
               f"(medians of {args.runs}); warm is {cold / warm:.2f}x faster (goal >= 5x)")
     finally:
+        if builder is not None:
+            builder.close()
         remove_docker_objects(instance)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -11,12 +11,17 @@ result into the slug instead of writing it again. ENV_DIR=/shipway/env (one
 /shipway/buildpacks. Everything gets in through one `put_archive` of a tar
 made on the host; nothing of the host is mounted. The buildpacks run in one
 `docker exec` of files/run_buildpacks.sh as the `app` user (each exec costs
-Docker round trips), which streams every output line to the pusher and says
-what the builder must know on marked lines; the slug is packed by a second.
+Docker round trips), which streams every output line to the pusher on the
+exec's stderr, says what the builder must know on marked lines there, and
+writes the slug to its stdout.
 A timer kills the container at the deadline. The container and the build's
 source are removed in the background once the slug is stored (a killed
 server's leftovers at its next start), so the push goes on to deploy
-meanwhile.
+meanwhile; then a new container is created and started for the app's next
+build (a *standby*, kept `build_standby_ttl` seconds), since starting one
+is a good part of a warm build here (0.4 s of 1.5 s). A standby is made
+exactly like any build container and serves one build only: every build
+still runs in a container no other build has used.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
+import attrs
 import docker
 import docker.errors
 import requests
@@ -41,7 +47,7 @@ from zope.interface import implementer
 
 from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
 from builder.interface import BuildRequest, BuildResult, IBuilder, Output
-from builder.slug import PACK_SCRIPT, parse_slugignore, save_slug, tar_excludes
+from builder.slug import SlugWriter, excludes_file, parse_slugignore
 from builder.source import export_source, new_work_dir
 from builder.stack import APP_UID, ensure_stack_image
 from controller.errors import BuildFailed
@@ -49,13 +55,13 @@ from server.settings import Settings
 
 BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
 WORKSPACE = "/workspace"  # the app's build volume; /app and /cache point into it
-DRIVER = "/shipway/run_buildpacks.sh"  # from builder/files
-# Run after a build: its source tree goes, its directories made writable
-# first (a buildpack may leave read-only ones; files are left alone, as they
-# may be hard links into the cache), the cache stays.
-EMPTY_WORKSPACE_SCRIPT = (
-    '[ -e app ] || exit 0; mv -T -- app "$1" || exit 1; '
-    'find "$1" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; rm -rf -- "$1"')
+# From builder/files, root-owned in the container: the build cannot change them.
+DRIVER, REMOVE_TREE = "/shipway/run_buildpacks.sh", "/shipway/remove_tree.sh"
+SLUG_EXCLUDES = "/shipway/slug-excludes"  # read by the driver
+# Run after a build: its source tree goes (under a name of that build's
+# own, so a removal that runs late never reaches the next build's), the
+# cache stays.
+EMPTY_WORKSPACE_SCRIPT = f'[ -e app ] || exit 0; mv -T -- app "$1" && bash {REMOVE_TREE} "$1"'
 log = Logger()
 
 
@@ -109,6 +115,10 @@ class DockerBuilder:
         # app -> the thread removing its last build container: the next build
         # of that app waits for it, as they share the app's build volume.
         self._cleanups: dict[str, threading.Thread] = {}
+        # app -> the started container its next build may take.
+        self._standby: dict[str, _Standby] = {}
+        self._standby_lock = threading.Lock()
+        self._closing = False
 
     @property
     def client(self) -> docker.DockerClient:
@@ -149,12 +159,16 @@ class DockerBuilder:
         timed_out = threading.Event()
         try:
             image = ensure_stack_image(self.settings, output)
-            packs, detect_mode, slugignore = self._prepare(request, work, incoming, output)
+            packs, detect_mode = self._prepare(request, work, incoming, output)
             volume = self._build_volume(request.app, request.clean_cache, output)
-            container = self._create(request.app, image, volume)
+            container = self._take_standby(request.app, image, volume)
+            started = container is not None
+            if container is None:
+                container = self._create(request.app, image, volume)
             with open(work / "input.tar", "rb") as archive:
                 container.put_archive("/", archive)
-            container.start()
+            if not started:
+                container.start()
 
             def expire() -> None:
                 timed_out.set()
@@ -166,16 +180,16 @@ class DockerBuilder:
             timer = threading.Timer(self.settings.build_timeout, expire)
             timer.daemon = True
             timer.start()
-            result = self._run_buildpacks(container, request, packs, detect_mode, incoming,
-                                          output, timed_out)
-            output("-----> Compressing the slug")
-            sha, size = self._slug(container, slug_path, slugignore)
-            self._check(timed_out)
+            with SlugWriter(slug_path, self.settings.max_slug_bytes) as slug:
+                chosen, process_types = self._run_driver(container, request, packs,
+                                                         detect_mode, incoming, output,
+                                                         timed_out, slug)
+            sha, size = slug.sha256, slug.size
             output(f"-----> Slug {size / 1024 / 1024:.1f} MB, sha256 {sha[:12]}")
             log.info("build of {app} at {commit}: slug {sha} ({size} bytes) by {packs}",
-                     app=request.app, commit=request.commit, sha=sha, size=size, packs=result[0])
+                     app=request.app, commit=request.commit, sha=sha, size=size, packs=chosen)
             return BuildResult(slug_path=slug_path, sha256=sha, size=size,
-                               process_types=result[1], buildpacks=result[0])
+                               process_types=process_types, buildpacks=chosen)
         except BuildFailed as failed:
             log.info("build of {app} at {commit} failed: {reason}", app=request.app,
                      commit=request.commit, reason=failed.reason)
@@ -192,16 +206,26 @@ class DockerBuilder:
             if timer is not None:
                 timer.cancel()
             if container is not None:
-                self._remove_in_background(request.app, container)
+                self._remove_in_background(request.app, container, image, volume)
             shutil.rmtree(work, ignore_errors=True)
 
-    def _remove_in_background(self, app: str, container: Any) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        self._closing = True
+        self.wait_for_cleanup(timeout=timeout)
+        with self._standby_lock:
+            kept, self._standby = list(self._standby.values()), {}
+        for standby in kept:
+            self._discard(standby.container)
+
+    def _remove_in_background(self, app: str, container: Any, image: str,
+                              volume: str) -> None:
         """Empty /workspace/app (the cache stays) and remove the container,
-        off the push's path; a server killed meanwhile leaves a labelled
-        container that `cleanup_leftovers` removes at its next start, and a
-        source dir that the next build's first step removes. The tree is
-        first renamed to a name only this build uses, so a removal that ran
-        late could never reach the next build's source."""
+        then start the app's standby, off the push's path; a server killed
+        meanwhile leaves labelled containers that `cleanup_leftovers`
+        removes at its next start, and a source dir that the next build's
+        first step removes. The tree is first renamed to a name only this
+        build uses, so a removal that ran late could never reach the next
+        build's source."""
         trash = f"trash-{uuid.uuid4().hex[:12]}"
 
         def run() -> None:
@@ -215,15 +239,85 @@ class DockerBuilder:
             except (docker.errors.DockerException, requests.RequestException) as e:
                 log.warn("builder: could not remove build container {name}: {error}",
                          name=container.name, error=str(e))
+            if self.settings.build_standby_ttl > 0 and not self._closing:
+                self._start_standby(app, image, volume)
 
         thread = threading.Thread(target=run, name=f"build-cleanup-{app}", daemon=True)
         self._cleanups[app] = thread
         thread.start()
 
+    # --- standby containers -----------------------------------------------------------
+
+    def _start_standby(self, app: str, image: str, volume: str) -> None:
+        """Create and start the container the app's next build will take;
+        it is removed unused after build_standby_ttl seconds."""
+        try:
+            container = self._create(app, image, volume,
+                                     life=self.settings.build_standby_ttl)
+            container.start()
+        except (docker.errors.DockerException, requests.RequestException) as e:
+            log.warn("builder: could not start a standby build container for {app}: {error}",
+                     app=app, error=str(e))
+            return
+        standby = _Standby(container, image, volume, time.monotonic())
+        with self._standby_lock:
+            replaced = self._standby.get(app)
+            self._standby[app] = standby
+        if replaced is not None:
+            self._discard(replaced.container)
+        timer = threading.Timer(self.settings.build_standby_ttl, self._expire, (app, standby))
+        timer.daemon = True
+        timer.start()
+
+    def _expire(self, app: str, standby: "_Standby") -> None:
+        with self._standby_lock:
+            if self._standby.get(app) is not standby:
+                return  # taken by a build, or replaced
+            del self._standby[app]
+        self._discard(standby.container)
+
+    def _take_standby(self, app: str, image: str, volume: str) -> Any | None:
+        """The app's standby container if it is still running and was made
+        for this image and volume (else it is removed): it is this build's
+        and nobody else's from now on."""
+        with self._standby_lock:
+            standby = self._standby.pop(app, None)
+        if standby is None:
+            return None
+        fresh = time.monotonic() - standby.created < self.settings.build_standby_ttl
+        if fresh and standby.image == image and standby.volume == volume:
+            try:
+                standby.container.reload()
+                if standby.container.status == "running":
+                    return standby.container
+            except (docker.errors.DockerException, requests.RequestException):
+                pass
+        self._discard(standby.container)
+        return None
+
+    def _discard_standby(self, app: str) -> None:
+        with self._standby_lock:
+            standby = self._standby.pop(app, None)
+        if standby is not None:
+            self._discard(standby.container)
+
+    @staticmethod
+    def _discard(container: Any) -> None:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.RequestException) as e:
+            log.warn("builder: could not remove build container {name}: {error}",
+                     name=container.name, error=str(e))
+
+    # --- cache -------------------------------------------------------------------------
+
     def remove_cache(self, app: str) -> None:
         """Drop the app's build volume, with any build container of the app
-        still holding it (one a failed removal left)."""
+        still holding it (its standby, one a failed removal left)."""
         self.wait_for_cleanup(app)
+        self._discard_standby(app)
         labels = [f"shipway.instance={self.settings.instance}", "shipway.role=build",
                   f"shipway.app={app}"]
         for c in self.client.containers.list(all=True, filters={"label": labels}):
@@ -265,8 +359,8 @@ class DockerBuilder:
     # --- steps ---------------------------------------------------------------------
 
     def _prepare(self, request: BuildRequest, work: Path, incoming: str,
-                 output: Output) -> tuple[list[Buildpack], bool, list[str]]:
-        """Write the input tar (source, buildpacks, ENV_DIR)."""
+                 output: Output) -> tuple[list[Buildpack], bool]:
+        """Write the input tar (source, buildpacks, the driver, ENV_DIR)."""
         output(f"-----> Fetching source {request.commit[:12]}")
         buildpacks_file = _read_file(request.repo_path, request.commit, b".buildpacks")
         slugignore = parse_slugignore(
@@ -281,12 +375,15 @@ class DockerBuilder:
             else:
                 packs = [bundled(name) for name in DETECT_ORDER]
             add_to_tar(tar, packs)
-            driver = tarfile.TarInfo(DRIVER.lstrip("/"))
-            data = resources.files("builder").joinpath("files/run_buildpacks.sh").read_bytes()
-            driver.size, driver.mode, driver.mtime = len(data), 0o755, int(time.time())
-            tar.addfile(driver, io.BytesIO(data))  # root-owned: the build cannot change it
+            files = resources.files("builder").joinpath("files")
+            for path, data in ((DRIVER, files.joinpath("run_buildpacks.sh").read_bytes()),
+                               (REMOVE_TREE, files.joinpath("remove_tree.sh").read_bytes()),
+                               (SLUG_EXCLUDES, excludes_file(slugignore))):
+                info = tarfile.TarInfo(path.lstrip("/"))  # root-owned
+                info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+                tar.addfile(info, io.BytesIO(data))
             self._add_env_dir(tar, request.env)
-        return packs, buildpacks_file is None, slugignore
+        return packs, buildpacks_file is None
 
     @staticmethod
     def _add_env_dir(tar: tarfile.TarFile, env: dict[str, str]) -> None:
@@ -317,11 +414,13 @@ class DockerBuilder:
                 "shipway.role": "cache"})
         return name
 
-    def _create(self, app: str, image: str, volume: str) -> Any:
+    def _create(self, app: str, image: str, volume: str, life: int = 0) -> Any:
+        """A build container, to be started; its own `sleep` ends it at the
+        latest `life` seconds (a standby's wait) after the longest build."""
         s = self.settings
         return self.client.containers.create(
             image,
-            command=["/usr/bin/tini", "-s", "--", "sleep", str(s.build_timeout + 120)],
+            command=["/usr/bin/tini", "-s", "--", "sleep", str(life + s.build_timeout + 120)],
             name=f"shipway-build-{s.instance}-{app}-{uuid.uuid4().hex[:8]}",
             labels={"shipway.instance": s.instance, "shipway.app": app,
                     "shipway.role": "build"},
@@ -338,31 +437,6 @@ class DockerBuilder:
             network_mode="bridge" if s.build_network else "none",
             detach=True,
         )
-
-    def _slug(self, container: Any, dest: Path, slugignore: list[str]) -> tuple[str, int]:
-        """Pack `/app` in the container (tar | gzip, as the app user) and
-        store the stream; a failed pack fails the build with tar's words."""
-        api = self.client.api
-        exec_id = api.exec_create(
-            container.id, ["bash", "-c", PACK_SCRIPT, "pack", BUILD_DIR, *tar_excludes(slugignore)],
-            user=f"{APP_UID}:{APP_UID}", workdir=BUILD_DIR)["Id"]
-        errors = bytearray()
-
-        def stdout() -> Iterator[bytes]:
-            for out, err in api.exec_start(exec_id, stream=True, demux=True):
-                if err:
-                    errors.extend(err)
-                    del errors[:-2000]
-                if out:
-                    yield out
-
-        result = save_slug(stdout(), dest, self.settings.max_slug_bytes)
-        code = api.exec_inspect(exec_id).get("ExitCode")
-        if code != 0:
-            said = errors.decode("utf-8", "replace").strip()
-            raise BuildFailed(f"could not pack the slug (exit {code}): {said}",
-                              reason="build failed")
-        return result
 
     def _exec(self, container: Any, cmd: list[str], output: Output | None,
               env: dict[str, str] | None = None,
@@ -391,18 +465,41 @@ class DockerBuilder:
         return BuildFailed(f"build timed out after {self.settings.build_timeout} s",
                            reason="build timed out")
 
-    def _run_buildpacks(self, container: Any, request: BuildRequest, packs: list[Buildpack],
-                        detect_mode: bool, incoming: str, output: Output,
-                        timed_out: threading.Event) -> tuple[list[str], dict[str, str]]:
-        """Run the driver; its events decide the result (or the failure)."""
+    def _run_driver(self, container: Any, request: BuildRequest, packs: list[Buildpack],
+                    detect_mode: bool, incoming: str, output: Output,
+                    timed_out: threading.Event,
+                    slug: SlugWriter) -> tuple[list[str], dict[str, str]]:
+        """Run the driver: its stderr goes to the pusher and its events
+        decide the result (or the failure); its stdout is the slug."""
         mark = f"@@shipway-{uuid.uuid4().hex}@@"
         events = _DriverEvents(output, mark, packs)
-        code, _ = self._exec(
-            container, ["bash", DRIVER, mark, incoming, "first" if detect_mode else "all",
-                        *[p.container_path for p in packs]],
-            events.line, {"SOURCE_VERSION": request.commit}, workdir=WORKSPACE)
+        lines = _LineStream(events.line)
+        api = self.client.api
+        exec_id = api.exec_create(
+            container.id, ["bash", DRIVER, mark, incoming, "first" if detect_mode else "all",
+                           *[p.container_path for p in packs]],
+            user=f"{APP_UID}:{APP_UID}", workdir=WORKSPACE,
+            environment={"SOURCE_VERSION": request.commit})["Id"]
+        for out, err in api.exec_start(exec_id, stream=True, demux=True):
+            if err:
+                lines.feed(err)
+            if out:
+                if not events.packing:  # only the driver's tar writes there
+                    raise BuildFailed("the build driver wrote to the slug before packing it",
+                                      reason="build failed")
+                slug.write(out)
+        lines.close()
+        code = api.exec_inspect(exec_id).get("ExitCode")
         self._check(timed_out)
-        return events.result(code)
+        return events.result(code if code is not None else -1)
+
+
+@attrs.frozen
+class _Standby:
+    container: Any
+    image: str
+    volume: str
+    created: float  # time.monotonic()
 
 
 class _DriverEvents:
@@ -415,7 +512,7 @@ class _DriverEvents:
         self.defaults: dict[str, str] = {}
         self.procfile: dict[str, str] = {}
         self.failure: BuildFailed | None = None
-        self.done = False
+        self.packing = self.done = False
 
     def line(self, text: str) -> None:
         if self.mark not in text:
@@ -460,6 +557,15 @@ class _DriverEvents:
         elif kind == "workspace-failed":
             self.failure = BuildFailed("could not put the source in the build workspace",
                                        reason="build failed")
+        elif kind == "packing":
+            self.packing = True
+            process_types = self.process_types()
+            if process_types:
+                self.output("-----> Process types: " + ", ".join(sorted(process_types)))
+            self.output("-----> Compressing the slug")
+        elif kind == "pack-failed":
+            self.failure = BuildFailed(f"could not pack the slug (exit {words[1]})",
+                                       reason="build failed")
         elif kind == "done":
             self.done = True
 
@@ -483,10 +589,10 @@ class _DriverEvents:
             raise self.failure
         if not self.done or code != 0:
             raise BuildFailed(f"the build stopped (exit {code})", reason="build failed")
-        process_types = {**self.defaults, **self.procfile}
-        if process_types:
-            self.output("-----> Process types: " + ", ".join(sorted(process_types)))
-        return [p.name for p in self.chosen], process_types
+        return [p.name for p in self.chosen], self.process_types()
+
+    def process_types(self) -> dict[str, str]:
+        return {**self.defaults, **self.procfile}
 
 
 def _b64(words: list[str]) -> str:

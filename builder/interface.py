@@ -42,3 +42,7 @@ class IBuilder(Interface):
     def wait_for_cleanup(app: str | None = None, timeout: float | None = None) -> None:
         """Wait for the removal of finished builds' containers (of `app`, or
         all), which goes on in the background after `build` returns."""
+
+    def close(timeout: float | None = None) -> None:
+        """On server shutdown: finish the background work (waiting at most
+        `timeout` for it) and remove what was kept ready for later builds."""

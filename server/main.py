@@ -102,7 +102,7 @@ def run(settings: Settings) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", services.runner.stop)
     reactor.addSystemEventTrigger("before", "shutdown", services.router.stop)
     reactor.addSystemEventTrigger("before", "shutdown",
-                                  lambda: services.builder.wait_for_cleanup(timeout=30))
+                                  lambda: services.builder.close(timeout=30))
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     reactor.run(installSignalHandlers=False)
 

@@ -68,6 +68,10 @@ class Settings:
     build_memory: str = "2g"
     build_cpus: float = 2.0
     build_pids: int = 2048
+    # After a build, a fresh build container is made ready for the app's
+    # next push and kept this many seconds (0: never): starting one costs
+    # about 0.4 s of a push. It is never used for more than one build.
+    build_standby_ttl: int = 600
     max_slug_bytes: int = 500 * 1024 * 1024
     # Run containers.
     runner: str = "docker"

@@ -44,7 +44,7 @@ def make_builder(tmp_path: Path, stack_image: str) -> Iterator[Callable[..., Doc
 
     yield make
     for each in made:
-        each.wait_for_cleanup()
+        each.close()
     for instance in instances:
         remove_docker_objects(instance)
 

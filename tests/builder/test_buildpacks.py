@@ -175,11 +175,11 @@ def test_driver_events_are_read_from_marked_lines_only() -> None:
     events = _DriverEvents(shown.append, "@@m@@", packs)
     for line in ["@@other@@ done", "@@m@@ detected 1 B  Label", "hello", "tail@@m@@ procfile d2ViOiBydW4K",
                  "@@m@@ release 1 0 LS0tCmRlZmF1bHRfcHJvY2Vzc190eXBlczoKICB3b3JrZXI6IHcK",
-                 "@@m@@ done"]:
+                 "@@m@@ packing", "@@m@@ done"]:
         events.line(line)
     assert events.result(0) == (["b"], {"web": "run", "worker": "w"})
     assert shown == ["@@other@@ done", "-----> B  Label app detected", "hello", "tail",
-                     "-----> Process types: web, worker"]
+                     "-----> Process types: web, worker", "-----> Compressing the slug"]
     stopped = _DriverEvents(shown.append, "@@m@@", packs)
     stopped.line("@@m@@ detected 0")
     with pytest.raises(BuildFailed, match=r"the build stopped \(exit 137\)"):
@@ -189,3 +189,24 @@ def test_driver_events_are_read_from_marked_lines_only() -> None:
     broken.line("@@m@@ done")
     with pytest.raises(BuildFailed, match="buildpack a: compile failed"):
         broken.result(0)
+    unpacked = _DriverEvents(shown.append, "@@m@@", packs)
+    for line in ["@@m@@ detected 0", "@@m@@ packing", "tar: x: Cannot open", "@@m@@ pack-failed 2"]:
+        unpacked.line(line)
+    with pytest.raises(BuildFailed, match=r"could not pack the slug \(exit 2\)"):
+        unpacked.result(1)
+
+
+def test_buildpack_output_streams_and_cannot_reach_the_slug(tmp_path: Path, run_build) -> None:
+    """The driver writes the slug to the exec's stdout; a buildpack's stdout
+    and stderr both go to the pusher, and the slug's descriptor is closed
+    for it, so nothing it prints can end up in the slug."""
+    compile_script = ("#!/bin/bash\necho 'to stdout 5521'\necho 'to stderr 5522' >&2\n"
+                      "if { echo junk >&3; } 2>/dev/null; then echo 'fd 3 open'; "
+                      "else echo 'fd 3 closed'; fi\necho made > \"$1/made.txt\"\n")
+    files = {".buildpacks": "./bp/noisy\n", "bp/noisy/bin/detect": "#!/bin/sh\necho Noisy\n",
+             "bp/noisy/bin/compile": compile_script, "Procfile": "web: serve\n"}
+    repo, sha = make_app(tmp_path, files)
+    result, out = run_build(repo, sha)
+    assert {"to stdout 5521", "to stderr 5522", "fd 3 closed"} <= set(out.lines)
+    assert slug_file(result.slug_path, "made.txt") == "made\n"
+    assert out.lines.index("-----> Compressing the slug") > out.lines.index("fd 3 closed")

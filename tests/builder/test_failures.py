@@ -24,6 +24,13 @@ def _app_with_compile(tmp_path: Path, compile_body: str, name: str = "app") -> t
                                "pack/bin/compile": "#!/bin/bash\n" + compile_body}, name=name)
 
 
+def _assert_build_container_removed(builder: DockerBuilder) -> None:
+    """The build's container goes in the background; `close` waits for that
+    and removes only the standby started for the next build."""
+    builder.close()
+    assert _containers(builder.settings.instance) == []
+
+
 def _containers(instance: str) -> list:
     return docker.from_env().containers.list(all=True,
                                              filters={"label": f"shipway.instance={instance}"})
@@ -39,8 +46,7 @@ def test_failing_compile_fails_with_its_output(tmp_path: Path, builder, run_buil
     assert e.value.reason == "build failed"
     assert "exit 3" in str(e.value)
     assert "compiling..." in out.lines and "error: boom-4217" in out.lines
-    builder.wait_for_cleanup()  # the container goes in the background
-    assert _containers(builder.settings.instance) == []
+    _assert_build_container_removed(builder)
     assert list((builder.temp_base).iterdir()) == []
 
 
@@ -52,8 +58,7 @@ def test_timeout(tmp_path: Path, make_builder, run_build) -> None:
         run_build(repo, sha, using=builder)
     assert e.value.reason == "build timed out"
     assert time.monotonic() - started < 60
-    builder.wait_for_cleanup()
-    assert _containers(builder.settings.instance) == []
+    _assert_build_container_removed(builder)
 
 
 def test_oversize_slug(tmp_path: Path, make_builder, run_build) -> None:
@@ -131,5 +136,4 @@ def test_read_only_dirs_a_buildpack_left_do_not_outlive_its_build(tmp_path: Path
     second, _ = run_build(repo2, sha2, app="app", using=builder)
     assert slug_file(second.slug_path, "seen").split() == [".buildpacks", "new-only", "pack",
                                                            "seen"]
-    builder.wait_for_cleanup()
-    assert _containers(builder.settings.instance) == []
+    _assert_build_container_removed(builder)

@@ -15,6 +15,7 @@ mkdir -p "$out"
 grep CapEff /proc/self/status | awk '{print $2}' > "$out/capeff"
 grep NoNewPrivs /proc/self/status | awk '{print $2}' > "$out/nonewprivs"
 id -u > "$out/uid"
+hostname > "$out/hostname"
 found=""
 for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do
   [ -e "$s" ] && found="$found $s"
@@ -55,6 +56,11 @@ def test_build_container_is_confined(tmp_path: Path, run_build) -> None:
     # the cache persists for the same app ...
     a2, _ = run_build(repo_a, sha_a, app="appa", env={"MARK": "a2", "HOSTMARK": host_marker})
     assert slug_file(a2.slug_path, "probe/cache-before").split() == ["mark-a1"]
+    # ... in the standby container a1's build left (test_standby), which is
+    # confined just the same
+    assert slug_file(a2.slug_path, "probe/hostname") != slug_file(a1.slug_path, "probe/hostname")
+    for probe in ("capeff", "nonewprivs", "uid", "sockets", "host-find", "mounts"):
+        assert slug_file(a2.slug_path, f"probe/{probe}") == slug_file(a1.slug_path, f"probe/{probe}")
     # ... another app sees none of it ...
     b1, _ = run_build(repo_b, sha_b, app="appb", env={"MARK": "b1", "HOSTMARK": host_marker})
     assert slug_file(b1.slug_path, "probe/cache-before").split() == []
