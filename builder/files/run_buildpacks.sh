@@ -44,7 +44,7 @@ for dir in app incoming-* trash-*; do
   [ -e "$dir" ] && [ "$dir" != "$incoming" ] || continue
   bash /shipway/remove_tree.sh "$dir" || { event workspace-failed; exit 1; }
 done
-if ! { mv -T -- "$incoming" app && mkdir -p cache; }; then
+if ! { mv -T -- "$incoming" app && { [ -d cache ] || mkdir cache; }; }; then
   event workspace-failed
   exit 1
 fi
@@ -57,14 +57,14 @@ for index in "${!packs[@]}"; do
     said=$("$pack/bin/detect" "$BUILD_DIR" 2>/dev/null 3>&-)
     code=$?
     if [ "$code" = 0 ]; then
-      chosen=("$index") labels=("$(printf '%s\n' "$said" | tail -n 1)")
+      chosen=("$index") labels=("${said##*$'\n'}")
       break
     fi
   else
     said=$("$pack/bin/detect" "$BUILD_DIR" 2>&1 3>&-)
     code=$?
     [ "$code" = 0 ] || { event detect-failed "$index" "$code"; exit 1; }
-    chosen+=("$index") labels+=("$(printf '%s\n' "$said" | tail -n 1)")
+    chosen+=("$index") labels+=("${said##*$'\n'}")
   fi
 done
 [ ${#chosen[@]} -gt 0 ] || { event none-detected; exit 1; }

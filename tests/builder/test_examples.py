@@ -173,3 +173,30 @@ def test_elixir_cached_release_changed_through_its_links_is_rebuilt(tmp_path: Pa
     assert not any("reusing the cached release" in line for line in out.lines)
     assert "-----> Compiling and building the release (mix release)" in out.lines
     assert tampered(second.slug_path) == 1
+
+
+@pytest.mark.slow
+def test_elixir_toolchain_versions_are_read_again_when_dpkg_changes(tmp_path: Path,
+                                                                    run_build) -> None:
+    """The Erlang/Elixir versions (part of the fingerprint) are kept in the
+    cache with the modification time of dpkg's database: they are trusted
+    while that is the same, and asked of dpkg again when it is not (another
+    stack image). A buildpack before elixir fakes the record to show which."""
+    pre = ('#!/bin/bash\nrecord="$2/elixir/toolchain"\nmode=$(cat "$3/MODE")\n'
+           '[ -f "$record" ] || exit 0\necho "elixir 9.9-fake" > "$record"\n'
+           'if [ "$mode" = same ]; then touch -r /var/lib/dpkg/status "$record"; '
+           'else touch -d @1000 "$record"; fi\n')
+    repo, sha = make_app(tmp_path, copy_from=ROOT / "examples" / "elixir", files={
+        ".buildpacks": "./pre\nelixir\n", "pre/bin/detect": "#!/bin/sh\necho Pre\n",
+        "pre/bin/compile": pre})
+
+    def versions(mode: str, clean: bool = False) -> str:
+        result, out = run_build(repo, sha, app="toolchain", env={"MODE": mode}, clean=clean)
+        result.slug_path.unlink()
+        [line] = [line for line in out.lines if line.startswith("       elixir ")]
+        return line
+
+    real = versions("same", clean=True)
+    assert "elixir 1." in real and "erlang-base" in real
+    assert versions("same") == "       elixir 9.9-fake MIX_ENV=prod"
+    assert versions("other") == real
