@@ -251,13 +251,20 @@ class DockerBuilder:
     def _start_standby(self, app: str, image: str, volume: str) -> None:
         """Create and start the container the app's next build will take;
         it is removed unused after build_standby_ttl seconds."""
+        container = None
         try:
+            # Not for an app whose cache went meanwhile (destroyed): Docker
+            # would make an unlabelled volume of that name for the mount.
+            self.client.volumes.get(volume)
             container = self._create(app, image, volume,
                                      life=self.settings.build_standby_ttl)
             container.start()
         except (docker.errors.DockerException, requests.RequestException) as e:
-            log.warn("builder: could not start a standby build container for {app}: {error}",
-                     app=app, error=str(e))
+            if not isinstance(e, docker.errors.NotFound):
+                log.warn("builder: could not start a standby build container for {app}: "
+                         "{error}", app=app, error=str(e))
+            if container is not None:
+                self._discard(container)
             return
         standby = _Standby(container, image, volume, time.monotonic())
         with self._standby_lock:

@@ -77,3 +77,15 @@ def test_standby_expires_and_can_be_turned_off(tmp_path: Path, make_builder, run
     run_build(repo, sha, using=off)
     off.wait_for_cleanup()
     assert _build_containers(off.settings.instance) == []
+
+
+def test_no_standby_for_an_app_whose_cache_is_gone(make_builder) -> None:
+    """A build's clean-up that ends after its app was destroyed starts no
+    standby: mounting the removed volume would make Docker create an
+    unlabelled one of that name."""
+    builder = make_builder()
+    gone = builder.build_volume_name("destroyed")
+    builder._start_standby("destroyed", builder.settings.stack_image, gone)
+    client = docker.from_env()
+    assert _build_containers(builder.settings.instance) == []
+    assert not client.volumes.list(filters={"name": gone})
