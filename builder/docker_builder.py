@@ -20,8 +20,8 @@ server's leftovers at its next start), so the push goes on to deploy
 meanwhile; then a new container is created and started for the app's next
 build (a *standby*, kept `build_standby_ttl` seconds), since starting one
 is a good part of a warm build here (0.4 s of 1.5 s). A standby is made
-exactly like any build container and serves one build only: every build
-still runs in a container no other build has used.
+like any build container (only its idle `sleep` is longer) and serves one
+build only: every build still runs in a container no other build has used.
 """
 from __future__ import annotations
 
@@ -118,6 +118,9 @@ class DockerBuilder:
         # app -> the started container its next build may take.
         self._standby: dict[str, _Standby] = {}
         self._standby_lock = threading.Lock()
+        # app -> held while its standby is made or its cache removed, so that
+        # neither can slip in between the other's steps.
+        self._app_locks: dict[str, threading.Lock] = {}
         self._closing = False
 
     @property
@@ -137,8 +140,8 @@ class DockerBuilder:
 
     def wait_for_cleanup(self, app: str | None = None, timeout: float | None = None) -> None:
         """Block until the background removal of `app`'s (or every app's)
-        last build container is done. Builds wait with no timeout, as the
-        next build shares the volume; each Docker call of the removal is
+        last build container, and the start of its standby, are done.
+        Builds wait with no timeout, as the next build shares the volume; each Docker call of the removal is
         bounded by the client's own timeout. A server shutting down passes
         one."""
         for name, thread in list(self._cleanups.items()):
@@ -210,7 +213,8 @@ class DockerBuilder:
             shutil.rmtree(work, ignore_errors=True)
 
     def close(self, timeout: float | None = None) -> None:
-        self._closing = True
+        with self._standby_lock:
+            self._closing = True
         self.wait_for_cleanup(timeout=timeout)
         with self._standby_lock:
             kept, self._standby = list(self._standby.values()), {}
@@ -248,28 +252,43 @@ class DockerBuilder:
 
     # --- standby containers -----------------------------------------------------------
 
+    def _app_lock(self, app: str) -> threading.Lock:
+        with self._standby_lock:
+            return self._app_locks.setdefault(app, threading.Lock())
+
     def _start_standby(self, app: str, image: str, volume: str) -> None:
         """Create and start the container the app's next build will take;
         it is removed unused after build_standby_ttl seconds."""
+        with self._app_lock(app):
+            self._start_standby_locked(app, image, volume)
+
+    def _start_standby_locked(self, app: str, image: str, volume: str) -> None:
         container = None
         try:
-            # Not for an app whose cache went meanwhile (destroyed): Docker
-            # would make an unlabelled volume of that name for the mount.
-            self.client.volumes.get(volume)
+            try:
+                self.client.volumes.get(volume)
+            except docker.errors.NotFound:
+                # The app's cache went meanwhile (destroyed): Docker would
+                # make an unlabelled volume of that name for the mount.
+                return
             container = self._create(app, image, volume,
                                      life=self.settings.build_standby_ttl)
             container.start()
         except (docker.errors.DockerException, requests.RequestException) as e:
-            if not isinstance(e, docker.errors.NotFound):
-                log.warn("builder: could not start a standby build container for {app}: "
-                         "{error}", app=app, error=str(e))
+            log.warn("builder: could not start a standby build container for {app}: {error}",
+                     app=app, error=str(e))
             if container is not None:
                 self._discard(container)
             return
-        standby = _Standby(container, image, volume, time.monotonic())
+        standby = _Standby(container, container.attrs.get("Image", ""), volume, time.monotonic())
         with self._standby_lock:
-            replaced = self._standby.get(app)
-            self._standby[app] = standby
+            closing = self._closing  # close() may have given up waiting for this thread
+            replaced = None if closing else self._standby.get(app)
+            if not closing:
+                self._standby[app] = standby
+        if closing:
+            self._discard(container)
+            return
         if replaced is not None:
             self._discard(replaced.container)
         timer = threading.Timer(self.settings.build_standby_ttl, self._expire, (app, standby))
@@ -292,11 +311,13 @@ class DockerBuilder:
         if standby is None:
             return None
         fresh = time.monotonic() - standby.created < self.settings.build_standby_ttl
-        if fresh and standby.image == image and standby.volume == volume:
+        if fresh and standby.volume == volume:
             try:
-                standby.container.reload()
-                if standby.container.status == "running":
-                    return standby.container
+                # By image id: a tag may name another image since.
+                if standby.image == self.client.images.get(image).id:
+                    standby.container.reload()
+                    if standby.container.status == "running":
+                        return standby.container
             except (docker.errors.DockerException, requests.RequestException):
                 pass
         self._discard(standby.container)
@@ -322,8 +343,13 @@ class DockerBuilder:
 
     def remove_cache(self, app: str) -> None:
         """Drop the app's build volume, with any build container of the app
-        still holding it (its standby, one a failed removal left)."""
+        still holding it (its standby, one a failed removal left). A
+        standby being made meanwhile waits for this, then finds no volume."""
         self.wait_for_cleanup(app)
+        with self._app_lock(app):
+            self._remove_cache_locked(app)
+
+    def _remove_cache_locked(self, app: str) -> None:
         self._discard_standby(app)
         labels = [f"shipway.instance={self.settings.instance}", "shipway.role=build",
                   f"shipway.app={app}"]
@@ -487,13 +513,13 @@ class DockerBuilder:
                            *[p.container_path for p in packs]],
             user=f"{APP_UID}:{APP_UID}", workdir=WORKSPACE,
             environment={"SOURCE_VERSION": request.commit})["Id"]
+        # Docker copies the two streams separately, so their order relative
+        # to each other is not kept: the slug counts only once the driver
+        # said `done` (after packing) and exited 0, which result() checks.
         for out, err in api.exec_start(exec_id, stream=True, demux=True):
             if err:
                 lines.feed(err)
             if out:
-                if not events.packing:  # only the driver's tar writes there
-                    raise BuildFailed("the build driver wrote to the slug before packing it",
-                                      reason="build failed")
                 slug.write(out)
         lines.close()
         code = api.exec_inspect(exec_id).get("ExitCode")
@@ -504,7 +530,7 @@ class DockerBuilder:
 @attrs.frozen
 class _Standby:
     container: Any
-    image: str
+    image: str  # the image's id
     volume: str
     created: float  # time.monotonic()
 

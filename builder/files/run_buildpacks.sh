@@ -96,6 +96,7 @@ excludes=()
 [ -f "$SLUG_EXCLUDES" ] && mapfile -d '' -t excludes <"$SLUG_EXCLUDES"
 gz=(gzip -1)
 command -v pigz >/dev/null && gz=(pigz -1)
+cd "$BUILD_DIR" || { event pack-failed 1; exit 1; }  # as it is now, after compile
 shopt -s dotglob nullglob
 names=(*)
 shopt -u dotglob nullglob

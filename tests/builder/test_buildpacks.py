@@ -210,3 +210,14 @@ def test_buildpack_output_streams_and_cannot_reach_the_slug(tmp_path: Path, run_
     assert {"to stdout 5521", "to stderr 5522", "fd 3 closed"} <= set(out.lines)
     assert slug_file(result.slug_path, "made.txt") == "made\n"
     assert out.lines.index("-----> Compressing the slug") > out.lines.index("fd 3 closed")
+
+
+def test_release_printing_invalid_yaml_fails_with_that_reason(tmp_path: Path, run_build) -> None:
+    """bin/release exits 0 but its YAML does not parse: the driver does not
+    know and packs the slug; the build still fails, saying why."""
+    files = {".buildpacks": "./p\n", "p/bin/detect": "#!/bin/sh\necho P\n",
+             "p/bin/compile": "#!/bin/sh\ntrue\n",
+             "p/bin/release": "#!/bin/sh\necho 'default_process_types: [web: unclosed'\n"}
+    repo, sha = make_app(tmp_path, files)
+    with pytest.raises(BuildFailed, match="bin/release printed invalid YAML"):
+        run_build(repo, sha)

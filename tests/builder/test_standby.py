@@ -64,14 +64,14 @@ def test_standby_expires_and_can_be_turned_off(tmp_path: Path, make_builder, run
     repo, sha = _hostname_app(tmp_path)
     run_build(repo, sha, using=builder)
     builder.wait_for_cleanup()
-    assert len(_build_containers(builder.settings.instance)) == 1
+    [expired] = _build_containers(builder.settings.instance)
     deadline = time.monotonic() + 20
     while _build_containers(builder.settings.instance) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _build_containers(builder.settings.instance) == []
     # An expired standby is not taken: this build makes its own container.
     again, _ = run_build(repo, sha, using=builder)
-    assert _ran_in(again)
+    assert _ran_in(again) and _ran_in(again) != expired.id[:12]
 
     off = make_builder(build_standby_ttl=0)
     run_build(repo, sha, using=off)
@@ -89,3 +89,15 @@ def test_no_standby_for_an_app_whose_cache_is_gone(make_builder) -> None:
     client = docker.from_env()
     assert _build_containers(builder.settings.instance) == []
     assert not client.volumes.list(filters={"name": gone})
+
+
+def test_no_standby_is_kept_once_the_builder_is_closed(tmp_path: Path, make_builder,
+                                                       run_build) -> None:
+    """A clean-up thread that close() gave up waiting for may still make a
+    standby: it is removed at once instead of outliving the server."""
+    builder = make_builder()
+    repo, sha = _hostname_app(tmp_path)
+    run_build(repo, sha, using=builder)
+    builder.close()
+    builder._start_standby("app", builder.settings.stack_image, builder.build_volume_name("app"))
+    assert _build_containers(builder.settings.instance) == []
