@@ -141,9 +141,9 @@ class DockerBuilder:
     def wait_for_cleanup(self, app: str | None = None, timeout: float | None = None) -> None:
         """Block until the background removal of `app`'s (or every app's)
         last build container, and the start of its standby, are done.
-        Builds wait with no timeout, as the next build shares the volume; each Docker call of the removal is
-        bounded by the client's own timeout. A server shutting down passes
-        one."""
+        Builds wait with no timeout, as the next build shares the volume;
+        each Docker call of the removal is bounded by the client's own
+        timeout. A server shutting down passes one."""
         for name, thread in list(self._cleanups.items()):
             if app is None or name == app:
                 thread.join(timeout)
