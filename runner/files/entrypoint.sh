@@ -4,7 +4,8 @@
 # container before it starts; nothing of the host is mounted.
 #
 #   1. load the environment (config vars, PORT, APP_*, the signed URLs),
-#   2. download the slug through its signed URL and unpack it into /app,
+#   2. download the slug through its signed URL and unpack it into /app
+#      (and for an Erlang release, start epmd for its node),
 #   3. start an SSH server for the users allowed on the app, whose keys are
 #      fetched through a signed URL and re-read every 60 s,
 #   4. exec the Procfile command of this replica's process type, like Heroku:
@@ -38,6 +39,22 @@ if [ ! -e /workspace/.slug.done ]; then
   rm -f "$slug"
   touch /workspace/.slug.done
   log "slug unpacked"
+fi
+
+# An Erlang release runs as a distributed node (Shipway sets
+# RELEASE_DISTRIBUTION and RELEASE_NODE for every app): as it boots it
+# registers with epmd, and when none runs it starts one and retries, which
+# took 0.4 s of the Elixir example's 1.9 s boot here. So the release's own
+# epmd (the stack's without one) is started now, before the app's exec.
+if [[ ${RELEASE_DISTRIBUTION:-} == name || ${RELEASE_DISTRIBUTION:-} == sname ]]; then
+  release_epmd=$(compgen -G "/app/_build/*/rel/*/erts-*/bin/epmd" | head -n 1 || true)
+  if [ -z "$release_epmd" ] && compgen -G "/app/_build/*/rel/*/releases/start_erl.data" >/dev/null; then
+    release_epmd=$(command -v epmd || true)
+  fi
+  if [ -n "$release_epmd" ]; then
+    if "$release_epmd" -daemon; then log "epmd started for the release's node"
+    else log "epmd did not start (the release starts its own)"; fi
+  fi
 fi
 
 # --- SSH (ps:ssh): a non-root sshd on port 2222 that lets in the app's users.
