@@ -34,7 +34,7 @@ import time
 import uuid
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import attrs
 import docker
@@ -235,7 +235,7 @@ class DockerBuilder:
         def run() -> None:
             try:
                 self._exec(container, ["bash", "-c", EMPTY_WORKSPACE_SCRIPT, "empty", trash],
-                           None, workdir=WORKSPACE)
+                           workdir=WORKSPACE)
             except (docker.errors.DockerException, requests.RequestException):
                 pass  # stopped (timeout, kill): the next build empties it
             try:
@@ -471,24 +471,14 @@ class DockerBuilder:
             detach=True,
         )
 
-    def _exec(self, container: Any, cmd: list[str], output: Output | None,
-              env: dict[str, str] | None = None,
-              workdir: str = BUILD_DIR) -> tuple[int, bytes]:
-        """Run `cmd` as the app user; stream lines to `output` or collect them."""
+    def _exec(self, container: Any, cmd: list[str], workdir: str) -> int:
+        """Run `cmd` as the app user to its end; its exit status."""
         api = self.client.api
         exec_id = api.exec_create(container.id, cmd, user=f"{APP_UID}:{APP_UID}",
-                                  workdir=workdir, environment=env or {})["Id"]
-        collected = b""
-        lines = _LineStream(output) if output else None
-        for chunk in api.exec_start(exec_id, stream=True):
-            if lines:
-                lines.feed(chunk)
-            else:
-                collected += chunk
-        if lines:
-            lines.close()
+                                  workdir=workdir)["Id"]
+        api.exec_start(exec_id)
         code = api.exec_inspect(exec_id).get("ExitCode")
-        return (code if code is not None else -1), collected
+        return code if code is not None else -1
 
     def _check(self, timed_out: threading.Event) -> None:
         if timed_out.is_set():

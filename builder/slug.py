@@ -2,9 +2,10 @@
 patterns, as a `.tar.gz` whose members are relative to `/app` (`Procfile`,
 `_build/...`): a runner unpacks it with `tar -xzf - -C /app`.
 
-GNU tar and pigz (gzip where the stack lacks it) pack it inside the build container, at the end of the build
-driver (files/run_buildpacks.sh), on the exec's stdout; the host only stores
-the stream, hashing and measuring it as it is written. Reading Docker's
+GNU tar and pigz (gzip where the stack lacks it) pack it inside the build
+container, at the end of the build driver (files/run_buildpacks.sh), on the
+exec's stdout; the host only stores the stream, hashing and measuring it as
+it is written. Reading Docker's
 archive endpoint through the SDK and re-packing it in Python took several
 times longer (about 1.2 s against 0.4 s for the Elixir example's 12 MB).
 """
