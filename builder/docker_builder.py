@@ -192,7 +192,8 @@ class DockerBuilder:
             log.info("build of {app} at {commit}: slug {sha} ({size} bytes) by {packs}",
                      app=request.app, commit=request.commit, sha=sha, size=size, packs=chosen)
             return BuildResult(slug_path=slug_path, sha256=sha, size=size,
-                               process_types=process_types, buildpacks=chosen)
+                               process_types=process_types, buildpacks=chosen,
+                               unpacked_size=slug.unpacked_size)
         except BuildFailed as failed:
             log.info("build of {app} at {commit} failed: {reason}", app=request.app,
                      commit=request.commit, reason=failed.reason)

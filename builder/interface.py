@@ -26,6 +26,7 @@ class BuildResult:
     size: int
     process_types: dict[str, str]  # Procfile merged over bin/release defaults
     buildpacks: list[str]
+    unpacked_size: int | None = None  # the slug's tar bytes (gzip ISIZE)
 
 
 class IBuilder(Interface):

@@ -57,6 +57,7 @@ class SlugWriter:
     def __init__(self, dest: Path, max_bytes: int) -> None:
         self.dest, self.max_bytes = dest, max_bytes
         self._sha, self.size = hashlib.sha256(), 0
+        self._tail = b""
         self._out = open(dest, "wb")
 
     def write(self, chunk: bytes) -> None:
@@ -65,11 +66,23 @@ class SlugWriter:
             raise BuildFailed(f"slug is larger than the limit of {_mb(self.max_bytes)}",
                               reason="slug too large")
         self._sha.update(chunk)
+        self._tail = (self._tail + chunk[-4:])[-4:]
         self._out.write(chunk)
 
     @property
     def sha256(self) -> str:
         return self._sha.hexdigest()
+
+    @property
+    def unpacked_size(self) -> int | None:
+        """The tar's size, from the gzip trailer (ISIZE, RFC 1952): what the
+        runner sizes a replica's in-memory /app by, read for free as the
+        stream passes. It is the size modulo 4 GiB, so a slug that unpacks
+        to more would look small; the runner also bounds the compressed
+        size (see runner/containers.py)."""
+        if self.size < 18:  # no gzip header and trailer: not a gzip stream
+            return None
+        return int.from_bytes(self._tail, "little")
 
     def close(self) -> None:
         self._out.close()

@@ -107,6 +107,8 @@ slugs = sa.Table(
     sa.Column("process_types", sa.JSON, nullable=False),
     sa.Column("buildpacks", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # What the slug unpacks to (its tar's bytes); unknown for older slugs.
+    sa.Column("unpacked_size", sa.BigInteger, nullable=True),
 )
 
 releases = sa.Table(

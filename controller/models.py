@@ -50,6 +50,7 @@ class Slug:
     process_types: dict[str, str]
     buildpacks: list[str]
     created_at: dt.datetime
+    unpacked_size: int | None = None  # the tar's bytes; None for older slugs
 
 
 @attrs.frozen

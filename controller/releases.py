@@ -224,7 +224,8 @@ class ReleasesMixin(AppsMixin):
         return Slug(id=row.id, app_id=row.app_id, storage_key=row.storage_key,
                     sha256=row.sha256, size=row.size, commit=row.commit,
                     process_types=dict(row.process_types or {}),
-                    buildpacks=list(row.buildpacks or []), created_at=row.created_at)
+                    buildpacks=list(row.buildpacks or []), created_at=row.created_at,
+                    unpacked_size=row.unpacked_size)
 
     def _slug_row(self, conn: Connection, slug_id: int) -> Slug | None:
         row = conn.execute(sa.select(slugs).where(slugs.c.id == slug_id)).first()
@@ -232,12 +233,12 @@ class ReleasesMixin(AppsMixin):
 
     def record_slug(self, app: App, storage_key: str, sha256: str, size: int,
                     commit: str, process_types: dict[str, str],
-                    buildpacks: list[str]) -> Slug:
+                    buildpacks: list[str], unpacked_size: int | None = None) -> Slug:
         with self.db.write() as conn:
             slug_id = conn.execute(slugs.insert().values(
                 app_id=app.id, storage_key=storage_key, sha256=sha256, size=int(size),
                 commit=commit, process_types=dict(process_types),
-                buildpacks=list(buildpacks), created_at=now(),
+                buildpacks=list(buildpacks), created_at=now(), unpacked_size=unpacked_size,
             )).inserted_primary_key[0]
             return self._slug_row(conn, slug_id)  # type: ignore[return-value]
 

@@ -157,7 +157,7 @@ class Controller:
     # --- slugs and releases ---------------------------------------------
     def record_slug(self, app: App, storage_key: str, sha256: str, size: int,
                     commit: str, process_types: dict[str, str],
-                    buildpacks: list[str]) -> Slug:
+                    buildpacks: list[str], unpacked_size: int | None = None) -> Slug:
         raise NotImplementedError
 
     def get_slug(self, slug_id: int) -> Slug:

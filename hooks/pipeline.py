@@ -203,7 +203,8 @@ class Pipeline:
         out(f"-----> Slug stored ({result.size / 1e6:.1f} MB)")
         return self._step("slug record", lambda: self.controller.record_slug(
             app, key, result.sha256, result.size, commit,
-            dict(result.process_types), list(result.buildpacks)))
+            dict(result.process_types), list(result.buildpacks),
+            unpacked_size=result.unpacked_size))
 
     def _release(self, app: App, release: Release, out: _Transcript, hot: bool = False) -> None:
         record, out.record = out.record, None

@@ -50,7 +50,8 @@ def release_spec(settings: Settings, controller: Any, app: App, release: Release
                  if ptype in process_types}
     return ReleaseSpec(app=app.name, version=release.version, slug_key=slug.storage_key,
                        process_types=process_types, env=env, formation=formation,
-                       health=health_check(settings, env))
+                       health=health_check(settings, env), slug_size=slug.size,
+                       slug_unpacked_size=slug.unpacked_size)
 
 
 class Deployer:

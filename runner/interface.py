@@ -28,6 +28,8 @@ class ReleaseSpec:
     env: dict[str, str]
     formation: dict[str, int]
     health: HealthCheck = HealthCheck()
+    slug_size: int | None = None  # compressed bytes
+    slug_unpacked_size: int | None = None  # the tar's bytes, None if unknown
 
 
 @attrs.frozen

@@ -77,6 +77,10 @@ class Settings:
     runner: str = "docker"
     run_memory: str = "512m"
     run_cpus: float = 1.0
+    # A slug that unpacks to at most this much is unpacked into memory
+    # (tmpfs) instead of a volume; the replica's memory limit grows by its
+    # size. "0" turns it off. See runner/containers.py.
+    run_tmpfs_max: str = "64m"
     health_path: str = "/"
     health_timeout: int = 60
     stop_grace: int = 30

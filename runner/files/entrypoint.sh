@@ -20,13 +20,15 @@ set -a
 set +a
 
 # The slug is downloaded once per container: a container restarted in place
-# (e.g. by the Docker engine after a host reboot) keeps its /app. It goes
-# to the container's volume (/workspace, where /app points), not to the
-# root file system, which on some Docker hosts is FUSE and took a second
-# to write and read back the Elixir example's slug.
+# (e.g. by the Docker engine after a host reboot) keeps its /app when that
+# is a volume (a tmpfs starts empty again, marker and all). It goes to
+# /workspace (a tmpfs or the container's volume, where /app points), not to
+# the root file system, which on some Docker hosts is FUSE and took a
+# second to write and read back the Elixir example's slug.
 slug=/workspace/.slug.tgz
 if [ ! -e /workspace/.slug.done ]; then
   log "downloading slug for ${APP_NAME} ${APP_VERSION}"
+  mkdir -p /workspace/app
   for attempt in 1 2 3 4 5; do
     if curl -fsS --max-time 300 "$SHIPWAY_SLUG_URL" -o "$slug"; then
       break

@@ -92,3 +92,36 @@ def test_concurrent_first_opens_agree_on_one_schema(open_store):
     assert errors == [] and len(results) == 4
     user = results[0].signup("first@example.com", "a-long-password")[0]
     assert results[3].user_by_email("first@example.com") == user
+
+
+def test_upgrade_from_the_first_schema_keeps_slugs(database_url):
+    """A database made by an older Shipway (revision 0001) with a slug in it
+    migrates to head; the slug keeps its data and has no unpacked size."""
+    from alembic import command
+
+    from controller.db import Database
+    from controller.migrations import migrate
+
+    db = Database(database_url)
+    try:
+        cfg = alembic_config()
+        with db.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+            conn.execute(sa.text(
+                "INSERT INTO users (id, email, password_hash, api_key_salt, api_key_hash, "
+                "created_at) VALUES (1, 'old@example.com', 'x', 's', 'h', CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text(
+                "INSERT INTO apps (id, name, owner_id, created_at) "
+                "VALUES (1, 'old', 1, CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text(
+                "INSERT INTO slugs (id, app_id, storage_key, sha256, size, \"commit\", "
+                "process_types, buildpacks, created_at) VALUES (7, 1, 'old/a.tgz', 'ab', 10, "
+                "'c0', '{}', '[]', CURRENT_TIMESTAMP)"))
+            conn.commit()
+        migrate(db)
+        with db.read() as conn:
+            row = conn.execute(sa.text("SELECT storage_key, size, unpacked_size FROM slugs")).one()
+        assert tuple(row) == ("old/a.tgz", 10, None)
+    finally:
+        db.dispose()

@@ -29,5 +29,22 @@ def test_example_is_served(make_server, tmp_path, example: str, greeting: str) -
         # the entrypoint started epmd, and the release's node is registered in it
         assert "shipway: epmd started for the release's node" in logs
         assert names.exit_code == 0 and f"name {app} at port" in names.output.decode()
+        # the buildpack boots the release in interactive mode, unless the
+        # app's config says otherwise
+        assert _code_mode(container) == "interactive"
+        user.shipway("-a", app, "config:set", "RELEASE_MODE=embedded")
+        [replica] = [r for r in user.shipway_json("-a", app, "ps")["replicas"]
+                     if r["process_type"] == "web" and r["version"] == 2]
+        container = docker.from_env().containers.get(replica["container_id"])
+        assert _code_mode(container) == "embedded"
     else:  # not an Erlang release: no epmd
         assert "epmd" not in logs and names.exit_code != 0
+
+
+def _code_mode(container) -> str:
+    """The running node's code loading mode, asked of it over its release's rpc."""
+    script = ("set -a; . /shipway/env; set +a; cd /app; "
+              "_build/prod/rel/hello/bin/hello rpc 'IO.puts(:code.get_mode())'")
+    result = container.exec_run(["bash", "-c", script], user="1000:1000")
+    assert result.exit_code == 0, result.output
+    return result.output.decode().strip()

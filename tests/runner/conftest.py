@@ -92,8 +92,9 @@ class Rig:
         raise RuntimeError((self.base / "gateway.log").read_text())
 
     def release(self, app: App, process_types: dict[str, str] | None = None,
-                files: dict[str, bytes] | None = None) -> Release:
-        """Store a slug made of `files` and make a release of it."""
+                files: dict[str, bytes] | None = None, sized: bool = False) -> Release:
+        """Store a slug made of `files` and make a release of it; `sized`
+        records its unpacked size as a build does (older slugs have none)."""
         files = files if files is not None else {"app.py": APP_PY}
         process_types = process_types or WEB
         buf = io.BytesIO()
@@ -107,8 +108,10 @@ class Rig:
         path.write_bytes(buf.getvalue())
         key = f"{app.name}/{path.name}"
         self.slugs.put(key, path)
-        slug = self.controller.record_slug(app, key, "0" * 64, path.stat().st_size, "c" * 40,
-                                           process_types, [])
+        packed = buf.getvalue()
+        slug = self.controller.record_slug(
+            app, key, "0" * 64, len(packed), "c" * 40, process_types, [],
+            unpacked_size=int.from_bytes(packed[-4:], "little") if sized else None)
         return self.controller.create_release(app, slug, "test", self.user.email)
 
     def deploy(self, app: App, release: Release, lines: list[str] | None = None) -> Release:

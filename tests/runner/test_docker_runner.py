@@ -96,6 +96,30 @@ def test_config_is_in_the_environment_and_replica_is_locked_down(rig: Rig) -> No
     client.close()
 
 
+def test_a_small_slug_is_unpacked_into_memory(rig: Rig) -> None:
+    """A slug of known, small size runs from a tmpfs; the memory limit grows
+    by what it unpacks to. (Above, a slug of unknown size gets a volume.)"""
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app, sized=True))
+    assert _version(rig, app) == "v1"
+    [replica] = _serving(rig, app)
+    slug = rig.controller.get_slug(rig.controller.get_release(app, 1).slug_id)
+    assert slug.unpacked_size and slug.unpacked_size > slug.size
+    client = docker.from_env()
+    c = client.containers.get(replica.container_id)
+    host = c.attrs["HostConfig"]
+    assert c.attrs["Mounts"] == [] and not host.get("Binds")
+    assert set(host["Tmpfs"]) == {"/workspace"}
+    assert host["Memory"] == docker.utils.parse_bytes(rig.settings.run_memory) + slug.unpacked_size
+    code, out = c.exec_run(["bash", "-c", "grep ' /workspace ' /proc/mounts; ls /app"],
+                           user="1000:1000")
+    assert code == 0
+    mount, listing = out.decode().split("\n", 1)
+    assert mount.split()[2] == "tmpfs" and "uid=1000" in mount
+    assert "app.py" in listing.split()
+    client.close()
+
+
 def test_ssh_keys_of_the_apps_users_reach_the_replica(rig: Rig) -> None:
     import subprocess
 
