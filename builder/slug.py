@@ -57,7 +57,7 @@ class SlugWriter:
     def __init__(self, dest: Path, max_bytes: int) -> None:
         self.dest, self.max_bytes = dest, max_bytes
         self._sha, self.size = hashlib.sha256(), 0
-        self._tail = b""
+        self._head = self._tail = b""
         self._out = open(dest, "wb")
 
     def write(self, chunk: bytes) -> None:
@@ -66,6 +66,8 @@ class SlugWriter:
             raise BuildFailed(f"slug is larger than the limit of {_mb(self.max_bytes)}",
                               reason="slug too large")
         self._sha.update(chunk)
+        if len(self._head) < 2:
+            self._head += chunk[:2 - len(self._head)]
         self._tail = (self._tail + chunk[-4:])[-4:]
         self._out.write(chunk)
 
@@ -80,7 +82,7 @@ class SlugWriter:
         stream passes. It is the size modulo 4 GiB, so a slug that unpacks
         to more would look small; the runner also bounds the compressed
         size (see runner/containers.py)."""
-        if self.size < 18:  # no gzip header and trailer: not a gzip stream
+        if self.size < 18 or self._head != b"\x1f\x8b":  # not a gzip stream
             return None
         return int.from_bytes(self._tail, "little")
 

@@ -109,18 +109,19 @@ def app_dir_in_memory(settings: Settings, spec: ReleaseSpec) -> int | None:
 
     Unpacking the Elixir example's 700 files into a fresh volume took 0.5-1 s
     on a host with a slow disk, against 0.1 s into tmpfs, and a deploy waits
-    for it. Memory-backed files count against the container's memory limit,
-    so the runner raises the limit by the slug's size and keeps this for
-    slugs of at most `run_tmpfs_max` (default 64 MiB unpacked); bigger ones,
-    and slugs whose unpacked size is unknown (built by an older Shipway), go
-    to a volume. The unpacked size is gzip's, modulo 4 GiB: one smaller than
-    the compressed size is taken for a wrapped one. The tmpfs is larger than
-    the slug (a file takes whole 4 KiB pages there, 512-byte blocks in a tar)
-    and leaves room for the app's own files; the memory limit bounds both."""
-    try:
-        limit = docker.utils.parse_bytes(settings.run_tmpfs_max)
-    except docker.errors.DockerException:
-        raise ValueError(f"invalid run_tmpfs_max {settings.run_tmpfs_max!r}") from None
+    for it. Files in a tmpfs are memory the container is charged for, which
+    it cannot reclaim, so the runner raises the container's memory limit by
+    the tmpfs's whole size: the slug and whatever the app writes under /app
+    never take from the app's own `run_memory`, and a full tmpfs fails a
+    write as a full disk would. So that this stays small it is kept for slugs
+    of at most `run_tmpfs_max` (default 64 MiB unpacked); bigger ones, and
+    slugs whose unpacked size is unknown (built by an older Shipway), go to a
+    volume. The size holds the slug in the worst case (a tiny file takes a
+    4 KiB page in tmpfs against 1 KiB in a tar: 4x), its download while it
+    is unpacked, and 64 MiB for the app's files. The unpacked size is gzip's, modulo 4 GiB: one below 0.9x the
+    compressed size is taken for a wrapped one (a slug over 4 GiB that packs
+    better than 64:1 would still be taken for small: its unpack would fail)."""
+    limit = docker.utils.parse_bytes(settings.run_tmpfs_max)  # checked by Settings
     unpacked, packed = spec.slug_unpacked_size, spec.slug_size
     if limit <= 0 or unpacked is None or packed is None:
         return None
@@ -199,7 +200,8 @@ class Containers:
         in_memory = app_dir_in_memory(self.settings, spec)
         storage: dict[str, Any]
         if in_memory:
-            memory += spec.slug_unpacked_size or 0
+            if memory > 0:  # 0: no limit
+                memory += in_memory
             # The tmpfs starts empty: the container starts in "/" (its /app
             # is made by the entrypoint).
             storage = {"tmpfs": {"/workspace": f"size={in_memory},mode=0755,uid={APP_UID},"

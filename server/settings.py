@@ -8,6 +8,7 @@ explicitly instead of reading globals or the environment themselves.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +20,16 @@ ENV_PREFIX = "SHIPWAY_"
 
 def _path(value: Any) -> Path:
     return Path(value).expanduser().resolve()
+
+
+_SIZE = re.compile(r"^[0-9]+([kmg]b?|b)?$", re.IGNORECASE)
+
+
+def _docker_size(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """A size as Docker takes it ("512m", "1g", "0"), checked when the
+    settings load rather than at the first container made with it."""
+    if not _SIZE.match(str(value)):
+        raise ValueError(f"{attribute.name}: not a size like 64m or 1g: {value!r}")
 
 
 @attrs.frozen
@@ -80,7 +91,7 @@ class Settings:
     # A slug that unpacks to at most this much is unpacked into memory
     # (tmpfs) instead of a volume; the replica's memory limit grows by its
     # size. "0" turns it off. See runner/containers.py.
-    run_tmpfs_max: str = "64m"
+    run_tmpfs_max: str = attrs.field(default="64m", validator=_docker_size)
     health_path: str = "/"
     health_timeout: int = 60
     stop_grace: int = 30

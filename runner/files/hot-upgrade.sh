@@ -48,11 +48,15 @@ done < <(cd "$new_rel" && find lib releases -name '*.beam' | sort)
 
 # The new slug's files that differ put in place (sources, priv and static
 # files, the beams; a file in use, like ERTS's, is replaced, never written
-# into), then the changed modules loaded into the running node.
+# into), then the changed modules loaded into the running node. Each file is
+# copied beside its place and renamed over it: a release in interactive mode
+# loads a module from disk at its first use, which must never find the file
+# missing or half written.
 while IFS= read -r -d '' file; do
   if ! cmp -s "$next/$file" "/app/$file"; then
     mkdir -p "/app/$(dirname "$file")"
-    cp -a --remove-destination "$next/$file" "/app/$file"
+    cp -a "$next/$file" "/app/$file.shipway-new"
+    mv -f "/app/$file.shipway-new" "/app/$file"
   fi
 done < <(cd "$next" && find . -type f -print0)
 if [ ${#changed[@]} -gt 0 ]; then

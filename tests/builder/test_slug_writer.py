@@ -33,9 +33,10 @@ def test_unpacked_size_is_read_from_the_gzip_trailer(tmp_path: Path, sizes: list
     assert (tmp_path / "slug.tgz").read_bytes() == packed
 
 
-def test_no_unpacked_size_without_a_gzip_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("data", [b"short", b"not a gzip stream, though long enough"])
+def test_no_unpacked_size_without_a_gzip_stream(tmp_path: Path, data: bytes) -> None:
     with SlugWriter(tmp_path / "slug.tgz", max_bytes=100) as writer:
-        writer.write(b"short")
+        _write(writer, data, [1])
     assert writer.unpacked_size is None
 
 

@@ -96,7 +96,8 @@ def test_concurrent_first_opens_agree_on_one_schema(open_store):
 
 def test_upgrade_from_the_first_schema_keeps_slugs(database_url):
     """A database made by an older Shipway (revision 0001) with a slug in it
-    migrates to head; the slug keeps its data and has no unpacked size."""
+    migrates to head; the slug keeps its data and has no unpacked size. A
+    downgrade back leaves the slug and the release that runs it linked."""
     from alembic import command
 
     from controller.db import Database
@@ -118,10 +119,22 @@ def test_upgrade_from_the_first_schema_keeps_slugs(database_url):
                 "INSERT INTO slugs (id, app_id, storage_key, sha256, size, \"commit\", "
                 "process_types, buildpacks, created_at) VALUES (7, 1, 'old/a.tgz', 'ab', 10, "
                 "'c0', '{}', '[]', CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text(
+                "INSERT INTO releases (app_id, version, slug_id, process_types, description, "
+                "status, created_by, config_ct, created_at) VALUES (1, 1, 7, '{}', 'd', "
+                "'succeeded', 'old@example.com', 'x', CURRENT_TIMESTAMP)"))
             conn.commit()
         migrate(db)
         with db.read() as conn:
             row = conn.execute(sa.text("SELECT storage_key, size, unpacked_size FROM slugs")).one()
         assert tuple(row) == ("old/a.tgz", 10, None)
+        with db.engine.connect() as conn:
+            if db.is_sqlite:  # as the server's own connections have it
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0001")
+            conn.commit()
+            assert conn.execute(sa.text("SELECT slug_id FROM releases")).scalar_one() == 7
+            assert conn.execute(sa.text("SELECT count(*) FROM slugs")).scalar_one() == 1
     finally:
         db.dispose()

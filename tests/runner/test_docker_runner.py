@@ -98,7 +98,7 @@ def test_config_is_in_the_environment_and_replica_is_locked_down(rig: Rig) -> No
 
 def test_a_small_slug_is_unpacked_into_memory(rig: Rig) -> None:
     """A slug of known, small size runs from a tmpfs; the memory limit grows
-    by what it unpacks to. (Above, a slug of unknown size gets a volume.)"""
+    by the tmpfs's size. (Above, a slug of unknown size gets a volume.)"""
     app = rig.controller.create_app(rig.user)
     rig.deploy(app, rig.release(app, sized=True))
     assert _version(rig, app) == "v1"
@@ -110,7 +110,9 @@ def test_a_small_slug_is_unpacked_into_memory(rig: Rig) -> None:
     host = c.attrs["HostConfig"]
     assert c.attrs["Mounts"] == [] and not host.get("Binds")
     assert set(host["Tmpfs"]) == {"/workspace"}
-    assert host["Memory"] == docker.utils.parse_bytes(rig.settings.run_memory) + slug.unpacked_size
+    tmpfs_size = 4 * slug.unpacked_size + slug.size + 64 * 1024 * 1024
+    assert host["Tmpfs"]["/workspace"].startswith(f"size={tmpfs_size},")
+    assert host["Memory"] == docker.utils.parse_bytes(rig.settings.run_memory) + tmpfs_size
     code, out = c.exec_run(["bash", "-c", "grep ' /workspace ' /proc/mounts; ls /app"],
                            user="1000:1000")
     assert code == 0

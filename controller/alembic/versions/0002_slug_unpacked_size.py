@@ -20,5 +20,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("slugs") as batch:
-        batch.drop_column("unpacked_size")
+    # A plain DROP COLUMN (SQLite >= 3.35 has it): a batch rebuild of slugs
+    # would drop the table, which sets every release's slug_id to NULL.
+    op.execute("ALTER TABLE slugs DROP COLUMN unpacked_size")
