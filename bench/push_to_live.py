@@ -5,12 +5,18 @@ build cache) and a warm redeploy of a one-line change, for the Procfile and
 the Elixir examples. Median of several runs, with the build / release /
 deploy split read from the push's own progress lines as they stream.
 
+The deploy is split further from the new web replica's own record (Docker's
+created/started times and its entrypoint's timestamped log lines): the
+container's start, the slug's download and unpack, the app's boot until
+the health check passed, and routing.
+
 Goal: warm <= 3 s, cold <= 10 s.
 Run: .venv/bin/python bench/push_to_live.py [--runs N] [--examples procfile,elixir]
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
 import statistics
 import subprocess
@@ -19,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import docker
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +40,34 @@ CHANGES = {
     "nodejs": ("server.js", "Hello from Node.js", "Hello from Node.js r{n}"),
     "elixir": ("lib/hello.ex", '@marker "v1"', '@marker "r{n}"'),
 }
+
+
+def _docker_time(text: str) -> float:
+    """Epoch seconds of a Docker RFC 3339 time with nanoseconds."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    return dt.datetime.fromisoformat(head).replace(tzinfo=dt.timezone.utc).timestamp() + \
+        float(f"0.{frac or 0}")
+
+
+def replica_marks(server: ShipwayServer, app: str, version: int, wall_start: float) -> dict[str, float]:
+    """When the release's web replica was created, started, had its slug
+    unpacked and exec'd the app, in seconds from the push's start."""
+    client = docker.from_env()
+    try:
+        [container] = client.containers.list(all=True, filters={"label": [
+            f"shipway.instance={server.instance}", f"shipway.app={app}",
+            f"shipway.release={version}", "shipway.process=web"]})
+        marks = {"created": _docker_time(container.attrs["Created"]),
+                 "started": _docker_time(container.attrs["State"]["StartedAt"])}
+        for line in container.logs(timestamps=True).decode(errors="replace").splitlines():
+            stamp, _, message = line.partition(" ")
+            if message.startswith("shipway: slug unpacked"):
+                marks.setdefault("unpacked", _docker_time(stamp))
+            elif message.startswith("shipway: starting "):
+                marks.setdefault("exec", _docker_time(stamp))
+        return {k: v - wall_start for k, v in marks.items()}
+    finally:
+        client.close()
 
 
 def timed_push(user: User, server: ShipwayServer, app: str, version: int) -> dict[str, float]:
@@ -55,6 +90,7 @@ def timed_push(user: User, server: ShipwayServer, app: str, version: int) -> dic
             time.sleep(0.02)
 
     poller = threading.Thread(target=poll, daemon=True)
+    wall_start = time.time()
     start = time.monotonic()
     poller.start()
     proc = subprocess.Popen(["git", "push", "shipway", "main"], cwd=str(user.src), env=user.env,
@@ -78,6 +114,8 @@ def timed_push(user: User, server: ShipwayServer, app: str, version: int) -> dic
                 marks.setdefault("released", now)
             elif "-----> Starting" in line:
                 marks.setdefault("starting", now)
+            elif "web replica" in line and "healthy on port" in line:
+                marks.setdefault("healthy", now)
             elif "is live at" in line:
                 marks.setdefault("live", now)
     if proc.wait() != 0:
@@ -89,12 +127,18 @@ def timed_push(user: User, server: ShipwayServer, app: str, version: int) -> dic
     if "first_200" not in marks:
         raise RuntimeError(f"{expected} never answered through nginx")
     rel = {k: v - start for k, v in marks.items()}
+    replica = replica_marks(server, app, version, wall_start)
     return {
         "total": rel["first_200"],
         "build": rel.get("released", 0.0),
         "release": rel.get("starting", 0.0) - rel.get("released", 0.0),
         "deploy": rel.get("live", 0.0) - rel.get("starting", 0.0),
         "push_returned": rel["pushed"],
+        # the deploy's parts
+        "container_start": replica["started"] - rel["starting"],
+        "slug_unpack": replica["unpacked"] - replica["started"],
+        "app_boot": rel["healthy"] - replica["unpacked"],
+        "route": rel["live"] - rel["healthy"],
     }
 
 
@@ -136,6 +180,13 @@ def main() -> int:
                   f"<= {goal:g} s {'met' if ok else 'NOT met'}")
         print("  (build = push start to 'Released vN': upload, build, slug stored; "
               "release = to the first replica starting; deploy = start, health, route)")
+        print("\nthe deploy's parts (medians, seconds):")
+        print(f"  {'example':<9} {'kind':<5} {'container start':>16} {'slug download+unpack':>21} "
+              f"{'app boot to healthy':>20} {'route':>6}")
+        for (example, kind), rows in results.items():
+            med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+            print(f"  {example:<9} {kind:<5} {med['container_start']:>16.2f} "
+                  f"{med['slug_unpack']:>21.2f} {med['app_boot']:>20.2f} {med['route']:>6.2f}")
         return 0
 
 
