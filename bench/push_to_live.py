@@ -16,7 +16,6 @@ Run: .venv/bin/python bench/push_to_live.py [--runs N] [--examples procfile,elix
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import re
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from logger.docker_collector import parse_docker_line, parse_docker_time  # noqa: E402
 from tests.conftest import ShipwayServer  # noqa: E402
 from tests.e2e.helpers import User, bench_server, fetch, new_app  # noqa: E402
 
@@ -42,13 +42,6 @@ CHANGES = {
 }
 
 
-def _docker_time(text: str) -> float:
-    """Epoch seconds of a Docker RFC 3339 time with nanoseconds."""
-    head, _, frac = text.rstrip("Z").partition(".")
-    return dt.datetime.fromisoformat(head).replace(tzinfo=dt.timezone.utc).timestamp() + \
-        float(f"0.{frac or 0}")
-
-
 def replica_marks(server: ShipwayServer, app: str, version: int, wall_start: float) -> dict[str, float]:
     """When the release's web replica was created, started, had its slug
     unpacked and exec'd the app, in seconds from the push's start."""
@@ -57,15 +50,15 @@ def replica_marks(server: ShipwayServer, app: str, version: int, wall_start: flo
         [container] = client.containers.list(all=True, filters={"label": [
             f"shipway.instance={server.instance}", f"shipway.app={app}",
             f"shipway.release={version}", "shipway.process=web"]})
-        marks = {"created": _docker_time(container.attrs["Created"]),
-                 "started": _docker_time(container.attrs["State"]["StartedAt"])}
-        for line in container.logs(timestamps=True).decode(errors="replace").splitlines():
-            stamp, _, message = line.partition(" ")
+        times = {"created": parse_docker_time(container.attrs["Created"]),
+                 "started": parse_docker_time(container.attrs["State"]["StartedAt"])}
+        for raw in container.logs(timestamps=True).splitlines():
+            at, message = parse_docker_line(raw)
             if message.startswith("shipway: slug unpacked"):
-                marks.setdefault("unpacked", _docker_time(stamp))
+                times.setdefault("unpacked", at)
             elif message.startswith("shipway: starting "):
-                marks.setdefault("exec", _docker_time(stamp))
-        return {k: v - wall_start for k, v in marks.items()}
+                times.setdefault("exec", at)
+        return {k: v.timestamp() - wall_start for k, v in times.items() if v is not None}
     finally:
         client.close()
 

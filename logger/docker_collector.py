@@ -24,18 +24,23 @@ from server.settings import Settings
 log = Logger()
 
 
+def parse_docker_time(stamp: str) -> dt.datetime | None:
+    """`2026-11-28T13:56:24.538104258Z` (Docker's times, in nanoseconds)."""
+    if not stamp.endswith("Z"):
+        return None
+    whole, _, fraction = stamp[:-1].partition(".")
+    try:
+        return dt.datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
+    except ValueError:
+        return None
+
+
 def parse_docker_line(raw: bytes) -> tuple[dt.datetime | None, str]:
     """`2026-11-28T13:56:24.538104258Z text` (Docker's `timestamps=True`)."""
     line = raw.decode("utf-8", "replace").rstrip("\r")
     stamp, sep, text = line.partition(" ")
-    if not sep or not stamp.endswith("Z"):
-        return None, line
-    whole, _, fraction = stamp[:-1].partition(".")
-    try:
-        at = dt.datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
-    except ValueError:
-        return None, line
-    return at, text
+    at = parse_docker_time(stamp) if sep else None
+    return (at, text) if at is not None else (None, line)
 
 
 class DockerLogCollector:

@@ -118,9 +118,10 @@ def app_dir_in_memory(settings: Settings, spec: ReleaseSpec) -> int | None:
     slugs whose unpacked size is unknown (built by an older Shipway), go to a
     volume. The size holds the slug in the worst case (a tiny file takes a
     4 KiB page in tmpfs against 1 KiB in a tar: 4x), its download while it
-    is unpacked, and 64 MiB for the app's files. The unpacked size is gzip's, modulo 4 GiB: one below 0.9x the
-    compressed size is taken for a wrapped one (a slug over 4 GiB that packs
-    better than 64:1 would still be taken for small: its unpack would fail)."""
+    is unpacked, and 64 MiB for the app's files. The unpacked size is
+    gzip's, modulo 4 GiB: one below 0.9x the compressed size is taken for a
+    wrapped one (a slug over 4 GiB that packs better than 64:1 would still
+    be taken for small: its unpack would fail)."""
     limit = docker.utils.parse_bytes(settings.run_tmpfs_max)  # checked by Settings
     unpacked, packed = spec.slug_unpacked_size, spec.slug_size
     if limit <= 0 or unpacked is None or packed is None:

@@ -89,8 +89,8 @@ class Settings:
     run_memory: str = "512m"
     run_cpus: float = 1.0
     # A slug that unpacks to at most this much is unpacked into memory
-    # (tmpfs) instead of a volume; the replica's memory limit grows by its
-    # size. "0" turns it off. See runner/containers.py.
+    # (tmpfs) instead of a volume; the replica's memory limit grows by the
+    # tmpfs's size. "0" turns it off. See runner/containers.py.
     run_tmpfs_max: str = attrs.field(default="64m", validator=_docker_size)
     health_path: str = "/"
     health_timeout: int = 60
