@@ -30,6 +30,11 @@ defmodule Hello.Application do
 
   def start(_type, _args) do
     port = String.to_integer(System.get_env("PORT", "4000"))
+    # httpd writes a response's headers and its body separately: without
+    # TCP_NODELAY the body waits for the client's delayed ACK (40 ms) on
+    # every kept-alive connection, and nginx keeps its connections alive.
+    # httpd takes no socket options here, but its sockets take these.
+    Application.put_env(:kernel, :inet_default_listen_options, nodelay: true)
     {:ok, pid} =
       :inets.start(:httpd,
         port: port,
