@@ -8,6 +8,7 @@ import click
 
 from cli import context
 from cli.client import seg
+from cli.ps import describe_size
 from cli.session import Session, api_command, pairs, table
 
 
@@ -83,6 +84,7 @@ def _print_info(d: dict[str, Any]) -> None:
                     if release else "(none yet: git push to deploy)"),
         "formation": ", ".join(f"{k}={v}" for k, v in sorted(d.get("formation", {}).items()))
                      or "(none)",
+        "replica size": describe_size(d["replica_size"]) if d.get("replica_size") else "",
         "domains": ", ".join(d.get("domains") or []) or "(none)",
         "git (http)": d["urls"]["git_http"],
         "git (ssh)": d["urls"]["git_ssh"],

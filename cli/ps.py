@@ -13,6 +13,30 @@ from cli.client import seg
 from cli.session import Session, api_command, table
 
 
+class SizeParam(click.ParamType):
+    """A replica size: a positive number of GiB, or "default"."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, float) or value == "default":
+            return value
+        try:
+            size = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of GiB (like 0.5) or 'default'", param, ctx)
+        if not size > 0:
+            self.fail(f"{value!r} is not a positive number of GiB", param, ctx)
+        return size
+
+
+def describe_size(size: dict) -> str:
+    """`0.5 (512 MiB, 0.5 CPU)`, or `default (512 MiB, 1 CPU)`."""
+    name = "default" if size["size"] is None else f"{size['size']:g}"
+    memory = f"{size['memory_mb']} MiB" if size["memory_mb"] else "no memory limit"
+    return f"{name} ({memory}, {size['cpus']:g} CPU)"
+
+
 def register(cli: click.Group) -> None:
     @api_command(cli, "ps", app=True)
     def ps(session: Session) -> None:
@@ -22,6 +46,7 @@ def register(cli: click.Group) -> None:
         def human(d: dict) -> None:
             click.echo("formation: " + (", ".join(f"{k}={v}" for k, v in
                                                   sorted(d["formation"].items())) or "(none)"))
+            click.echo("replica size: " + describe_size(d["replica_size"]))
             table([(f"v{r['version']}", r["process_type"], r["state"], r["container_id"][:12],
                     r.get("host_port") or "", r.get("started_at") or "") for r in d["replicas"]],
                   ["release", "type", "state", "container", "port", "started"])
@@ -31,9 +56,14 @@ def register(cli: click.Group) -> None:
     @api_command(cli, "ps:scale", app=True)
     @click.option("-r", "--replicas", type=click.IntRange(min=0), default=None,
                   help="Number of web replicas.")
+    @click.option("-s", "--size", "size", type=SizeParam(), default=None,
+                  help="Size of each replica: GiB of memory and CPUs (e.g. 0.5), or "
+                       "'default' for the server's. Replaces the replicas (zero downtime).")
     @click.argument("counts", nargs=-1, metavar="[TYPE=N]...")
-    def scale(session: Session, replicas: int | None, counts: tuple[str, ...]) -> None:
-        """Scale process types: --replicas N (web) or web=N worker=M."""
+    def scale(session: Session, replicas: int | None, size: float | str | None,
+              counts: tuple[str, ...]) -> None:
+        """Scale process types (--replicas N for web, or web=N worker=M) and
+        size replicas (--size S)."""
         formation: dict[str, int] = {}
         if replicas is not None:
             formation["web"] = replicas
@@ -42,12 +72,22 @@ def register(cli: click.Group) -> None:
             if not sep or not name or not value.isdigit():
                 raise click.UsageError(f"expected TYPE=N (N a whole number), got {item!r}")
             formation[name] = int(value)
-        if not formation:
-            raise click.UsageError("nothing to scale: pass --replicas N or TYPE=N")
-        data = session.client.call("PUT", f"/apps/{seg(session.app)}/formation", formation,
-                                   progress=session.show_progress)
-        session.emit(data, f"Scaled {session.app}: " + ", ".join(
-            f"{k}={v}" for k, v in sorted(data["formation"].items())))
+        if not formation and size is None:
+            raise click.UsageError("nothing to scale: pass --replicas N, TYPE=N or --size S")
+        result: dict = {}
+        said = []
+        if size is not None:  # first: the replicas added below are then of the new size
+            sized = session.client.call(
+                "PUT", f"/apps/{seg(session.app)}/size",
+                {"size": None if size == "default" else size}, progress=session.show_progress)
+            result["replica_size"] = sized["replica_size"]
+            said.append("replica size " + describe_size(sized["replica_size"]))
+        if formation:
+            data = session.client.call("PUT", f"/apps/{seg(session.app)}/formation", formation,
+                                       progress=session.show_progress)
+            result["formation"] = data["formation"]
+            said.append(", ".join(f"{k}={v}" for k, v in sorted(data["formation"].items())))
+        session.emit(result, f"Scaled {session.app}: " + "; ".join(said))
 
     @api_command(cli, "ps:restart", app=True)
     def restart(session: Session) -> None:

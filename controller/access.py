@@ -21,7 +21,7 @@ from controller.users import normalize_email
 
 owners = users.alias("owners")
 APP_COLUMNS = (apps.c.id, apps.c.name, apps.c.owner_id, owners.c.email.label("owner_email"),
-               apps.c.created_at)
+               apps.c.created_at, apps.c.replica_size)
 
 
 def app_select() -> sa.Select:
@@ -30,7 +30,8 @@ def app_select() -> sa.Select:
 
 def to_app(row: Any) -> App:
     return App(id=row.id, name=row.name, owner_id=row.owner_id,
-               owner_email=row.owner_email, created_at=row.created_at)
+               owner_email=row.owner_email, created_at=row.created_at,
+               replica_size=row.replica_size)
 
 
 def lock_user(conn: Connection, user: User) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from controller.api_views import (
     Call, Follow, app_json, build_json, domain_json, output_collector, release_json, replica_json,
+    size_json,
 )
 from controller.errors import BadRequest, TooManyRequests
 from controller.ssh_host_keys import public_host_key
@@ -36,6 +37,7 @@ def app_info(call: Call) -> dict[str, Any]:
         "version": current.version if current else None,
         "release": release_json(current),
         "formation": controller.get_formation(app),
+        "replica_size": size_json(call.services.settings, app),
         "domains": controller.app_domains(app),
         # What `ps:ssh` pins: every replica of the app presents this key.
         "ssh_host_key": public_host_key(controller.ssh_host_key(app)),
@@ -101,6 +103,7 @@ def ps(call: Call) -> dict[str, Any]:
     app = call.controller.get_app(call.me, call.params["app"])
     replicas = call.services.runner.replicas(app.name)
     return {"formation": call.controller.get_formation(app),
+            "replica_size": size_json(call.services.settings, app),
             "replicas": [replica_json(r) for r in replicas]}
 
 
@@ -114,6 +117,16 @@ def scale(call: Call) -> dict[str, Any]:
     lines, output = output_collector(call.progress)
     formation = call.controller.scale(call.me, call.params["app"], dict(counts), output)
     return {"formation": formation, "log": lines}
+
+
+def resize(call: Call) -> dict[str, Any]:
+    """Each replica's size: {"size": GiB} (also its CPUs), or null for the
+    server's defaults. The replicas are replaced at the new size."""
+    if not isinstance(call.body, dict) or "size" not in call.body:
+        raise BadRequest('send {"size": N} (GiB of memory and CPUs) or {"size": null}')
+    lines, output = output_collector(call.progress)
+    app = call.controller.resize(call.me, call.params["app"], call.body["size"], output)
+    return {"replica_size": size_json(call.services.settings, app), "log": lines}
 
 
 def restart(call: Call) -> dict[str, Any]:

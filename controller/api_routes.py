@@ -55,6 +55,7 @@ ROUTES: list[Route] = [
     R("POST", "/apps/{app}/releases/rollback", apps.rollback, body=True, streams=True),
     R("GET", "/apps/{app}/ps", apps.ps),
     R("PUT", "/apps/{app}/formation", apps.scale, body=True, streams=True),
+    R("PUT", "/apps/{app}/size", apps.resize, body=True, streams=True),
     R("POST", "/apps/{app}/restart", apps.restart, streams=True),
     R("GET", "/apps/{app}/domains", apps.list_domains),
     R("POST", "/apps/{app}/domains", apps.add_domain, body=True, status=201),

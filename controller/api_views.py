@@ -109,6 +109,15 @@ def app_json(settings: Any, app: App, user: User) -> dict[str, Any]:
             "created_at": when(app.created_at), "urls": app_urls(settings, app.name)}
 
 
+def size_json(settings: Any, app: App) -> dict[str, Any]:
+    """Each replica's size and the limits it means (`size` null: the
+    server's defaults; `memory_mb` 0: no memory limit)."""
+    from controller.formation import size_limits
+
+    memory, cpus = size_limits(settings, app.replica_size)
+    return {"size": app.replica_size, "memory_mb": memory // (1024 * 1024), "cpus": cpus}
+
+
 def release_json(release: Release | None) -> dict[str, Any] | None:
     if release is None:
         return None

@@ -78,6 +78,9 @@ apps = sa.Table(
     # versions are never reused even after releases are deleted.
     sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("secrets_ct", sa.Text, nullable=True),  # encrypted AppSecrets
+    # Each replica's size (ps:scale --size): GiB of memory and CPUs; NULL
+    # runs the server's defaults (run_memory, run_cpus).
+    sa.Column("replica_size", sa.Float, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 

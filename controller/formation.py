@@ -5,19 +5,46 @@ with no rows runs one `web` replica (the default formation).
 """
 from __future__ import annotations
 
+import math
 import re
 
+import attrs
 import sqlalchemy as sa
 
+from controller.access import lock_app
 from controller.base import silent
-from controller.db import formations
+from controller.db import apps, formations
 from controller.errors import BadRequest
 from controller.models import App, User
 from controller.service import Output
 from controller.config import ConfigMixin
+from server.settings import Settings, docker_bytes
 
 DEFAULT_FORMATION = {"web": 1}
 MAX_REPLICAS = 100
+MIN_REPLICA_SIZE = 0.1  # GiB: below it not even a BEAM boots
+
+
+def check_size(size: object, largest: float) -> float | None:
+    """A replica size as stored: None (the server's defaults) or a number of
+    GiB from MIN_REPLICA_SIZE to `largest`."""
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not math.isfinite(size) \
+            or not MIN_REPLICA_SIZE <= size <= largest:
+        raise BadRequest(f"replica size must be a number from {MIN_REPLICA_SIZE:g} to "
+                         f"{largest:g} (GiB of memory and CPUs), or null for the server's "
+                         "default")
+    return float(size)
+
+
+def size_limits(settings: Settings, size: float | None) -> tuple[int, float]:
+    """A replica's memory limit in bytes (0: none) and its CPUs: size S is
+    S GiB and S CPUs, as Gigalixir sizes replicas; None is the server's
+    run_memory and run_cpus."""
+    if size is None:
+        return docker_bytes(settings.run_memory), settings.run_cpus
+    return int(round(size * 1024)) * 1024 * 1024, size
 PROCESS_TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
@@ -59,6 +86,33 @@ class FormationMixin(ConfigMixin):
         if self._deployer is not None:
             self._deployer.apply_formation(found, output or silent)
         return self.get_formation(found)
+
+    def resize(self, user: User, app: str, size: object,
+               output: Output | None = None) -> App:
+        """Sets the size of each of the app's replicas (None: the server's
+        defaults) and replaces them with replicas of that size, through the
+        deploy path (health-checked, zero downtime). If those do not become
+        healthy (too little memory to boot, say), the old ones keep serving
+        and the size goes back to what it was before DeployFailed propagates:
+        the stored size is always the one the running replicas have."""
+        wanted = check_size(size, self.settings.limits.max_replica_size)
+        with self.db.write() as conn:
+            found = self._authorize(conn, user, app, "write")
+            lock_app(conn, found)
+            previous = conn.execute(sa.select(apps.c.replica_size)
+                                    .where(apps.c.id == found.id)).scalar_one()
+            conn.execute(apps.update().where(apps.c.id == found.id)
+                         .values(replica_size=wanted))
+        resized = attrs.evolve(found, replica_size=wanted)
+        if self._deployer is not None and previous != wanted:
+            try:
+                self._deployer.restart(resized, output or silent)
+            except Exception:
+                with self.db.write() as conn:
+                    conn.execute(apps.update().where(apps.c.id == found.id)
+                                 .values(replica_size=previous))
+                raise
+        return resized
 
     def restart(self, user: User, app: str, output: Output | None = None) -> None:
         found = self.get_app(user, app, "write")

@@ -37,6 +37,7 @@ class App:
     owner_id: int
     owner_email: str
     created_at: dt.datetime
+    replica_size: float | None = None  # ps:scale --size; None: the server's defaults
 
 
 @attrs.frozen

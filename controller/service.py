@@ -220,6 +220,12 @@ class Controller:
               output: Output | None = None) -> dict[str, int]:
         raise NotImplementedError
 
+    def resize(self, user: User, app: str, size: object,
+               output: Output | None = None) -> App:
+        """Set each replica's size (GiB of memory and CPUs; None: the
+        server's defaults) and restart the replicas at it."""
+        raise NotImplementedError
+
     def restart(self, user: User, app: str, output: Output | None = None) -> None:
         raise NotImplementedError
 

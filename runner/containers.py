@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
 import re
 import secrets
 import shlex
@@ -23,8 +24,9 @@ import docker
 import docker.errors
 
 from builder.stack import APP_UID
+from controller.formation import size_limits
 from runner.interface import HealthCheck, ReleaseSpec
-from server.settings import Settings
+from server.settings import Settings, docker_bytes
 
 WEB = "web"
 CONTAINER_PORT = 5000  # PORT inside every container (as on Heroku)
@@ -103,6 +105,14 @@ def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
     return buf.getvalue()
 
 
+def replica_limits(settings: Settings, spec: ReleaseSpec, host_cpus: int) -> tuple[int, float]:
+    """A replica's memory limit in bytes (0: none) and its CPUs, before any
+    tmpfs (controller.formation.size_limits). Docker refuses a CPU limit
+    above the host's CPUs, so a bigger size gets all of them."""
+    memory, cpus = size_limits(settings, spec.size)
+    return memory, min(cpus, float(max(1, host_cpus)))
+
+
 def app_dir_in_memory(settings: Settings, spec: ReleaseSpec) -> int | None:
     """The size of the tmpfs a replica of `spec` unpacks its slug into, or
     None for a volume on disk.
@@ -122,7 +132,7 @@ def app_dir_in_memory(settings: Settings, spec: ReleaseSpec) -> int | None:
     gzip's, modulo 4 GiB: one below 0.9x the compressed size is taken for a
     wrapped one (a slug over 4 GiB that packs better than 64:1 would still
     be taken for small: its unpack would fail)."""
-    limit = docker.utils.parse_bytes(settings.run_tmpfs_max)  # checked by Settings
+    limit = docker_bytes(settings.run_tmpfs_max)  # checked by Settings
     unpacked, packed = spec.slug_unpacked_size, spec.slug_size
     if limit <= 0 or unpacked is None or packed is None:
         return None
@@ -145,6 +155,14 @@ class Containers:
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self.settings = settings
         self.client = client or docker.from_env(timeout=120, max_pool_size=32)
+        self._host_cpus: int | None = None
+
+    @property
+    def host_cpus(self) -> int:
+        """The engine's CPUs (its limit for a container's), asked once."""
+        if self._host_cpus is None:
+            self._host_cpus = int(self.client.info().get("NCPU") or os.cpu_count() or 1)
+        return self._host_cpus
 
     # --- listing -------------------------------------------------------------
     def list(self, app: str | None = None) -> list[Replica]:
@@ -197,7 +215,7 @@ class Containers:
         # directory instead of the copy-on-write layer, which on
         # fuse-overlayfs took 1.8 s for the Elixir example's 700 files. The
         # app sees the same /workspace/app as its build did.
-        memory = docker.utils.parse_bytes(self.settings.run_memory)
+        memory, cpus = replica_limits(self.settings, spec, self.host_cpus)
         in_memory = app_dir_in_memory(self.settings, spec)
         storage: dict[str, Any]
         if in_memory:
@@ -231,7 +249,7 @@ class Containers:
             security_opt=["no-new-privileges"],
             mem_limit=memory,
             memswap_limit=memory,
-            nano_cpus=int(self.settings.run_cpus * 1e9),
+            nano_cpus=int(cpus * 1e9),
             pids_limit=1024,
             stop_signal="SIGTERM",
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
@@ -264,10 +282,13 @@ class Containers:
         deadline = start + health.timeout
         settle = min(2.0, float(health.timeout))
         while True:
-            state, code = self._state(replica.id)
+            state, code, oom = self._state(replica.id)
             if state not in ("running", "created", "restarting"):
-                raise Unhealthy(f"{replica.process_type} replica exited (code {code}) "
-                                "before it was healthy", self.log_tail(replica.id))
+                message = (f"{replica.process_type} replica exited (code {code}) "
+                           "before it was healthy")
+                if oom:
+                    message += ": out of memory (more than its limit; see ps:scale --size)"
+                raise Unhealthy(message, self.log_tail(replica.id))
             if replica.host_port is None:
                 if time.monotonic() - start >= settle:
                     return
@@ -280,13 +301,16 @@ class Containers:
                                 f"{health.timeout} s", self.log_tail(replica.id))
             time.sleep(health.interval)
 
-    def _state(self, container_id: str) -> tuple[str, int | None]:
+    def _state(self, container_id: str) -> tuple[str, int | None, bool]:
+        """Status, exit code, and whether the kernel killed it for its
+        memory limit."""
         try:
             info = self.client.api.inspect_container(container_id)
         except docker.errors.NotFound:
-            return "gone", None
+            return "gone", None, False
         state = info.get("State", {})
-        return state.get("Status", "unknown"), state.get("ExitCode")
+        return (state.get("Status", "unknown"), state.get("ExitCode"),
+                bool(state.get("OOMKilled")))
 
     @staticmethod
     def _answers(port: int, path: str, host_header: str) -> bool:

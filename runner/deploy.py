@@ -48,10 +48,13 @@ def release_spec(settings: Settings, controller: Any, app: App, release: Release
     process_types = dict(release.process_types or slug.process_types)
     formation = {ptype: count for ptype, count in controller.get_formation(app).items()
                  if ptype in process_types}
+    # The size as stored now: `app` may have been read before a ps:scale
+    # --size that came while this release was being built.
+    size = controller.app_by_name(app.name).replica_size
     return ReleaseSpec(app=app.name, version=release.version, slug_key=slug.storage_key,
                        process_types=process_types, env=env, formation=formation,
                        health=health_check(settings, env), slug_size=slug.size,
-                       slug_unpacked_size=slug.unpacked_size)
+                       slug_unpacked_size=slug.unpacked_size, size=size)
 
 
 class Deployer:

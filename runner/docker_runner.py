@@ -168,6 +168,8 @@ class DockerRunner(SupervisionMixin):
             elif {k: v for k, v in current.env.items() if k != "APP_VERSION"} != \
                     {k: v for k, v in spec.env.items() if k != "APP_VERSION"}:
                 reason = "the config changed"
+            elif current.size != spec.size:
+                reason = "the replica size changed"
             if reason is None:
                 reason = self._upgrade_in_place(spec, live, output)
             if reason is not None:

@@ -30,6 +30,9 @@ class ReleaseSpec:
     health: HealthCheck = HealthCheck()
     slug_size: int | None = None  # compressed bytes
     slug_unpacked_size: int | None = None  # the tar's bytes, None if unknown
+    # Each replica's size (ps:scale --size): GiB of memory and CPUs; None
+    # runs the server's defaults. See runner.containers.replica_limits.
+    size: float | None = None
 
 
 @attrs.frozen

@@ -25,6 +25,13 @@ def _path(value: Any) -> Path:
 _SIZE = re.compile(r"^[0-9]+([kmg]b?|b)?$", re.IGNORECASE)
 
 
+def docker_bytes(size: str) -> int:
+    """A size as Docker takes it ("512m", "1g", "0") in bytes."""
+    import docker.utils
+
+    return int(docker.utils.parse_bytes(size))
+
+
 def _docker_size(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
     """A size as Docker takes it ("512m", "1g", "0"), checked when the
     settings load rather than at the first container made with it."""
@@ -42,6 +49,9 @@ class Limits:
     apps_per_user: int = 100
     request_body_bytes: int = 1024 * 1024
     repo_bytes: int = 1024 * 1024 * 1024
+    # ps:scale --size: the largest replica an app may ask for (GiB of memory
+    # and CPUs; CPUs beyond the host's are capped at the host's).
+    max_replica_size: float = 8.0
 
 
 @attrs.frozen
@@ -86,7 +96,7 @@ class Settings:
     max_slug_bytes: int = 500 * 1024 * 1024
     # Run containers.
     runner: str = "docker"
-    run_memory: str = "512m"
+    run_memory: str = attrs.field(default="512m", validator=_docker_size)
     run_cpus: float = 1.0
     # A slug that unpacks to at most this much is unpacked into memory
     # (tmpfs) instead of a volume; the replica's memory limit grows by the
@@ -176,7 +186,7 @@ def load_settings(
     for name, field in _LIMIT_FIELDS.items():
         env_value = environ.get(ENV_PREFIX + "LIMIT_" + name.upper())
         if env_value is not None:
-            limits[name] = int(env_value)
+            limits[name] = _coerce(field, env_value)
             origin[f"limits.{name}"] = f"env {ENV_PREFIX}LIMIT_{name.upper()}"
 
     for name, value in (overrides or {}).items():
@@ -189,5 +199,9 @@ def load_settings(
     for name, value in list(values.items()):
         values[name] = _coerce(_FIELDS[name], value)
     if limits:
-        values["limits"] = Limits(**{k: int(v) for k, v in limits.items()})
+        unknown = sorted(set(limits) - set(_LIMIT_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown limit(s): {', '.join(unknown)}")
+        values["limits"] = Limits(**{k: _coerce(_LIMIT_FIELDS[k], str(v))
+                                     for k, v in limits.items()})
     return Settings(**values), origin

@@ -115,6 +115,7 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     "GET /apps/{app}/ps": (fixed("/apps/{app}/ps"), app_route()),
     "PUT /apps/{app}/formation": (fixed("/apps/{app}/formation", {"web": 1}),
                                   app_route()),
+    "PUT /apps/{app}/size": (fixed("/apps/{app}/size", {"size": 0.5}), app_route()),
     "POST /apps/{app}/restart": (fixed("/apps/{app}/restart"), app_route()),
     "GET /apps/{app}/domains": (fixed("/apps/{app}/domains"), app_route()),
     "POST /apps/{app}/domains": (_add_domain, app_route()),

@@ -122,6 +122,7 @@ APP_ROUTES = [r for r in ROUTES if "{app}" in r.path]
 VALID_BODY = {
     "/apps/{app}/config": {"PATCH": {"A": "1"}, "DELETE": {"keys": ["A"]}},
     "/apps/{app}/formation": {"PUT": {"web": 1}},
+    "/apps/{app}/size": {"PUT": {"size": 1}},
     "/apps/{app}/domains": {"POST": {"hostname": "a.example.com"}},
     "/apps/{app}/collaborators": {"POST": {"email": "x@example.com"}},
 }
@@ -156,6 +157,14 @@ def test_unknown_app_is_404(shipway_server, world: World, route: Route) -> None:
     ("PUT", "/formation", {"web": 1.5}),
     ("PUT", "/formation", {"web": 100000}),
     ("PUT", "/formation", {"Bad Type!": 1}),
+    ("PUT", "/size", {}),
+    ("PUT", "/size", {"size": "1"}),
+    ("PUT", "/size", {"size": True}),
+    ("PUT", "/size", {"size": 0}),
+    ("PUT", "/size", {"size": 0.05}),
+    ("PUT", "/size", {"size": -1}),
+    ("PUT", "/size", {"size": 9}),
+    ("PUT", "/size", {"size": 1e308}),
     ("POST", "/releases/rollback", {"version": "x"}),
     ("POST", "/releases/rollback", {"version": 0}),
     ("POST", "/releases/rollback", {"version": True}),

@@ -13,11 +13,24 @@ def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
     assert "TYPE=N" in cli.fails(2, "ps:scale", "web=two", "-a", app)
     cli.fails(2, "ps:scale", "--replicas", "-1", "-a", app)
     data = cli.json("ps", "-a", app)
-    assert data == {"formation": {"web": 1}, "replicas": []}
-    assert "web=1" in cli.ok("ps", "-a", app).stdout
+    default = {"size": None, "memory_mb": 512, "cpus": 1.0}  # the server's run_memory, run_cpus
+    assert data == {"formation": {"web": 1}, "replica_size": default, "replicas": []}
+    shown = cli.ok("ps", "-a", app).stdout
+    assert "web=1" in shown and "replica size: default (512 MiB, 1 CPU)" in shown
     assert cli.json("ps:scale", "--replicas", "2", "-a", app)["formation"] == {"web": 2}
     assert "web=3" in cli.ok("ps:scale", "web=3", "-a", app).stdout
     assert cli.json("ps", "-a", app)["formation"] == {"web": 3}
+    # --size: GiB of memory and CPUs per replica, as Gigalixir's
+    assert "not a number" in cli.fails(2, "ps:scale", "--size", "big", "-a", app)
+    assert "positive" in cli.fails(2, "ps:scale", "--size", "0", "-a", app)
+    assert "from 0.1 to 8" in cli.fails(1, "ps:scale", "--size", "0.05", "-a", app)
+    said = cli.ok("ps:scale", "--size", "0.25", "web=2", "-a", app).stdout
+    assert "replica size 0.25 (256 MiB, 0.25 CPU); web=2" in said
+    data = cli.json("ps", "-a", app)
+    assert data["formation"] == {"web": 2}
+    assert data["replica_size"] == {"size": 0.25, "memory_mb": 256, "cpus": 0.25}
+    assert "replica size" in cli.ok("apps:info", "-a", app).stdout
+    assert cli.json("ps:scale", "--size", "default", "-a", app) == {"replica_size": default}
     assert "Restarted" in cli.ok("ps:restart", "-a", app).stdout
 
 

@@ -94,10 +94,11 @@ def test_concurrent_first_opens_agree_on_one_schema(open_store):
     assert results[3].user_by_email("first@example.com") == user
 
 
-def test_upgrade_from_the_first_schema_keeps_slugs(database_url):
-    """A database made by an older Shipway (revision 0001) with a slug in it
-    migrates to head; the slug keeps its data and has no unpacked size. A
-    downgrade back leaves the slug and the release that runs it linked."""
+def test_upgrade_from_the_first_schema_keeps_apps_and_slugs(database_url):
+    """A database made by an older Shipway (revision 0001) with an app and a
+    slug in it migrates to head; the slug keeps its data and has no
+    unpacked size, the app has no replica size. A downgrade back leaves the
+    app, its slug and the release that runs it linked."""
     from alembic import command
 
     from controller.db import Database
@@ -128,6 +129,9 @@ def test_upgrade_from_the_first_schema_keeps_slugs(database_url):
         with db.read() as conn:
             row = conn.execute(sa.text("SELECT storage_key, size, unpacked_size FROM slugs")).one()
         assert tuple(row) == ("old/a.tgz", 10, None)
+        with db.read() as conn:
+            row = conn.execute(sa.text("SELECT name, replica_size FROM apps")).one()
+        assert tuple(row) == ("old", None)
         with db.engine.connect() as conn:
             if db.is_sqlite:  # as the server's own connections have it
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
@@ -136,5 +140,6 @@ def test_upgrade_from_the_first_schema_keeps_slugs(database_url):
             conn.commit()
             assert conn.execute(sa.text("SELECT slug_id FROM releases")).scalar_one() == 7
             assert conn.execute(sa.text("SELECT count(*) FROM slugs")).scalar_one() == 1
+            assert conn.execute(sa.text("SELECT name FROM apps")).scalar_one() == "old"
     finally:
         db.dispose()
