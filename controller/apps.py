@@ -17,7 +17,7 @@ from controller.errors import BadRequest, Conflict
 from controller.models import App, AppSecrets, User
 from controller.ssh_host_keys import new_host_key
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]\Z")
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind",
                "lively", "mighty", "nimble", "proud", "quiet", "rapid", "shiny", "sunny",
                "swift", "tidy", "vivid", "witty", "bold", "crisp", "frosty", "golden")

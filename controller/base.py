@@ -33,6 +33,18 @@ class StoreBase(Controller):
     _deployer: Deployer | None
     _destroy_hooks: list[Callable[[App], None]]
     _hooks_lock: threading.Lock
+    _release_locks: dict[int, threading.RLock]  # app id -> its lock
+
+    def release_lock(self, app: App) -> threading.RLock:
+        """Held from the making of a release of `app` to the end of its
+        deploy, and around every other change of what runs (scale, restart,
+        resize). So the newest succeeded release, which is what "current"
+        means, is always what the runner last ran, and a config change or a
+        rollback is never made from a release whose deploy has not ended (it
+        would take the previous slug and undo a push). One process's lock:
+        the runner of this process is the only one changing what runs."""
+        with self._hooks_lock:
+            return self._release_locks.setdefault(app.id, threading.RLock())
 
     def set_deployer(self, deployer: Deployer) -> None:
         self._deployer = deployer

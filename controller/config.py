@@ -24,7 +24,7 @@ from controller.models import App, Release, User
 from controller.releases import ReleasesMixin
 from controller.service import Output
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({
     "PORT", "APP_NAME", "APP_VERSION", "RELEASE_COOKIE", "RELEASE_NODE", "MY_NODE_NAME",
     "SECRET_KEY_BASE", "RELEASE_DISTRIBUTION",
@@ -100,6 +100,12 @@ class ConfigMixin(ReleasesMixin):
 
     def _change(self, user: User, app: str, set_values: dict[str, str],
                 unset: list[str], description: str, output: Output | None) -> Release | None:
+        with self.release_lock(self.get_app(user, app, "write")):
+            return self._change_locked(user, app, set_values, unset, description, output)
+
+    def _change_locked(self, user: User, app: str, set_values: dict[str, str],
+                       unset: list[str], description: str,
+                       output: Output | None) -> Release | None:
         limit = self.settings.limits.config_bytes
         with self.db.write() as conn:
             found = self._authorize(conn, user, app, "write")

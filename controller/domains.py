@@ -14,7 +14,7 @@ from controller.errors import BadRequest, Conflict, NotFound
 from controller.formation import FormationMixin
 from controller.models import App, Domain, User
 
-LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 MAX_DOMAINS_PER_APP = 100
 
 
@@ -27,6 +27,8 @@ def check_hostname(hostname: object, base_domain: str) -> str:
             or not all(LABEL_RE.match(label) for label in labels)
             or labels[-1].isdigit()):
         raise BadRequest(f"invalid hostname {hostname[:80]!r}")
+    if labels[-1] == "invalid":  # reserved (RFC 2606); the router's own probe is there
+        raise BadRequest(f"{host} is under the reserved domain .invalid")
     base = base_domain.strip().lower().rstrip(".")
     if base and (host == base or host.endswith("." + base)):
         raise BadRequest(f"{host} is under the platform's domain {base}")

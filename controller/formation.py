@@ -45,7 +45,7 @@ def size_limits(settings: Settings, size: float | None) -> tuple[int, float]:
     if size is None:
         return docker_bytes(settings.run_memory), settings.run_cpus
     return int(round(size * 1024)) * 1024 * 1024, size
-PROCESS_TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+PROCESS_TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 
 
 class FormationMixin(ConfigMixin):
@@ -84,7 +84,8 @@ class FormationMixin(ConfigMixin):
                 conn.execute(formations.insert().values(app_id=found.id, process_type=ptype,
                                                         count=count))
         if self._deployer is not None:
-            self._deployer.apply_formation(found, output or silent)
+            with self.release_lock(found):
+                self._deployer.apply_formation(found, output or silent)
         return self.get_formation(found)
 
     def resize(self, user: User, app: str, size: object,
@@ -96,6 +97,11 @@ class FormationMixin(ConfigMixin):
         and the size goes back to what it was before DeployFailed propagates:
         the stored size is always the one the running replicas have."""
         wanted = check_size(size, self.settings.limits.max_replica_size)
+        with self.release_lock(self.get_app(user, app, "write")):
+            return self._resize_locked(user, app, wanted, output)
+
+    def _resize_locked(self, user: User, app: str, wanted: float | None,
+                       output: Output | None) -> App:
         with self.db.write() as conn:
             found = self._authorize(conn, user, app, "write")
             lock_app(conn, found)
@@ -116,4 +122,5 @@ class FormationMixin(ConfigMixin):
 
     def restart(self, user: User, app: str, output: Output | None = None) -> None:
         found = self.get_app(user, app, "write")
-        self.deployer().restart(found, output or silent)
+        with self.release_lock(found):
+            self.deployer().restart(found, output or silent)

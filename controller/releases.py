@@ -108,15 +108,16 @@ class ReleasesMixin(AppsMixin):
         re-raised (DeployFailed for an unhealthy release; Unavailable when no
         deployer is wired), so no release is left "deploying"."""
         output = output or silent
-        release = self._set_status(release, "deploying")
-        try:
-            self.deployer().deploy(app, release, output, hot=hot)
-        except BaseException as e:
-            self._set_status(release, "failed")
-            log.info("app {app}: release v{version} failed: {error}", app=app.name,
-                     version=release.version, error=e)
-            raise
-        return self._set_status(release, "succeeded")
+        with self.release_lock(app):
+            release = self._set_status(release, "deploying")
+            try:
+                self.deployer().deploy(app, release, output, hot=hot)
+            except BaseException as e:
+                self._set_status(release, "failed")
+                log.info("app {app}: release v{version} failed: {error}", app=app.name,
+                         version=release.version, error=e)
+                raise
+            return self._set_status(release, "succeeded")
 
     def fail_interrupted(self) -> tuple[int, int]:
         # Called before the runner adopts containers: a release cut off
@@ -163,11 +164,26 @@ class ReleasesMixin(AppsMixin):
         default target is the succeeded release before the current one.
         Like Heroku, the app's config vars are restored to that snapshot too,
         so `config` shows what runs and the next `config:set` builds on it.
-        DeployFailed propagates (the new release is then marked failed)."""
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise BadRequest("release version must be an integer")
+        DeployFailed propagates (the new release is then marked failed, and
+        the config vars stay as they were: it is the running release's
+        config they show). A release that failed to deploy is no target."""
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                    or not 0 < version < 2**31):
+            raise BadRequest("release version must be a whole number from 1")
+        found = self.get_app(user, app, "write")
+        with self.release_lock(found):
+            release, config = self._rollback_release(user, found, version)
+            release = self.deploy_release(found, release, output)
+            with self.db.write() as conn:
+                lock_app(conn, found)
+                self._replace_config(conn, found, config)  # ConfigMixin
+            return release
+
+    def _rollback_release(self, user: User, app: App,
+                          version: int | None) -> tuple[Release, dict[str, str]]:
+        """The new release a rollback deploys, and the config it restores."""
         with self.db.write() as conn:
-            found = self._authorize(conn, user, app, "write")
+            found = self._authorize(conn, user, app.name, "write")
             if version is None:
                 current = self._current_row(conn, found)
                 if current is None:
@@ -180,16 +196,18 @@ class ReleasesMixin(AppsMixin):
                     releases.c.app_id == found.id, releases.c.version == version)).first()
                 if target is None:
                     raise NotFound(f"{found.name} has no release v{version}")
+                if target.status == "failed":
+                    raise BadRequest(f"v{version} failed to deploy: roll back to a release "
+                                     "that ran (see `releases`)")
             if target.slug_id is None:
                 raise BadRequest(f"v{target.version} has no slug to roll back to")
             slug = self._slug_row(conn, target.slug_id)
             if slug is None:
                 raise BadRequest(f"the slug of v{target.version} is gone")
             config = self._snapshot(conn, found.id, target.version)
-            self._replace_config(conn, found, config)  # ConfigMixin
             release = self._insert_release(conn, found, slug, config,
                                            f"Rollback to v{target.version}", user.email)
-        return self.deploy_release(found, release, output)
+        return release, config
 
     def release_config(self, app: App, release: Release) -> dict[str, str]:
         """Internal: the decrypted config snapshot of a release."""

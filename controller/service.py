@@ -11,7 +11,7 @@ parts; the bodies are filled in by the controller work.
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from controller.models import (
     App, AppSecrets, Build, Domain, Release, Slug, SshKey, User,
@@ -218,6 +218,11 @@ class Controller:
 
     def scale(self, user: User, app: str, counts: dict[str, int],
               output: Output | None = None) -> dict[str, int]:
+        raise NotImplementedError
+
+    def release_lock(self, app: App) -> Any:
+        """Internal: a lock held from making a release of `app` to the end
+        of its deploy, and around scale, restart and resize."""
         raise NotImplementedError
 
     def resize(self, user: User, app: str, size: object,

@@ -31,6 +31,7 @@ class Store(UsersMixin, KeysMixin, BuildsMixin):
         self._deployer = None
         self._destroy_hooks = []
         self._hooks_lock = threading.Lock()
+        self._release_locks = {}
 
     def close(self) -> None:
         """Release database connections (tests reopen the same database)."""

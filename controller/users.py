@@ -23,8 +23,8 @@ from controller.db import now, users
 from controller.errors import BadRequest, Conflict, Unauthorized
 from controller.models import User
 
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}$|"
-                      r"^[^@\s]{1,64}@localhost$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}\Z|"
+                      r"^[^@\s]{1,64}@localhost\Z")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 # OWASP's argon2id setting (19 MiB, 2 passes, 1 lane): still slow for an

@@ -22,7 +22,7 @@ from controller.errors import NotFound
 log = Logger()
 
 # [REPLICA.]APP: REPLICA a prefix of the container id (as `ps` shows it).
-_TARGET = re.compile(r"^(?:(?P<replica>[0-9a-f]{4,64})\.)?(?P<app>[a-z][a-z0-9-]{1,62})$")
+_TARGET = re.compile(r"^(?:(?P<replica>[0-9a-f]{4,64})\.)?(?P<app>[a-z][a-z0-9-]{1,62})\Z")
 
 
 def parse_target(host: str) -> tuple[str, str | None]:

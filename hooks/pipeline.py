@@ -160,10 +160,13 @@ class Pipeline:
                     "in place if only module code changed")
             result = self._build(app, push.repo_path, commit, push.options.clean, out)
             slug = self._store_slug(app, commit, result, out)
-            release = self._step("release", lambda: self.controller.create_release(
-                app, slug, f"Deploy {commit[:7]}", push.user.email))
-            out(f"-----> Released v{release.version}")
-            self._release(app, release, out, hot=push.options.hot)
+            # A config change or a rollback waits for this deploy to end
+            # (and this one for theirs): see controller.base.release_lock.
+            with self.controller.release_lock(app):
+                release = self._step("release", lambda: self.controller.create_release(
+                    app, slug, f"Deploy {commit[:7]}", push.user.email))
+                out(f"-----> Released v{release.version}")
+                self._release(app, release, out, hot=push.options.hot)
             version = release.version
             out(f"-----> {app.name} is live at {self.app_url(app)}")
             out(f"-----> Done in {time.monotonic() - started:.1f}s")

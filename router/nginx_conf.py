@@ -16,8 +16,8 @@ from router.interface import Route
 
 # A DNS name: labels of letters, digits and inner hyphens (wildcards are not
 # routed). App names are DNS labels, so they match too.
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-_UPSTREAM_HOST = re.compile(r"^[0-9a-zA-Z.:\[\]-]{1,64}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+_UPSTREAM_HOST = re.compile(r"^[0-9a-zA-Z.:\[\]-]{1,64}\Z")
 
 # The host name the control plane uses to ask nginx which configuration its
 # workers run (".invalid" is reserved: no app can ever be served under it).
@@ -172,7 +172,8 @@ http {{
     client_body_buffer_size 1m;
     keepalive_timeout 65s;
     keepalive_requests 100000;
-    server_names_hash_bucket_size 128;
+    # Room for a name of 253 characters (the longest a domain can be).
+    server_names_hash_bucket_size 512;
     map $http_upgrade $connection_upgrade {{ default upgrade; "" ""; }}
 
     server {{

@@ -36,7 +36,7 @@ ROLE = "run"
 # controller to here, and goes into the container as a file of its own.
 HOST_KEY_VAR = "SHIPWAY_SSH_HOST_KEY"
 HOST_KEY_LABEL = "shipway.ssh-host-key"  # "app" on replicas that were given it
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 

@@ -157,14 +157,104 @@ def test_rollback_errors_leave_no_release(store, owner, app, deployer):
         store.list_releases(stranger, app.name)
 
 
-def test_failed_rollback_is_marked_failed(store, owner, app, deployer):
-    deploy(store, app, owner, "aaa")
-    deploy(store, app, owner, "bbb")
+def test_failed_rollback_is_marked_failed_and_keeps_the_config(store, owner, app, deployer):
+    store.set_config(owner, app.name, {"V": "one"})
+    deploy(store, app, owner, "aaa")                          # v1 (V=one)
+    store.set_config(owner, app.name, {"V": "two", "DATABASE_URL": "db"})  # v2
     deployer.fail_with = DeployFailed("injected")
     with pytest.raises(DeployFailed):
-        store.rollback(owner, app.name)
+        store.rollback(owner, app.name, 1)
     assert store.get_release(app, 3).status == "failed"
     assert store.current_release(app).version == 2
+    # v2 still runs, so its config is still the app's: the next change builds on it
+    assert store.get_config(owner, app.name) == {"V": "two", "DATABASE_URL": "db"}
+    deployer.fail_with = None
+    following = store.set_config(owner, app.name, {"W": "x"})
+    assert store.release_config(app, following) == {"V": "two", "DATABASE_URL": "db", "W": "x"}
+
+
+def test_no_rollback_to_a_failed_release_or_a_version_out_of_range(store, owner, app,
+                                                                    deployer):
+    deploy(store, app, owner, "aaa")
+    deployer.fail_with = DeployFailed("injected")
+    with pytest.raises(DeployFailed):
+        deploy(store, app, owner, "bbb")                      # v2 failed
+    deployer.fail_with = None
+    deploy(store, app, owner, "ccc")                          # v3
+    with pytest.raises(BadRequest, match="v2 failed to deploy"):
+        store.rollback(owner, app.name, 2)
+    for version in (0, -1, 10**20):
+        with pytest.raises(BadRequest, match="whole number"):
+            store.rollback(owner, app.name, version)
+    assert [r.version for r in store.list_releases(owner, app.name)] == [3, 2, 1]
+
+
+class GatedDeployer(RecordingDeployer):
+    """Injected timing: the first deploy waits at a gate until the test
+    opens it, as a slow health check would."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def deploy(self, app, release, output, hot=False) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.gate.wait(30)
+        super().deploy(app, release, output, hot)
+
+
+@pytest.mark.parametrize("change", ["config", "rollback", "scale", "restart"])
+def test_changes_wait_for_a_deploy_in_progress(store, owner, app, change):
+    """A config change made while a push's release is deploying waits for
+    it, and is made from the pushed slug, not the one before (which would
+    undo the push); a rollback's default target, a scale and a restart see
+    the pushed release as current."""
+    deployer = GatedDeployer(store)
+    store.set_deployer(deployer)
+    deployer.entered.set()
+    deploy(store, app, owner, "aaa")                          # v1
+    deployer.entered.clear()
+    pushed = new_slug(store, app, "bbb")
+
+    def push() -> None:  # as hooks/pipeline.py does it
+        with store.release_lock(app):
+            store.deploy_release(app, store.create_release(app, pushed, "Deploy bbb",
+                                                           owner.email))
+
+    pusher = threading.Thread(target=push)
+    pusher.start()
+    assert deployer.entered.wait(10)                          # v2 is deploying
+    seen: dict = {}
+
+    def act() -> None:
+        if change == "config":
+            seen["release"] = store.set_config(owner, app.name, {"K": "v"})
+        elif change == "rollback":
+            seen["release"] = store.rollback(owner, app.name)
+        elif change == "scale":
+            store.scale(owner, app.name, {"web": 2})
+        else:
+            store.restart(owner, app.name)
+        seen["current"] = store.current_release(app).version
+
+    actor = threading.Thread(target=act)
+    actor.start()
+    try:
+        actor.join(0.5)
+        assert actor.is_alive(), "it did not wait for the deploy in progress"
+    finally:
+        deployer.gate.set()
+        pusher.join(10)
+        actor.join(10)
+    assert store.get_release(app, 2).status == "succeeded"
+    if change == "config":
+        assert seen["release"].slug_id == pushed.id and seen["release"].version == 3
+    elif change == "rollback":
+        assert seen["release"].description == "Rollback to v1"
+    else:
+        assert seen["current"] == 2
+        assert (deployer.formations if change == "scale" else deployer.restarts) == [app.name]
 
 
 def test_release_env(store, owner, live_app):
