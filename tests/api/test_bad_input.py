@@ -146,6 +146,12 @@ def test_unknown_app_is_404(shipway_server, world: World, route: Route) -> None:
     ("PATCH", "/config", {"A": ["x"]}),
     ("PATCH", "/config", {"1BAD": "x"}),
     ("PATCH", "/config", {"BAD NAME": "x"}),
+    ("PATCH", "/config", {"FOO\n": "x"}),      # a trailing newline: not a name
+    ("PATCH", "/config", {"PORT\n": "1"}),
+    ("PUT", "/formation", {"web\n": 1}),
+    ("POST", "/domains", {"hostname": "a\n.example.com"}),
+    ("POST", "/domains", {"hostname": "probe.shipway.invalid"}),  # reserved
+    ("POST", "/releases/rollback", {"version": 10**20}),
     ("DELETE", "/config", {}),
     ("DELETE", "/config", {"keys": "A"}),
     ("DELETE", "/config", {"keys": []}),

@@ -92,6 +92,16 @@ def test_routes_app_and_custom_domain_round_robin(settings, router, upstreams) -
     assert get(settings, "other.localhost").status_code == 404
 
 
+def test_the_longest_hostname_is_served(settings, router, upstreams) -> None:
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 57, "org"])  # 253 characters
+    assert len(longest) == 253
+    router.set_route(Route(app="long", hostnames=["long.localhost", longest],
+                           upstreams=[("127.0.0.1", upstreams[0].port)]))
+    assert get(settings, longest).text == f"one {longest}"
+    with pytest.raises(ValueError):  # and a newline never reaches the config
+        router.set_route(Route(app="long", hostnames=["long.localhost\n"], upstreams=[]))
+
+
 def test_app_without_replicas_gets_503(settings, router) -> None:
     router.set_route(Route(app="idle", hostnames=["idle.localhost"], upstreams=[]))
     r = get(settings, "idle.localhost")
