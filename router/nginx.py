@@ -124,6 +124,10 @@ class NginxRouter:
         self._routes: dict[str, Route] = {}
         self._generation = 0
         self._started = False
+        self._wanted = False  # start() was called, stop() was not
+        # A configuration installed (and in routes.json) that nginx did not
+        # confirm it runs: the next change applies even if it looks the same.
+        self._dirty = False
         self._draining: set[int] = set()  # old workers finishing requests
 
     # --- IRouter ---------------------------------------------------------
@@ -132,15 +136,30 @@ class NginxRouter:
         routes are kept (loaded from the state file) until the runner sets
         them again, so apps stay served across a restart of the server."""
         with self._lock:
+            self._wanted = True
             for sub in ("logs", "tmp"):
                 (self.dir / sub).mkdir(parents=True, exist_ok=True)
             self._load_state()
             self._apply(self._routes)
             self._started = True
 
+    def ensure_running(self) -> None:
+        """Start nginx again if it died or never came up (the supervisor
+        calls this on each pass), with the routes last set; nothing after a
+        clean stop()."""
+        with self._lock:
+            if not self._wanted:
+                return
+            if not self._started:
+                self.start()
+            elif self.pid() is None:
+                log.warn("router: nginx is not running; starting it again")
+                self._apply(self._routes)
+
     def stop(self) -> None:
         """Stop nginx gracefully (SIGQUIT: in-flight requests finish)."""
         with self._lock:
+            self._wanted = False
             pid = self.pid()
             if pid is None:
                 return
@@ -156,7 +175,7 @@ class NginxRouter:
         check_route(route)
         with self._lock:
             self._ensure_started()
-            if self._routes.get(route.app) == route:
+            if self._routes.get(route.app) == route and not self._dirty:
                 return
             routes = dict(self._routes)
             routes[route.app] = route
@@ -165,7 +184,7 @@ class NginxRouter:
     def remove_route(self, app: str) -> None:
         with self._lock:
             self._ensure_started()
-            if app not in self._routes:
+            if app not in self._routes and not self._dirty:
                 return
             routes = dict(self._routes)
             del routes[app]
@@ -215,8 +234,11 @@ class NginxRouter:
 
     # --- internals ---------------------------------------------------------
     def _apply(self, routes: dict[str, Route]) -> None:
-        """Render, check, install and load `routes`; on any failure the
-        running configuration and the in-memory routes stay as they were."""
+        """Render, check, install and load `routes`. If nginx refuses the
+        configuration, the running one and the in-memory routes stay as they
+        were. Once it is installed, the routes are the new ones (a reload
+        may still take them); if nginx then does not confirm in time, the
+        router stays dirty and the next change applies in full."""
         generation = self._generation + 1
         text = render(self.layout, routes.values(), generation)
         candidate = Path(self.layout.conf + ".new")
@@ -229,6 +251,7 @@ class NginxRouter:
         os.replace(candidate, self.layout.conf)
         self._routes, self._generation = dict(routes), generation
         self._save_state()
+        self._dirty = True
 
         pid = self.pid()
         if pid is None:
@@ -236,12 +259,13 @@ class NginxRouter:
             self._wait_generation(generation)
             log.info("router: nginx started on {host}:{port} (generation {g})",
                      host=self.layout.listen_host, port=self.layout.listen_port, g=generation)
-            return
-        old_workers = _children(pid)
-        os.kill(pid, signal.SIGHUP)
-        self._wait_generation(generation)
-        self._wait_not_accepting(old_workers)
-        self._draining |= old_workers
+        else:
+            old_workers = _children(pid)
+            os.kill(pid, signal.SIGHUP)
+            self._wait_generation(generation)
+            self._wait_not_accepting(old_workers)
+            self._draining |= old_workers
+        self._dirty = False
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until the workers of every replaced configuration have
@@ -261,6 +285,7 @@ class NginxRouter:
         return [binary, "-p", self.layout.prefix + "/", "-c", conf, "-e", self.layout.error_log]
 
     def _launch(self) -> None:
+        self._stop_orphaned_workers()
         Path(self.layout.pid).unlink(missing_ok=True)
         # nginx daemonizes itself (fork + setsid): the master outlives us.
         result = subprocess.run(self._cmd(self.layout.conf), capture_output=True, text=True,
@@ -272,6 +297,41 @@ class NginxRouter:
             if time.monotonic() > deadline:
                 raise RouterError(f"nginx did not write its pid file:\n{self._error_tail()}")
             time.sleep(0.02)
+
+    def _stop_orphaned_workers(self) -> None:
+        """Workers of a master of ours that was killed (SIGKILL, OOM) serve
+        on with the old routes and hold the listening socket, so that a new
+        nginx cannot bind: they are found by the error log they hold open
+        (nothing else's is ours) and stopped, SIGTERM then SIGKILL."""
+        ours = os.path.realpath(self.layout.error_log)
+        orphans = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"nginx:"):
+                    continue
+                fds = os.listdir(f"/proc/{entry}/fd")
+                if any(os.readlink(f"/proc/{entry}/fd/{fd}") == ours for fd in fds):
+                    orphans.add(int(entry))
+            except OSError:
+                continue
+        if not orphans:
+            return
+        log.warn("router: stopping nginx workers {pids} left by a killed master",
+                 pids=sorted(orphans))
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in orphans:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and any(_alive(p) for p in orphans):
+                time.sleep(0.02)
+            orphans = {p for p in orphans if _alive(p)}
+            if not orphans:
+                return
 
     def _wait_generation(self, generation: int) -> None:
         """A fresh connection served by the new generation: new workers run."""

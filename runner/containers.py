@@ -48,6 +48,12 @@ class Unhealthy(Exception):
         self.log_tail = log_tail
 
 
+# A replica being stopped is renamed to end with this before it is: a server
+# killed meanwhile must not adopt it at its next start (it may be halfway
+# through its SIGTERM grace) in place of the replica that replaced it.
+STOPPING_SUFFIX = "-stopping"
+
+
 @attrs.frozen
 class Replica:
     """A run container as the Docker list shows it."""
@@ -64,6 +70,11 @@ class Replica:
     # Whether its sshd presents the app's own host key (replicas started by
     # Shipway before host keys existed present one of their own).
     app_host_key: bool = True
+
+    @property
+    def stopping(self) -> bool:
+        """Being retired (renamed so by `mark_stopping`): never adopted."""
+        return self.name.endswith(STOPPING_SUFFIX)
 
     @property
     def is_web(self) -> bool:
@@ -355,6 +366,16 @@ class Containers:
         except docker.errors.APIError:
             return []
         return raw.decode("utf-8", "replace").splitlines()[-lines:]
+
+    def mark_stopping(self, replica: Replica) -> None:
+        """Rename the replica so that its name says it is being stopped
+        (see STOPPING_SUFFIX); a gone container needs no mark."""
+        if replica.stopping:
+            return
+        try:
+            self.client.api.rename(replica.id, replica.name + STOPPING_SUFFIX)
+        except docker.errors.NotFound:
+            pass
 
     def stop(self, container_id: str, grace: int) -> None:
         """SIGTERM, `grace` seconds to finish, then SIGKILL; then remove."""

@@ -67,6 +67,8 @@ class DockerRunner(SupervisionMixin):
         self._live: dict[str, dict[str, Replica]] = {}  # app -> id -> healthy replica
         self._retiring: set[str] = set()  # container ids being stopped
         self._repairing: set[str] = set()  # apps a repair thread works on
+        self._unadopted: set[str] = set()  # apps whose adoption is still to do
+        self._unrouted: set[str] = set()  # apps whose last route change failed
         self._failures: dict[str, tuple[int, float]] = {}  # app -> (count, retry after)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,10 +143,15 @@ class DockerRunner(SupervisionMixin):
             try:
                 self._route(spec.app)
             except Exception as exc:
-                # nginx refused the switch: the old release keeps serving.
+                # nginx refused the switch, or took it but did not confirm
+                # in time: the old release keeps serving, routed again.
                 self._restore(spec.app, *previous)
                 for r in new:
                     self.docker.remove(r.id)
+                try:
+                    self._route(spec.app)
+                except Exception:  # noqa: BLE001 (supervision routes it again)
+                    log.failure("runner: could not route {app} back", app=spec.app)
                 raise DeployFailed(f"v{spec.version} could not be routed: {exc}") from exc
             self._failures.pop(spec.app, None)
             if any(r.is_web for r in new):
@@ -170,22 +177,38 @@ class DockerRunner(SupervisionMixin):
                 reason = "the config changed"
             elif current.size != spec.size:
                 reason = "the replica size changed"
+            touched: list[Replica] = []
             if reason is None:
-                reason = self._upgrade_in_place(spec, live, output)
+                reason = self._upgrade_in_place(spec, live, output, touched)
             if reason is not None:
                 output(f"-----> Hot upgrade not possible ({reason}): restarting instead")
-                return self.deploy(spec, output)
+                try:
+                    return self.deploy(spec, output)
+                except Exception:
+                    if touched and current is not None:
+                        # Some replicas run the new code already: replace
+                        # them all, so that what runs is one release again.
+                        output(f"-----> Replacing the replicas upgraded in place with "
+                               f"v{current.version} replicas")
+                        try:
+                            self.deploy(current, output)
+                        except Exception:  # noqa: BLE001 (the first error is the one to see)
+                            log.failure("runner: {app} could not go back to v{v}",
+                                        app=spec.app, v=current.version)
+                    raise
             self._desired[spec.app] = spec
             self._live[spec.app] = {r.id: attrs.evolve(r, version=spec.version) for r in live}
             output(f"-----> {spec.app} hot-upgraded to v{spec.version} "
                    f"({len(live)} replica(s), none restarted)")
 
-    def _upgrade_in_place(self, spec: ReleaseSpec, live: list[Replica],
-                          output: Output) -> str | None:
-        """None when every replica was upgraded, else why not."""
+    def _upgrade_in_place(self, spec: ReleaseSpec, live: list[Replica], output: Output,
+                          touched: list[Replica]) -> str | None:
+        """None when every replica was upgraded, else why not; `touched`
+        gets each replica whose code may have changed."""
         slug_url, _keys = self._urls(spec)
         output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
         for r in sorted(live, key=lambda r: r.created):
+            touched.append(r)
             try:
                 code, said = self.docker.run_script(r.id, "hot-upgrade.sh",
                                                     [slug_url, str(spec.version)])
@@ -193,7 +216,8 @@ class DockerRunner(SupervisionMixin):
                 return f"replica {r.id[:12]} could not be reached: {exc}"
             for line in said[-20:]:
                 output(f"       {r.id[:12]}: {line}")
-            if code == 3:
+            if code == 3:  # checked before anything was changed
+                touched.remove(r)
                 return said[-1] if said else "not an upgradable release"
             if code != 0:
                 return f"replica {r.id[:12]} failed (exit {code})"
@@ -302,7 +326,9 @@ class DockerRunner(SupervisionMixin):
                 self._route(app)
 
     def start(self) -> None:
-        """Adopt this instance's containers, remove orphans, supervise."""
+        """Adopt this instance's containers, remove orphans, supervise. The
+        supervision thread starts even if adopting some app failed: it
+        tries those again on each pass."""
         self._stopping.clear()
         self._adopt_all()
         self._thread = threading.Thread(target=self._supervise, name="shipway-runner",
@@ -369,8 +395,14 @@ class DockerRunner(SupervisionMixin):
         upstreams = [("127.0.0.1", r.host_port)
                      for r in sorted(self._live.get(app, {}).values(), key=lambda r: r.created)
                      if r.is_web and r.host_port and r.id not in self._retiring]
-        self.router.set_route(Route(app=app, hostnames=hostnames_for(self.settings, app, domains),
-                                    upstreams=upstreams))
+        try:
+            self.router.set_route(Route(app=app,
+                                        hostnames=hostnames_for(self.settings, app, domains),
+                                        upstreams=upstreams))
+        except Exception:
+            self._unrouted.add(app)  # supervision routes it again
+            raise
+        self._unrouted.discard(app)
 
     def _retire(self, replicas: Iterable[Replica], output: Output = _quiet) -> None:
         """Stop replicas gracefully in the background (they are unrouted)."""
@@ -380,6 +412,10 @@ class DockerRunner(SupervisionMixin):
         output(f"-----> Stopping {len(replicas)} old replica(s)")
         for r in replicas:
             self._retiring.add(r.id)
+            try:  # before anything else, so that no later start adopts it
+                self.docker.mark_stopping(r)
+            except Exception:  # noqa: BLE001 (it is stopped all the same)
+                log.failure("runner: could not mark {name} as stopping", name=r.name)
 
         def stop(r: Replica) -> None:
             try:

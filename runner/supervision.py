@@ -22,6 +22,7 @@ from runner.interface import ReleaseSpec
 log = Logger()
 
 SUPERVISE_INTERVAL = 2.0  # seconds between supervision passes
+ADOPT_EVERYTHING = ""  # in _unadopted: the first sweep itself failed
 ORPHAN_INTERVAL = 15.0  # seconds between checks for containers of deleted apps
 
 
@@ -31,41 +32,72 @@ def _quiet(_line: str) -> None:
 
 class SupervisionMixin:
     def _adopt_all(self) -> None:
+        """Adopt what a previous server left running, app by app; an app
+        that cannot be adopted now (the engine or the router failing) does
+        not stop the others, and supervision tries it again."""
+        try:
+            apps = {a.name: a for a in self.controller.all_apps()}
+            for name in set(self.router.routes()) - set(apps):
+                self.router.remove_route(name)
+            for r in self.docker.list():
+                if r.app not in apps:
+                    log.info("runner: removing {name} (app {app} is gone)", name=r.name,
+                             app=r.app)
+                    self.docker.remove(r.id)
+        except Exception:  # noqa: BLE001
+            log.failure("runner: adopting failed; supervision will try again")
+            self._unadopted.add(ADOPT_EVERYTHING)
+            return
+        self._unadopted.discard(ADOPT_EVERYTHING)
+        for name in apps:
+            self._unadopted.add(name)
+            self._adopt_one(name)
+
+    def _adopt_one(self, name: str) -> None:
+        """Under the app's lock, with its release and containers read there:
+        a deploy that came first (the API is open while this runs) has set
+        what runs, and is not undone."""
         from runner.deploy import release_spec
 
-        apps = {a.name: a for a in self.controller.all_apps()}
-        containers = self.docker.list()
-        for name in set(self.router.routes()) - set(apps):
-            self.router.remove_route(name)
-        for r in containers:
-            if r.app not in apps:
-                log.info("runner: removing {name} (app {app} is gone)", name=r.name, app=r.app)
-                self.docker.remove(r.id)
-        for name, app in apps.items():
-            release = self.controller.current_release(app)
+        try:
             with self._lock(name):
-                mine = [r for r in containers if r.app == name]
+                if name in self._desired:
+                    self._unadopted.discard(name)
+                    return
+                app = self.controller.app_by_name(name)
+                release = self.controller.current_release(app)
+                mine = self.docker.list(name)
                 if release is None or release.slug_id is None:
                     self._retire(mine)
-                    continue
+                    self._unadopted.discard(name)
+                    return
                 spec = release_spec(self.settings, self.controller, app, release)
                 keep: dict[str, Replica] = {}
                 per_type: dict[str, int] = defaultdict(int)
                 for r in sorted(mine, key=lambda r: r.created):
-                    if r.version != spec.version and r.state == "running" and \
-                            self._hot_version(r) == spec.version:
-                        r = attrs.evolve(r, version=spec.version)  # upgraded in place
-                    if (r.version == spec.version and r.state == "running"
-                            and per_type[r.process_type] < spec.formation.get(r.process_type, 0)):
+                    if r.state != "running" or r.stopping:
+                        continue
+                    hot = self._hot_version(r)
+                    if hot is not None and hot != r.version:
+                        # Upgraded in place: it runs that release's code
+                        # (one whose upgrade failed is not the current one).
+                        r = attrs.evolve(r, version=hot)
+                    if r.version == spec.version and \
+                            per_type[r.process_type] < spec.formation.get(r.process_type, 0):
                         keep[r.id] = r
                         per_type[r.process_type] += 1
                 self._desired[name] = spec
                 self._live[name] = keep
+                self._unadopted.discard(name)
                 self._route(name)
                 self._retire([r for r in mine if r.id not in keep])
                 if keep:
                     log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
                              app=name, v=spec.version)
+        except NotFound:
+            self._unadopted.discard(name)  # deleted meanwhile: the orphan sweep's
+        except Exception:  # noqa: BLE001
+            log.failure("runner: adopting {app} failed; supervision will try again", app=name)
 
     def _hot_version(self, replica: Replica) -> int | None:
         """The release a replica was hot-upgraded to (its label keeps the
@@ -85,6 +117,18 @@ class SupervisionMixin:
                 log.failure("runner: supervision pass failed")
 
     def _supervise_once(self) -> None:
+        ensure_running = getattr(self.router, "ensure_running", None)
+        if ensure_running is not None:
+            try:
+                ensure_running()  # nginx died: started again with its routes
+            except Exception:  # noqa: BLE001 (the replicas are still watched)
+                log.failure("runner: the router is down and could not be started")
+        if ADOPT_EVERYTHING in self._unadopted:
+            self._adopt_all()
+        for app in list(self._unadopted - {ADOPT_EVERYTHING}):
+            self._adopt_one(app)
+        for app in list(self._unrouted):
+            self._route_again(app)
         for app, spec in list(self._desired.items()):
             if app in self._repairing:
                 continue
@@ -98,6 +142,22 @@ class SupervisionMixin:
                     self._check_app(app, spec, {r.id: r for r in self.docker.list(app)})
             finally:
                 lock.release()
+
+    def _route_again(self, app: str) -> None:
+        """Route an app whose last route change failed (nginx hung or was
+        down) to the replicas it has now."""
+        lock = self._lock(app)
+        if not lock.acquire(blocking=False):
+            return  # a deploy on it routes it anyway
+        try:
+            if app in self._desired:
+                self._route(app)
+            else:
+                self._unrouted.discard(app)
+        except Exception:  # noqa: BLE001 (tried again next pass)
+            log.failure("runner: routing {app} failed again", app=app)
+        finally:
+            lock.release()
 
     def _check_app(self, app: str, spec: ReleaseSpec, seen: dict[str, Replica]) -> None:
         """Drop dead replicas, retire strays, start a repair if short."""

@@ -72,7 +72,10 @@ def listen(services: Services) -> None:
 def _start_background(services: Services) -> None:
     def boot() -> None:
         services.builder.cleanup_leftovers()
-        services.router.start()
+        try:
+            services.router.start()
+        except Exception:  # noqa: BLE001 (supervision starts it again)
+            log.failure("shipway: the router did not start; supervision will retry")
         services.runner.start()
         if collector is not None:
             collector.start()

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from router.interface import Route
-from router.nginx import NginxRouter, RouterError, _children
+from router.nginx import NginxRouter, RouterError, _alive, _children
 from server.settings import Settings
 from tests.conftest import free_port
 
@@ -210,3 +210,68 @@ def test_stale_pid_file_starts_a_new_nginx(settings, upstreams) -> None:
         assert get(settings, "x.localhost").status_code == 404
     finally:
         again.stop()
+
+
+def _wait_gone(router: NginxRouter) -> None:
+    deadline = time.time() + 10
+    while time.time() < deadline and router.pid() is not None:
+        time.sleep(0.05)
+    assert router.pid() is None
+
+
+def test_a_dead_nginx_is_started_again_with_its_routes(settings, router, upstreams) -> None:
+    router.set_route(Route(app="back", hostnames=["back.localhost"],
+                           upstreams=[("127.0.0.1", upstreams[0].port)]))
+    pid = router.pid()
+    os.kill(pid, signal.SIGTERM)  # nginx's fast shutdown: master and workers go
+    _wait_gone(router)
+    with pytest.raises(requests.ConnectionError):
+        get(settings, "back.localhost")
+    router.ensure_running()  # what each supervision pass does
+    assert router.pid() not in (None, pid)
+    assert get(settings, "back.localhost").text.startswith("one")
+    router.stop()
+    router.ensure_running()  # a clean stop is not undone
+    assert router.pid() is None
+
+
+def test_workers_of_a_killed_master_are_replaced(settings, router, upstreams) -> None:
+    router.set_route(Route(app="orph", hostnames=["orph.localhost"],
+                           upstreams=[("127.0.0.1", upstreams[0].port)]))
+    pid = router.pid()
+    workers = _children(pid)
+    os.kill(pid, signal.SIGKILL)  # the master alone: its workers serve on
+    _wait_gone(router)
+    assert get(settings, "orph.localhost").text.startswith("one")
+    # A new nginx could not bind while they hold the port: they are stopped.
+    router.set_route(Route(app="orph", hostnames=["orph.localhost"],
+                           upstreams=[("127.0.0.1", upstreams[1].port)]))
+    assert not any(_alive(w) for w in workers)
+    assert router.pid() not in (None, pid)
+    assert get(settings, "orph.localhost").text.startswith("two")
+
+
+def test_a_change_nginx_did_not_confirm_is_applied_again(settings, router, upstreams,
+                                                         monkeypatch) -> None:
+    import router.nginx as mod
+
+    route = Route(app="hung", hostnames=["hung.localhost"],
+                  upstreams=[("127.0.0.1", upstreams[1].port)])
+    router.set_route(Route(app="hung", hostnames=["hung.localhost"],
+                           upstreams=[("127.0.0.1", upstreams[0].port)]))
+    monkeypatch.setattr(mod, "APPLY_TIMEOUT", 1.0)
+    pid = router.pid()
+    os.kill(pid, signal.SIGSTOP)  # injected: nginx hangs through the reload
+    try:
+        with pytest.raises(RouterError):
+            router.set_route(route)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.time() + 10  # the woken nginx loads the change it was sent
+    while time.time() < deadline and router.generation() != router._generation:
+        time.sleep(0.05)
+    generation = router.generation()
+    assert generation == router._generation
+    router.set_route(route)  # the same route: not skipped, confirmed this time
+    assert router.generation() > generation
+    assert get(settings, "hung.localhost").text.startswith("two")

@@ -225,6 +225,36 @@ def test_restart_adopts_containers_and_removes_orphans(rig: Rig) -> None:
     assert before < {r.container_id for r in rig.runner.replicas(app.name)}
 
 
+def test_restart_adopts_neither_a_replica_being_stopped_nor_one_running_other_code(
+        rig: Rig) -> None:
+    """A server killed while it stopped a replica, or while it hot-upgraded
+    replicas to a release that then failed, leaves replicas labelled with
+    the current release that must not serve it: the restarted server
+    replaces them instead."""
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    rig.controller.scale(rig.user, app.name, {"web": 3})
+    stopping, upgraded, good = sorted(rig.runner.docker.list(app.name), key=lambda r: r.created)
+    rig.runner.stop()
+    # As the killed server left them: one renamed to be stopped (its stop
+    # never came), one that took v2's code in place (v2 then failed).
+    rig.runner.docker.mark_stopping(stopping)
+    code, _ = docker.from_env().containers.get(upgraded.id).exec_run(
+        ["sh", "-c", "echo 2 > /shipway/hot-version"], user="1000:1000")
+    assert code == 0
+    rig.runner = rig.new_runner()
+    rig.runner.start()
+    assert set(rig.runner._live[app.name]) == {good.id}
+
+    def replaced() -> bool:
+        running = {r.container_id for r in _serving(rig, app)}
+        return (len(running) == 3 and good.id[:12] in running
+                and not {stopping.id[:12], upgraded.id[:12]} & running)
+
+    wait_for(replaced, timeout=60)
+    assert all(rig.get(app).text.startswith("v1") for _ in range(6))
+
+
 def test_destroy_removes_containers_and_route(rig: Rig) -> None:
     app = rig.controller.create_app(rig.user)
     rig.deploy(app, rig.release(app))
@@ -266,3 +296,108 @@ def test_router_refusal_fails_the_deploy_and_keeps_the_old_release(rig: Rig, mon
     assert {r.version for r in rig.runner.replicas(app.name)} == {1}
     rig.controller.scale(rig.user, app.name, {"web": 2})  # still manages v1
     assert {r.version for r in _serving(rig, app)} == {1} and len(_serving(rig, app)) == 2
+
+
+def test_a_route_change_nginx_did_not_confirm_is_undone(rig: Rig, monkeypatch) -> None:
+    """nginx took v2's route but did not confirm it in time (it hung): the
+    deploy fails, v2's replicas go, and v1's route comes back once nginx
+    answers again, instead of a route to removed replicas."""
+    import os
+    import signal
+
+    import router.nginx as mod
+
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    v2 = rig.release(app)
+    monkeypatch.setattr(mod, "APPLY_TIMEOUT", 1.0)
+    pid = rig.router.pid()
+    os.kill(pid, signal.SIGSTOP)  # injected: nginx hangs through the switch
+    try:
+        with pytest.raises(DeployFailed, match="could not be routed"):
+            rig.deploy(app, v2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    monkeypatch.undo()
+    wait_for(lambda: rig.get(app).status_code == 200, timeout=30)
+    assert all(rig.get(app).text.startswith("v1") for _ in range(4))
+    assert {r.version for r in rig.runner.replicas(app.name)} == {1}
+
+
+def test_supervision_starts_a_killed_nginx_again(rig: Rig) -> None:
+    import os
+    import signal
+
+    from router.nginx import _children
+
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    pid = rig.router.pid()
+    for process in [pid, *_children(pid)]:
+        os.kill(process, signal.SIGKILL)
+    wait_for(lambda: rig.router.pid() not in (None, pid) and rig.get(app).status_code == 200,
+             timeout=30)
+    assert rig.get(app).text.startswith("v1")
+
+
+def test_an_app_that_cannot_be_adopted_does_not_stop_the_others(rig: Rig, monkeypatch) -> None:
+    first, second = (rig.controller.create_app(rig.user) for _ in range(2))
+    for app in (first, second):
+        rig.deploy(app, rig.release(app))
+    kept = {app.name: {r.container_id for r in rig.runner.replicas(app.name)}
+            for app in (first, second)}
+    rig.runner.stop()
+    real = rig.controller.current_release
+    failing = {first.name}
+
+    def flaky(app):  # injected: the database fails for one app, once
+        if app.name in failing:
+            failing.discard(app.name)
+            raise RuntimeError("injected: database unavailable")
+        return real(app)
+
+    monkeypatch.setattr(rig.controller, "current_release", flaky)
+    rig.runner = rig.new_runner()
+    rig.runner.start()  # does not raise
+    assert {r.container_id for r in rig.runner.replicas(second.name)} == kept[second.name]
+    assert second.name in rig.runner._desired
+    # the supervision pass adopts the first one, keeping its replica
+    wait_for(lambda: first.name in rig.runner._desired, timeout=20)
+    assert set(rig.runner._live[first.name]) == {
+        r.id for r in rig.runner.docker.list(first.name)}
+    assert {r.container_id for r in rig.runner.replicas(first.name)} == kept[first.name]
+    assert rig.get(first).text.startswith("v1")
+
+
+def test_a_hot_upgrade_that_fails_halfway_leaves_one_release_running(rig: Rig,
+                                                                      monkeypatch) -> None:
+    """One replica took the new code in place, the next failed, and the
+    restart that should have replaced both failed too: the replicas are
+    replaced by ones of the release that stays, so that no replica runs
+    code of a release that failed."""
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    rig.controller.scale(rig.user, app.name, {"web": 2})
+    before = {r.container_id for r in rig.runner.replicas(app.name)}
+    said = iter([(0, ["upgraded"])])
+
+    def run_script(container_id, script, args):  # injected: the second one fails
+        return next(said)  # StopIteration on the second: "could not be reached"
+
+    real_start = rig.runner._start_healthy
+    starts = []
+
+    def start_healthy(spec, counts, output):  # injected: v2's restart fails too
+        starts.append(spec.version)
+        if spec.version == 2:
+            raise DeployFailed("injected: v2 did not become healthy")
+        return real_start(spec, counts, output)
+
+    monkeypatch.setattr(rig.runner.docker, "run_script", run_script)
+    monkeypatch.setattr(rig.runner, "_start_healthy", start_healthy)
+    with pytest.raises(DeployFailed, match="injected"):
+        rig.controller.deploy_release(app, rig.release(app), hot=True)
+    assert starts == [2, 1]
+    now = [r for r in rig.runner.replicas(app.name) if r.state == "running"]
+    assert len(now) == 2 and not before & {r.container_id for r in now}
+    assert {r.version for r in now} == {1} and rig.get(app).text.startswith("v1")
