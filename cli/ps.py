@@ -69,7 +69,7 @@ def register(cli: click.Group) -> None:
             formation["web"] = replicas
         for item in counts:
             name, sep, value = item.partition("=")
-            if not sep or not name or not value.isdigit():
+            if not sep or not name or not (value.isascii() and value.isdigit()):
                 raise click.UsageError(f"expected TYPE=N (N a whole number), got {item!r}")
             formation[name] = int(value)
         if not formation and size is None:

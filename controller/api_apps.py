@@ -180,7 +180,7 @@ def logs(call: Call) -> dict[str, Any] | Follow:
     if store is None:
         raise NotImplementedError("no log store on this server")
     raw = call.query.get("lines", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= store.lines_per_app:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= store.lines_per_app:
         raise BadRequest(f"lines must be a whole number from 1 to {store.lines_per_app}")
     lines = int(raw)
     follow = call.query.get("follow", "").lower()

@@ -139,7 +139,7 @@ class KeysMixin(StoreBase):
     def remove_ssh_key(self, user: User, key_id_or_fingerprint: str) -> None:
         ident = str(key_id_or_fingerprint).strip()
         where = ssh_keys.c.fingerprint == ident
-        if ident.isdigit():
+        if ident.isascii() and ident.isdigit() and len(ident) < 10:
             where = ssh_keys.c.id == int(ident)
         elif not ident.startswith("SHA256:"):
             where = ssh_keys.c.fingerprint == "SHA256:" + ident

@@ -103,7 +103,8 @@ class SupervisionMixin:
         """The release a replica was hot-upgraded to (its label keeps the
         release it started with), None if it never was."""
         said = self.docker.read_file(replica.id, "/shipway/hot-version")
-        return int(said) if said and said.strip().isdigit() else None
+        said = (said or "").strip()
+        return int(said) if said.isascii() and said.isdigit() else None
 
     def _supervise(self) -> None:
         last_orphans = time.monotonic()
@@ -184,6 +185,12 @@ class SupervisionMixin:
             threading.Thread(target=self._repair, args=(app, spec, short),
                              name=f"repair-{app}", daemon=True).start()
 
+    def _back_off(self, app: str) -> None:
+        """The next repair of `app` waits 2, 4, ... 60 s: replacements that
+        keep failing must not start a container every pass."""
+        count = self._failures.get(app, (0, 0.0))[0] + 1
+        self._failures[app] = (count, time.monotonic() + min(60.0, 2.0 ** count))
+
     def _repair(self, app: str, spec: ReleaseSpec, short: dict[str, int]) -> None:
         try:
             with self._lock(app):
@@ -191,11 +198,10 @@ class SupervisionMixin:
                     return  # a deploy replaced it meanwhile
                 try:
                     started = self._start_healthy(spec, short, _quiet)
-                except DeployFailed as exc:
-                    count = self._failures.get(app, (0, 0.0))[0] + 1
-                    self._failures[app] = (count, time.monotonic() + min(60.0, 2.0 ** count))
-                    log.warn("runner: could not replace {app} replicas: {error}",
-                             app=app, error=exc.message)
+                except Exception as exc:  # noqa: BLE001 (unhealthy, engine, slug store)
+                    self._back_off(app)
+                    log.warn("runner: could not replace {app} replicas: {error}", app=app,
+                             error=exc.message if isinstance(exc, DeployFailed) else repr(exc))
                     return
                 self._failures.pop(app, None)
                 live = self._live.setdefault(app, {})

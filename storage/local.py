@@ -87,15 +87,18 @@ class LocalSlugStore:
 
     def keep_newest(self, prefix: str, count: int) -> None:
         """Delete all but the `count` most recently used slugs under `prefix`
-        (a cache's bound; use means a write or `touch`)."""
+        (a cache's bound; use means a write or `touch`), and hidden partial
+        files older than an hour (a download cut off by a crash)."""
         folder = self.path(prefix.rstrip("/"))
         if not folder.is_dir():
             return
         files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
                        key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in files[count:]:
+        stale = time.time() - 3600
+        for old in files[count:] + [p for p in folder.iterdir() if p.name.startswith(".")]:
             with _ignore_missing():
-                old.unlink()
+                if not old.name.startswith(".") or old.stat().st_mtime < stale:
+                    old.unlink()
 
     # --- signed URLs -------------------------------------------------------------
 

@@ -242,3 +242,16 @@ def test_unknown_route_and_wrong_method(shipway_server, world: World) -> None:
     assert r.headers["Allow"] == "DELETE, GET"
     # Method checks come before auth: no key needed to learn a path exists.
     assert_json_error(shipway_server.api().put("/api/health"), 405)
+
+
+@pytest.mark.parametrize("lines", ["\u00b2", "0", "abc", "-1", "99999999999999999999"])
+def test_log_lines_must_be_a_small_whole_number(shipway_server, world: World, lines: str) -> None:
+    r = world.owner.api.get(f"/api/apps/{world.app}/logs", params={"lines": lines})
+    assert "lines" in assert_json_error(r, 400)["error"]
+    assert world.owner.api.get(f"/api/apps/{world.app}/logs",
+                               params={"lines": "5"}).status_code == 200
+
+
+def test_removing_an_unknown_ssh_key_id_is_404(shipway_server, world: World) -> None:
+    for ident in ("99999999999999999999", "\u00b2"):
+        assert_json_error(world.owner.api.delete(f"/api/account/ssh_keys/{ident}"), 404)

@@ -11,6 +11,7 @@ def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
     cli = logged_in
     assert "nothing to scale" in cli.fails(2, "ps:scale", "-a", app)
     assert "TYPE=N" in cli.fails(2, "ps:scale", "web=two", "-a", app)
+    assert "TYPE=N" in cli.fails(2, "ps:scale", "web=\u00b2", "-a", app)
     cli.fails(2, "ps:scale", "--replicas", "-1", "-a", app)
     data = cli.json("ps", "-a", app)
     default = {"size": None, "memory_mb": 512, "cpus": 1.0}  # the server's run_memory, run_cpus

@@ -401,3 +401,25 @@ def test_a_hot_upgrade_that_fails_halfway_leaves_one_release_running(rig: Rig,
     now = [r for r in rig.runner.replicas(app.name) if r.state == "running"]
     assert len(now) == 2 and not before & {r.container_id for r in now}
     assert {r.version for r in now} == {1} and rig.get(app).text.startswith("v1")
+
+
+def test_replacements_failing_for_any_reason_back_off(rig: Rig, monkeypatch) -> None:
+    import time
+
+    app = rig.controller.create_app(rig.user)
+    rig.deploy(app, rig.release(app))
+    [replica] = _serving(rig, app)
+    attempts = []
+
+    def start_healthy(spec, counts, output):  # injected: the slug store is down
+        attempts.append(time.monotonic())
+        raise OSError("injected: slug store unreachable")
+
+    monkeypatch.setattr(rig.runner, "_start_healthy", start_healthy)
+    docker.from_env().containers.get(replica.container_id).kill(signal="SIGKILL")
+    wait_for(lambda: len(attempts) >= 2, timeout=30)
+    count, retry_at = rig.runner._failures[app.name]
+    assert count >= 2 and attempts[1] - attempts[0] >= 2.0  # 2 s, then 4 s, ...
+    monkeypatch.undo()
+    wait_for(lambda: len(_serving(rig, app)) == 1 and rig.get(app).status_code == 200,
+             timeout=60)

@@ -69,6 +69,22 @@ def test_put_get_delete_roundtrip(tmp_path: Path, data_dir: Path) -> None:
     assert [p.name for p in (data_dir / "slugs").rglob(".put-*")] == []
 
 
+def test_keep_newest_keeps_the_newest_and_drops_stale_partial_files(tmp_path: Path,
+                                                                   data_dir: Path) -> None:
+    store = make_slug_store(Settings(data_dir=data_dir))
+    src = _slug(tmp_path, size=10)
+    for n, name in enumerate(["a", "b", "c"]):
+        store.put(f"app/{name}.tar.gz", src)
+        os.utime(store.path(f"app/{name}.tar.gz"), (1000 + n, 1000 + n))
+    folder = store.path("app")
+    stale, fresh = folder / ".get-stale", folder / ".get-fresh"  # a crash's, one in progress
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (time.time() - 7200,) * 2)
+    store.keep_newest("app/", 2)
+    assert sorted(p.name for p in folder.iterdir()) == [".get-fresh", "b.tar.gz", "c.tar.gz"]
+
+
 def test_secret_file_is_private_and_stable(data_dir: Path) -> None:
     a = LocalSlugStore(Settings(data_dir=data_dir))
     b = LocalSlugStore(Settings(data_dir=data_dir))
