@@ -60,6 +60,22 @@ def rotate_key(ctx: click.Context) -> None:
     click.echo(f"Re-encrypted {count} values under the new key.")
 
 
+@server.command("stop-router")
+@click.pass_context
+def stop_router(ctx: click.Context) -> None:
+    """Stop the router (nginx), which a stopped server leaves serving the
+    apps: every app goes offline until the server starts again."""
+    from router.nginx import NginxRouter
+
+    router = NginxRouter(ctx.obj["settings"])
+    pid = router.pid()
+    if pid is None:
+        click.echo("The router is not running.")
+        return
+    router.stop()
+    click.echo(f"Stopped the router (nginx {pid}).")
+
+
 @click.command("stack:build")
 @click.option("--data-dir", default=None)
 def stack_build(data_dir: str | None) -> None:

@@ -2,9 +2,9 @@
 
 nginx runs as its own daemon (its own session, pid file and prefix under
 `<data_dir>/router/`), so it keeps serving apps while `shipway server` is
-killed; the next start adopts it through the pid file (and its routes through
-`routes.json`). A clean stop of the server stops it (`stop()`, SIGQUIT: in-flight
-requests finish), so a stopped platform leaves no listener behind.
+stopped, restarted or killed; the next start adopts it through the pid file
+(and its routes through `routes.json`). Only `stop()` (`shipway server
+stop-router`; SIGQUIT: in-flight requests finish) takes it down.
 
 Every change renders the whole configuration to a new file, checks it with
 `nginx -t`, moves it into place atomically and reloads with SIGHUP: nginx

@@ -93,8 +93,10 @@ def _start_background(services: Services) -> None:
 
 
 def run(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT. Run containers and nginx are left for the
-    next start to adopt only on a crash; a clean stop stops supervision."""
+    """Run until SIGTERM/SIGINT. Run containers and nginx are left running
+    for the next start to adopt, after a crash and after a clean stop alike:
+    restarting or upgrading Shipway never takes an app offline (a clean stop
+    ends supervision and builds; `shipway server stop-router` stops nginx)."""
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     services = build_services(settings)
     # Before the ports open: no push of this process can be in flight yet.
@@ -103,7 +105,6 @@ def run(settings: Settings) -> None:
     listen(services)
     reactor.callWhenRunning(_start_background, services)
     reactor.addSystemEventTrigger("before", "shutdown", services.runner.stop)
-    reactor.addSystemEventTrigger("before", "shutdown", services.router.stop)
     reactor.addSystemEventTrigger("before", "shutdown",
                                   lambda: services.builder.close(timeout=30))
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))

@@ -7,9 +7,14 @@ while the good one serves, rollback, config change, scale, a killed replica,
 and a killed server."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import docker
 import pytest
+import requests
 
+from tests.conftest import ROOT
 from tests.e2e.helpers import Prober, User, fetch, new_app, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -127,3 +132,30 @@ def test_destroy_stops_everything(make_server, tmp_path) -> None:
     client = docker.from_env()
     assert client.containers.list(all=True, filters={"label": f"shipway.app={app}"}) == []
     client.close()
+
+
+def test_a_clean_restart_of_the_server_keeps_apps_serving(make_server, tmp_path) -> None:
+    """Stopping or upgrading Shipway (SIGTERM) never takes an app offline:
+    nginx and the replicas serve on and the next start adopts them; only
+    `shipway server stop-router` stops nginx."""
+    server = make_server(env={"SHIPWAY_STOP_GRACE": "2"})
+    user, app = new_app(server, tmp_path / "home", "procfile", "calm")
+    user.push()
+    before = {r["container_id"] for r in _serving(user, app)}
+    with Prober(server, app) as probe:
+        server.stop()
+        wait_for(lambda: probe.sent > 20, timeout=30)
+        offset = server.log_path.stat().st_size
+        server.start()
+        wait_for(lambda: "shipway: ready" in server.log_path.read_text(errors="replace")[offset:],
+                 timeout=60)
+    assert probe.failures == [], probe.failures[:5]
+    assert {r["container_id"] for r in _serving(user, app)} == before  # adopted
+    server.stop()
+    stopped = subprocess.run(
+        [sys.executable, "-m", "server", "--data-dir", str(server.data_dir),
+         "--router-port", str(server.router_port), "stop-router"],
+        cwd=str(ROOT), env=server.env(), capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0 and "Stopped the router" in stopped.stdout, stopped.stderr
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{server.router_port}/", timeout=5)
