@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from controller.access import lock_app
+from controller.base import log
 from controller.db import domains, now
 from controller.errors import BadRequest, Conflict, NotFound
 from controller.formation import FormationMixin
@@ -54,6 +55,16 @@ class DomainsMixin(FormationMixin):
                                 .order_by(domains.c.hostname)).all()
         return [r.hostname for r in rows]
 
+    def _refresh_route(self, app: App) -> None:
+        """Route the app's names as stored now. The change is stored either
+        way: if the router fails now, supervision routes the app again."""
+        if self._deployer is None:
+            return
+        try:
+            self._deployer.refresh_route(app)
+        except Exception:  # noqa: BLE001
+            log.failure("controller: routing {app} failed; supervision retries", app=app.name)
+
     def add_domain(self, user: User, app: str, hostname: str) -> Domain:
         host = check_hostname(hostname, self.settings.base_domain)
         try:
@@ -71,8 +82,7 @@ class DomainsMixin(FormationMixin):
                 row = conn.execute(sa.select(domains).where(domains.c.id == domain_id)).one()
         except IntegrityError:
             raise Conflict(f"{host} is already in use") from None
-        if self._deployer is not None:
-            self._deployer.refresh_route(found)
+        self._refresh_route(found)
         return to_domain(row)
 
     def remove_domain(self, user: User, app: str, hostname: str) -> None:
@@ -83,5 +93,4 @@ class DomainsMixin(FormationMixin):
                                                        domains.c.hostname == host)).rowcount
         if not done:
             raise NotFound(f"{found.name} has no domain {host[:80]!r}")
-        if self._deployer is not None:
-            self._deployer.refresh_route(found)
+        self._refresh_route(found)

@@ -61,6 +61,19 @@ def test_domains(store, owner, app, deployer):
     store.add_domain(owner, other.name, "www.example.com")  # free again
 
 
+def test_a_domain_is_kept_when_the_router_fails_to_take_it(store, owner, app, deployer,
+                                                           monkeypatch):
+    def refuse(found):  # injected: nginx is down (supervision routes the app again)
+        deployer.routes.append(found.name)
+        raise RuntimeError("injected: router down")
+
+    monkeypatch.setattr(deployer, "refresh_route", refuse)
+    d = store.add_domain(owner, app.name, "www.example.com")
+    assert store.app_domains(app) == ["www.example.com"] and deployer.routes == [app.name]
+    store.remove_domain(owner, app.name, d.hostname)
+    assert store.app_domains(app) == [] and deployer.routes == [app.name, app.name]
+
+
 @pytest.mark.parametrize("host", ["", "localhost", "example", "-bad.example.com",
                                   "bad-.example.com", "a..b.com", "under_score.example.com",
                                   "x" * 64 + ".com", "1.2.3.4", "demo-app.localhost",
