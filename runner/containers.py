@@ -346,7 +346,14 @@ class Containers:
         exec_id = self.client.api.exec_create(container_id, ["timeout", str(int(timeout)), "bash",
                                                              f"/shipway/{name}", *args],
                                               user=f"{APP_UID}:{APP_UID}", workdir="/app")["Id"]
-        output = self.client.api.exec_start(exec_id).decode("utf-8", "replace")
+        # A client that waits as long as the script may run: the shared
+        # one gives up on a silent answer after 120 s, while the script
+        # would go on without anyone reading its result.
+        patient = docker.from_env(timeout=int(timeout) + 30)
+        try:
+            output = patient.api.exec_start(exec_id).decode("utf-8", "replace")
+        finally:
+            patient.close()
         code = self.client.api.exec_inspect(exec_id).get("ExitCode")
         return (code if code is not None else -1), output.splitlines()
 

@@ -90,6 +90,18 @@ def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
     raise AssertionError(f"timed out waiting ({last!r})")
 
 
+def stopped_then_started(server: ShipwayServer, stop: Any, while_down: Any) -> None:
+    """Stop the server with `stop` (its `stop` or `kill9`), wait until
+    `while_down()` holds, start it again and wait until it has adopted what
+    runs ("shipway: ready")."""
+    stop()
+    wait_for(while_down, timeout=30)
+    offset = server.log_path.stat().st_size
+    server.start()
+    wait_for(lambda: "shipway: ready" in server.log_path.read_text(errors="replace")[offset:],
+             timeout=60)
+
+
 class Prober:
     """Requests the app through nginx in a loop (fresh connections, bounded
     rate) and counts answers that are not 200."""

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT
-from tests.e2e.helpers import Prober, User, fetch, new_app, wait_for
+from tests.e2e.helpers import Prober, User, fetch, new_app, stopped_then_started, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -107,12 +107,7 @@ def test_push_to_live_and_keep_serving(make_server, tmp_path) -> None:
     # restart, and the restarted server still manages it.
     before = {r["container_id"] for r in _serving(user, app)}
     with Prober(server, app) as probe:
-        server.kill9()
-        wait_for(lambda: probe.sent > 20, timeout=30)
-        offset = server.log_path.stat().st_size
-        server.start()
-        wait_for(lambda: "shipway: ready" in server.log_path.read_text(errors="replace")[offset:],
-                 timeout=60)
+        stopped_then_started(server, server.kill9, lambda: probe.sent > 20)
         assert {r["container_id"] for r in _serving(user, app)} == before  # adopted
         user.shipway("-a", app, "ps:scale", "--replicas", "1")
     assert probe.failures == [], probe.failures[:5]
@@ -143,12 +138,7 @@ def test_a_clean_restart_of_the_server_keeps_apps_serving(make_server, tmp_path)
     user.push()
     before = {r["container_id"] for r in _serving(user, app)}
     with Prober(server, app) as probe:
-        server.stop()
-        wait_for(lambda: probe.sent > 20, timeout=30)
-        offset = server.log_path.stat().st_size
-        server.start()
-        wait_for(lambda: "shipway: ready" in server.log_path.read_text(errors="replace")[offset:],
-                 timeout=60)
+        stopped_then_started(server, server.stop, lambda: probe.sent > 20)
     assert probe.failures == [], probe.failures[:5]
     assert {r["container_id"] for r in _serving(user, app)} == before  # adopted
     server.stop()
