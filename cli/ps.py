@@ -37,6 +37,19 @@ def describe_size(size: dict) -> str:
     return f"{name} ({memory}, {size['cpus']:g} CPU)"
 
 
+def describe_uptime(seconds: int | None) -> str:
+    """`42s`, `5m 3s`, `2h 5m`, `3d 4h` (as `heroku ps` counts), or ``."""
+    if seconds is None:
+        return ""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{n}{unit}" for n, unit in parts[:2])
+
+
 def register(cli: click.Group) -> None:
     @api_command(cli, "ps", app=True)
     def ps(session: Session) -> None:
@@ -48,8 +61,9 @@ def register(cli: click.Group) -> None:
                                                   sorted(d["formation"].items())) or "(none)"))
             click.echo("replica size: " + describe_size(d["replica_size"]))
             table([(f"v{r['version']}", r["process_type"], r["state"], r["container_id"][:12],
-                    r.get("host_port") or "", r.get("started_at") or "") for r in d["replicas"]],
-                  ["release", "type", "state", "container", "port", "started"])
+                    r.get("host_port") or "", r.get("started_at") or "",
+                    describe_uptime(r.get("uptime_seconds"))) for r in d["replicas"]],
+                  ["release", "type", "state", "container", "port", "started", "up"])
 
         session.emit(data, human)
 

@@ -140,6 +140,12 @@ def build_json(build: Build) -> dict[str, Any]:
 
 def replica_json(replica: Any) -> dict[str, Any]:
     """A runner.interface.ReplicaState."""
+    uptime = None
+    if replica.state == "running" and replica.started_at is not None:
+        # The server's clock: a CLI on another machine may not agree with it.
+        uptime = max(0, int((dt.datetime.now(dt.timezone.utc) - replica.started_at)
+                            .total_seconds()))
     return {"version": replica.version, "process_type": replica.process_type,
             "container_id": replica.container_id, "state": replica.state,
-            "host_port": replica.host_port, "started_at": when(replica.started_at)}
+            "host_port": replica.host_port, "started_at": when(replica.started_at),
+            "uptime_seconds": uptime}

@@ -57,7 +57,11 @@ def test_push_then_manage_with_the_cli(shipway_server, stack_image, logged_in: C
 
     [replica] = running(cli, repo)
     assert replica["version"] == 1 and replica["process_type"] == "web"
-    assert replica["container_id"][:12] in cli.ok("ps", cwd=repo).stdout
+    assert 0 <= replica["uptime_seconds"] < 600  # running since this push
+    shown = cli.ok("ps", cwd=repo).stdout
+    header, row = shown.splitlines()[2:4]
+    assert header.split()[-1] == "UP" and row.split()[-1][-1] in "smhd"
+    assert replica["container_id"][:12] in row
 
     cli.ok("ps:scale", "--replicas", "2", cwd=repo)
     assert len(running(cli, repo)) == 2

@@ -3,6 +3,7 @@ stored and applied at the first deploy; tests/cli/test_deploy.py scales a
 running app), domains*, access*."""
 from __future__ import annotations
 
+from cli.ps import describe_uptime
 from tests.cli.conftest import Cli
 from tests.conftest import unique
 
@@ -64,3 +65,8 @@ def test_access(logged_in: Cli, app: str) -> None:
     cli.ok("access:remove", email, "-a", app)
     assert cli.json("access", "-a", app) == []
     assert other.fails(1, "apps:info", "-a", app) == f"Error: no app named '{app}'"
+
+
+def test_uptime_reads_as_heroku_ps_shows_it() -> None:
+    assert [describe_uptime(s) for s in (None, 0, 42, 303, 7500, 90061, 273600)] == \
+        ["", "0s", "42s", "5m 3s", "2h 5m", "1d 1h", "3d 4h"]
