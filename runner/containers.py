@@ -52,6 +52,7 @@ class Unhealthy(Exception):
 # killed meanwhile must not adopt it at its next start (it may be halfway
 # through its SIGTERM grace) in place of the replica that replaced it.
 STOPPING_SUFFIX = "-stopping"
+ERROR_WAIT = 1.0  # seconds after a health check's error answer (Dokku waits 5)
 
 
 @attrs.frozen
@@ -288,10 +289,14 @@ class Containers:
     def wait_healthy(self, replica: Replica, health: HealthCheck, host_header: str,
                      cancelled: Callable[[], bool] = lambda: False) -> None:
         """Until the replica answers HTTP (any status below 500) on its port;
-        a worker only has to stay up for a moment. Raises Unhealthy."""
+        a worker only has to stay up for a moment. Raises Unhealthy when it
+        exits, when `health.timeout` passes, or when it has answered with an
+        error `health.attempts` times (each error answer is followed by
+        ERROR_WAIT seconds, as an app may answer 503 while it warms up)."""
         start = time.monotonic()
         deadline = start + health.timeout
         settle = min(2.0, float(health.timeout))
+        errors, last_error = 0, None
         while True:
             state, code, oom = self._state(replica.id)
             if state not in ("running", "created", "restarting"):
@@ -300,17 +305,30 @@ class Containers:
                 if oom:
                     message += ": out of memory (more than its limit; see ps:scale --size)"
                 raise Unhealthy(message, self.log_tail(replica.id))
+            wait = health.interval
             if replica.host_port is None:
                 if time.monotonic() - start >= settle:
                     return
-            elif self._answers(replica.host_port, health.path, host_header):
-                return
+            else:
+                status = self._answer(replica.host_port, health.path, host_header)
+                if status is not None and status < 500:
+                    return
+                if status is not None:
+                    errors, last_error, wait = errors + 1, status, ERROR_WAIT
+                    if health.attempts and errors >= health.attempts:
+                        raise Unhealthy(f"{replica.process_type} replica answered {status} at "
+                                        f"{health.path} {errors} time(s) "
+                                        "(HEALTHCHECK_ATTEMPTS)", self.log_tail(replica.id))
             if time.monotonic() > deadline or cancelled():
-                what = (f"did not answer HTTP on $PORT ({CONTAINER_PORT}) at {health.path}"
-                        if replica.host_port else "did not stay up")
+                if last_error is not None:
+                    what = f"answered only {last_error} at {health.path}"
+                elif replica.host_port:
+                    what = f"did not answer HTTP on $PORT ({CONTAINER_PORT}) at {health.path}"
+                else:
+                    what = "did not stay up"
                 raise Unhealthy(f"{replica.process_type} replica {what} within "
                                 f"{health.timeout} s", self.log_tail(replica.id))
-            time.sleep(health.interval)
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())) or health.interval)
 
     def _state(self, container_id: str) -> tuple[str, int | None, bool]:
         """Status, exit code, and whether the kernel killed it for its
@@ -324,14 +342,15 @@ class Containers:
                 bool(state.get("OOMKilled")))
 
     @staticmethod
-    def _answers(port: int, path: str, host_header: str) -> bool:
+    def _answer(port: int, path: str, host_header: str) -> int | None:
+        """The HTTP status the replica answers with, None if no answer (not
+        listening yet: Docker's proxy takes the connection and drops it)."""
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
             conn.request("GET", path, headers={"Host": host_header, "User-Agent": "shipway-health"})
-            status = conn.getresponse().status
-            return status < 500
+            return conn.getresponse().status
         except (OSError, http.client.HTTPException):
-            return False
+            return None
         finally:
             conn.close()
 

@@ -24,6 +24,7 @@ log = Logger()
 # to bind; a slow-booting app can ask for more).
 HEALTH_PATH_VAR = "HEALTHCHECK_PATH"
 HEALTH_TIMEOUT_VAR = "HEALTHCHECK_TIMEOUT"
+HEALTH_ATTEMPTS_VAR = "HEALTHCHECK_ATTEMPTS"
 
 
 def health_check(settings: Settings, env: dict[str, str]) -> HealthCheck:
@@ -35,8 +36,13 @@ def health_check(settings: Settings, env: dict[str, str]) -> HealthCheck:
         timeout = int(env.get(HEALTH_TIMEOUT_VAR) or settings.health_timeout)
     except ValueError:
         timeout = settings.health_timeout
+    try:
+        attempts = int(env.get(HEALTH_ATTEMPTS_VAR) or settings.health_attempts)
+    except ValueError:
+        attempts = settings.health_attempts
     # A short interval: the first answer is what a push waits for.
-    return HealthCheck(path=path, timeout=max(1, min(timeout, 600)), interval=0.1)
+    return HealthCheck(path=path, timeout=max(1, min(timeout, 600)), interval=0.1,
+                       attempts=max(0, min(attempts, 1000)))
 
 
 def release_spec(settings: Settings, controller: Any, app: App, release: Release) -> ReleaseSpec:

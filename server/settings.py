@@ -104,6 +104,7 @@ class Settings:
     run_tmpfs_max: str = attrs.field(default="64m", validator=_docker_size)
     health_path: str = "/"
     health_timeout: int = 60
+    health_attempts: int = 0  # error answers that fail a replica at once; 0: no limit
     stop_grace: int = 30
     nginx_binary: str = "nginx"
     # Every container and volume this server makes carries the Docker label

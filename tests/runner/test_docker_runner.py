@@ -423,3 +423,30 @@ def test_replacements_failing_for_any_reason_back_off(rig: Rig, monkeypatch) -> 
     monkeypatch.undo()
     wait_for(lambda: len(_serving(rig, app)) == 1 and rig.get(app).status_code == 200,
              timeout=60)
+
+
+ERRS_FIRST_PY = b'''import http.server, os
+count = [0]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        count[0] += 1
+        body = b"%d" % count[0]
+        self.send_response(500 if count[0] <= int(os.environ["FAILS"]) else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+def test_health_check_attempts_are_the_apps_to_set(rig: Rig) -> None:
+    """HEALTHCHECK_ATTEMPTS=3: a replica that answers 500 twice and then
+    200 is healthy; one that keeps answering 500 fails at its third error
+    answer, not at the timeout, and says so."""
+    app = rig.controller.create_app(rig.user)
+    rig.controller.set_config(rig.user, app.name, {"HEALTHCHECK_ATTEMPTS": "3", "FAILS": "2"})
+    rig.deploy(app, rig.release(app, files={"app.py": ERRS_FIRST_PY}))
+    assert rig.get(app).text == "4"  # the health check had answers 1 to 3
+    with pytest.raises(DeployFailed, match=r"answered 500 at / 3 time\(s\)"):
+        rig.controller.set_config(rig.user, app.name, {"FAILS": "1000"})
+    assert rig.get(app).text == "5"  # v1 keeps serving
