@@ -65,9 +65,19 @@ def rotate_key(ctx: click.Context) -> None:
 def stop_router(ctx: click.Context) -> None:
     """Stop the router (nginx), which a stopped server leaves serving the
     apps: every app goes offline until the server starts again."""
+    import requests
+
     from router.nginx import NginxRouter
 
-    router = NginxRouter(ctx.obj["settings"])
+    settings = ctx.obj["settings"]
+    try:
+        running = requests.get(f"{settings.api_url}/api/health", timeout=3).ok
+    except requests.RequestException:
+        running = False
+    if running:  # its supervision would start nginx again at once
+        raise click.ClickException(
+            f"shipway server is running ({settings.api_url}): stop it first")
+    router = NginxRouter(settings)
     pid = router.pid()
     if pid is None:
         click.echo("The router is not running.")

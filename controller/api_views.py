@@ -4,6 +4,7 @@ OpenAPI document and the CLI agree)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any, Callable
 
 import attrs
@@ -115,6 +116,9 @@ def size_json(settings: Any, app: App) -> dict[str, Any]:
     from controller.formation import size_limits
 
     memory, cpus = size_limits(settings, app.replica_size)
+    # As the runner caps them (Docker refuses more CPUs than the host has;
+    # the embedded runner's engine is this machine's).
+    cpus = min(cpus, float(os.cpu_count() or 1))
     return {"size": app.replica_size, "memory_mb": memory // (1024 * 1024), "cpus": cpus}
 
 

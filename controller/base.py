@@ -2,8 +2,9 @@
 keyring, the deployer slot, and small row → value-object helpers."""
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -45,6 +46,19 @@ class StoreBase(Controller):
         the runner of this process is the only one changing what runs."""
         with self._hooks_lock:
             return self._release_locks.setdefault(app.id, threading.RLock())
+
+    @contextlib.contextmanager
+    def serialized(self, app: App, output: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold `release_lock(app)`, saying so on `output` when another
+        change of the app is deploying first (a user would see a hang)."""
+        lock = self.release_lock(app)
+        if not lock.acquire(blocking=False):
+            (output or silent)(f"-----> Waiting for the deploy in progress on {app.name} to end")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def set_deployer(self, deployer: Deployer) -> None:
         self._deployer = deployer

@@ -100,7 +100,7 @@ class ConfigMixin(ReleasesMixin):
 
     def _change(self, user: User, app: str, set_values: dict[str, str],
                 unset: list[str], description: str, output: Output | None) -> Release | None:
-        with self.release_lock(self.get_app(user, app, "write")):
+        with self.serialized(self.get_app(user, app, "write"), output):
             return self._change_locked(user, app, set_values, unset, description, output)
 
     def _change_locked(self, user: User, app: str, set_values: dict[str, str],

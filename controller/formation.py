@@ -84,7 +84,7 @@ class FormationMixin(ConfigMixin):
                 conn.execute(formations.insert().values(app_id=found.id, process_type=ptype,
                                                         count=count))
         if self._deployer is not None:
-            with self.release_lock(found):
+            with self.serialized(found, output):
                 self._deployer.apply_formation(found, output or silent)
         return self.get_formation(found)
 
@@ -94,10 +94,11 @@ class FormationMixin(ConfigMixin):
         defaults) and replaces them with replicas of that size, through the
         deploy path (health-checked, zero downtime). If those do not become
         healthy (too little memory to boot, say), the old ones keep serving
-        and the size goes back to what it was before DeployFailed propagates:
-        the stored size is always the one the running replicas have."""
+        and the size goes back to what it was before DeployFailed propagates.
+        Replicas are labelled with their size: a server killed during a
+        resize finds old-size ones at its next start and replaces them."""
         wanted = check_size(size, self.settings.limits.max_replica_size)
-        with self.release_lock(self.get_app(user, app, "write")):
+        with self.serialized(self.get_app(user, app, "write"), output):
             return self._resize_locked(user, app, wanted, output)
 
     def _resize_locked(self, user: User, app: str, wanted: float | None,
@@ -122,5 +123,5 @@ class FormationMixin(ConfigMixin):
 
     def restart(self, user: User, app: str, output: Output | None = None) -> None:
         found = self.get_app(user, app, "write")
-        with self.release_lock(found):
+        with self.serialized(found, output):
             self.deployer().restart(found, output or silent)

@@ -16,7 +16,7 @@ rollback.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -82,10 +82,15 @@ class ReleasesMixin(AppsMixin):
             releases.c.app_id == app_id, releases.c.version == version)).scalar_one()
         return json.loads(self.keyring.decrypt(token, snapshot_aad(app_id, version)))
 
-    def _set_status(self, release: Release, status: str) -> Release:
+    def _set_status(self, release: Release, status: str,
+                    also: Callable[[Connection], None] | None = None) -> Release:
+        """`also` runs in the same transaction: what must change exactly
+        when the release becomes (or does not become) what runs."""
         with self.db.write() as conn:
             conn.execute(releases.update().where(releases.c.id == release.id)
                          .values(status=status))
+            if also is not None:
+                also(conn)
             row = conn.execute(sa.select(*RELEASE_COLUMNS)
                                .where(releases.c.id == release.id)).one()
         return to_release(row, release.app_name)
@@ -102,8 +107,9 @@ class ReleasesMixin(AppsMixin):
             return self._insert_release(conn, app, slug, self._config(conn, app),
                                         description, created_by)
 
-    def deploy_release(self, app: App, release: Release,
-                       output: Output | None = None, hot: bool = False) -> Release:
+    def deploy_release(self, app: App, release: Release, output: Output | None = None,
+                       hot: bool = False,
+                       on_success: Callable[[Connection], None] | None = None) -> Release:
         """Any exception from the deployer marks the release failed and is
         re-raised (DeployFailed for an unhealthy release; Unavailable when no
         deployer is wired), so no release is left "deploying"."""
@@ -117,7 +123,7 @@ class ReleasesMixin(AppsMixin):
                 log.info("app {app}: release v{version} failed: {error}", app=app.name,
                          version=release.version, error=e)
                 raise
-            return self._set_status(release, "succeeded")
+            return self._set_status(release, "succeeded", also=on_success)
 
     def fail_interrupted(self) -> tuple[int, int]:
         # Called before the runner adopts containers: a release cut off
@@ -171,13 +177,13 @@ class ReleasesMixin(AppsMixin):
                                     or not 0 < version < 2**31):
             raise BadRequest("release version must be a whole number from 1")
         found = self.get_app(user, app, "write")
-        with self.release_lock(found):
+        with self.serialized(found, output):
             release, config = self._rollback_release(user, found, version)
-            release = self.deploy_release(found, release, output)
-            with self.db.write() as conn:
-                lock_app(conn, found)
-                self._replace_config(conn, found, config)  # ConfigMixin
-            return release
+            # The config vars become the target's with the release's success,
+            # in one transaction: never one without the other.
+            return self.deploy_release(
+                found, release, output,
+                on_success=lambda conn: self._replace_config(conn, found, config))
 
     def _rollback_release(self, user: User, app: App,
                           version: int | None) -> tuple[Release, dict[str, str]]:

@@ -172,9 +172,10 @@ class Controller:
         and a snapshot of the current config; status "pending"."""
         raise NotImplementedError
 
-    def deploy_release(self, app: App, release: Release,
-                       output: Output | None = None, hot: bool = False) -> Release:
-        """Marks it deploying, calls the deployer, marks succeeded or failed
+    def deploy_release(self, app: App, release: Release, output: Output | None = None,
+                       hot: bool = False, on_success: Any = None) -> Release:
+        """Marks it deploying, calls the deployer, marks succeeded (running
+        `on_success(conn)` in that same transaction) or failed
         (re-raising DeployFailed). The one path every deploy goes through;
         `hot` asks for an in-place upgrade of the running replicas."""
         raise NotImplementedError
@@ -223,6 +224,11 @@ class Controller:
     def release_lock(self, app: App) -> Any:
         """Internal: a lock held from making a release of `app` to the end
         of its deploy, and around scale, restart and resize."""
+        raise NotImplementedError
+
+    def serialized(self, app: App, output: Output | None = None) -> Any:
+        """Internal: a context holding `release_lock(app)`; it says on
+        `output` when it has to wait for another deploy of the app."""
         raise NotImplementedError
 
     def resize(self, user: User, app: str, size: object,

@@ -162,7 +162,7 @@ class Pipeline:
             slug = self._store_slug(app, commit, result, out)
             # A config change or a rollback waits for this deploy to end
             # (and this one for theirs): see controller.base.release_lock.
-            with self.controller.release_lock(app):
+            with self.controller.serialized(app, out):
                 release = self._step("release", lambda: self.controller.create_release(
                     app, slug, f"Deploy {commit[:7]}", push.user.email))
                 out(f"-----> Released v{release.version}")

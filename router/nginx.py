@@ -187,7 +187,7 @@ class NginxRouter:
             if app not in self._routes and not self._dirty:
                 return
             routes = dict(self._routes)
-            del routes[app]
+            routes.pop(app, None)  # may be gone already if only dirty
             self._apply(routes)
 
     def _ensure_started(self) -> None:

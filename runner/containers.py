@@ -52,6 +52,11 @@ class Unhealthy(Exception):
 # killed meanwhile must not adopt it at its next start (it may be halfway
 # through its SIGTERM grace) in place of the replica that replaced it.
 STOPPING_SUFFIX = "-stopping"
+SIZE_LABEL = "shipway.size"  # "" for the server's defaults, else the size
+
+
+def size_label(size: float | None) -> str:
+    return "" if size is None else repr(float(size))
 ERROR_WAIT = 1.0  # seconds after a health check's error answer (Dokku waits 5)
 
 
@@ -71,6 +76,13 @@ class Replica:
     # Whether its sshd presents the app's own host key (replicas started by
     # Shipway before host keys existed present one of their own).
     app_host_key: bool = True
+    # Its SIZE_LABEL (the app's size when it started); None on a container
+    # of an older Shipway, which is taken to have the size asked for.
+    size_label: str | None = None
+
+    def sized(self, size: float | None) -> bool:
+        """Whether it was started with replica size `size`."""
+        return self.size_label is None or self.size_label == size_label(size)
 
     @property
     def stopping(self) -> bool:
@@ -195,7 +207,8 @@ class Containers:
                 process_type=lab.get("shipway.process", ""), state=row.get("State", ""),
                 host_port=published.get(CONTAINER_PORT), created=float(row.get("Created", 0)),
                 ssh_port=published.get(SSH_PORT),
-                app_host_key=lab.get(HOST_KEY_LABEL) == "app"))
+                app_host_key=lab.get(HOST_KEY_LABEL) == "app",
+                size_label=lab.get(SIZE_LABEL)))
         return found
 
     # --- starting --------------------------------------------------------------
@@ -253,6 +266,7 @@ class Containers:
                 "shipway.release": str(spec.version),
                 "shipway.process": process_type,
                 "shipway.role": ROLE,
+                SIZE_LABEL: size_label(spec.size),
                 **({HOST_KEY_LABEL: "app"} if host_key else {}),
             },
             ports=ports,
@@ -284,7 +298,8 @@ class Containers:
             host_port = int(bound[0]["HostPort"])
         return Replica(id=container.id, name=name, app=spec.app, version=spec.version,
                        process_type=process_type, state="running", host_port=host_port,
-                       created=time.time(), app_host_key=bool(host_key))
+                       created=time.time(), app_host_key=bool(host_key),
+                       size_label=size_label(spec.size))
 
     def wait_healthy(self, replica: Replica, health: HealthCheck, host_header: str,
                      cancelled: Callable[[], bool] = lambda: False) -> None:

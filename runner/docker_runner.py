@@ -311,6 +311,8 @@ class DockerRunner(SupervisionMixin):
 
     def destroy(self, app: str) -> None:
         with self._lock(app):
+            self._unadopted.discard(app)
+            self._unrouted.discard(app)
             self._desired.pop(app, None)
             self._live.pop(app, None)
             self._failures.pop(app, None)

@@ -34,16 +34,12 @@ class SupervisionMixin:
     def _adopt_all(self) -> None:
         """Adopt what a previous server left running, app by app; an app
         that cannot be adopted now (the engine or the router failing) does
-        not stop the others, and supervision tries it again."""
+        not stop the others, and supervision tries it again. Containers
+        and routes of apps that are gone are left to the orphan sweep,
+        which checks each under its app's lock."""
         try:
-            apps = {a.name: a for a in self.controller.all_apps()}
-            for name in set(self.router.routes()) - set(apps):
-                self.router.remove_route(name)
-            for r in self.docker.list():
-                if r.app not in apps:
-                    log.info("runner: removing {name} (app {app} is gone)", name=r.name,
-                             app=r.app)
-                    self.docker.remove(r.id)
+            apps = [a.name for a in self.controller.all_apps()]
+            self._remove_orphans()
         except Exception:  # noqa: BLE001
             log.failure("runner: adopting failed; supervision will try again")
             self._unadopted.add(ADOPT_EVERYTHING)
@@ -51,53 +47,75 @@ class SupervisionMixin:
         self._unadopted.discard(ADOPT_EVERYTHING)
         for name in apps:
             self._unadopted.add(name)
-            self._adopt_one(name)
+            self._adopt_one(name, wait=True)
 
-    def _adopt_one(self, name: str) -> None:
+    def _adopt_one(self, name: str, wait: bool = False) -> None:
         """Under the app's lock, with its release and containers read there:
         a deploy that came first (the API is open while this runs) has set
-        what runs, and is not undone."""
+        what runs, and is not undone. Supervision does not `wait` for the
+        lock: a deploy holding it would stall the whole pass."""
         from runner.deploy import release_spec
 
+        lock = self._lock(name)
+        if not lock.acquire(blocking=wait):
+            return  # next pass
         try:
-            with self._lock(name):
-                if name in self._desired:
-                    self._unadopted.discard(name)
-                    return
-                app = self.controller.app_by_name(name)
-                release = self.controller.current_release(app)
-                mine = self.docker.list(name)
-                if release is None or release.slug_id is None:
-                    self._retire(mine)
-                    self._unadopted.discard(name)
-                    return
-                spec = release_spec(self.settings, self.controller, app, release)
-                keep: dict[str, Replica] = {}
-                per_type: dict[str, int] = defaultdict(int)
-                for r in sorted(mine, key=lambda r: r.created):
-                    if r.state != "running" or r.stopping:
-                        continue
-                    hot = self._hot_version(r)
-                    if hot is not None and hot != r.version:
-                        # Upgraded in place: it runs that release's code
-                        # (one whose upgrade failed is not the current one).
-                        r = attrs.evolve(r, version=hot)
-                    if r.version == spec.version and \
-                            per_type[r.process_type] < spec.formation.get(r.process_type, 0):
-                        keep[r.id] = r
-                        per_type[r.process_type] += 1
-                self._desired[name] = spec
-                self._live[name] = keep
+            if name in self._desired:
                 self._unadopted.discard(name)
-                self._route(name)
-                self._retire([r for r in mine if r.id not in keep])
-                if keep:
-                    log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
-                             app=name, v=spec.version)
+                return
+            app = self.controller.app_by_name(name)
+            release = self.controller.current_release(app)
+            mine = self.docker.list(name)
+            if release is None or release.slug_id is None:
+                self._retire(mine)
+                self._unadopted.discard(name)
+                return
+            spec = release_spec(self.settings, self.controller, app, release)
+            keep: dict[str, Replica] = {}
+            per_type: dict[str, int] = defaultdict(int)
+            for r in sorted(mine, key=lambda r: r.created):
+                if r.state != "running" or r.stopping:
+                    continue
+                hot = self._hot_version(r)
+                if hot is not None and hot != r.version:
+                    # Upgraded in place: it runs that release's code
+                    # (one whose upgrade failed is not the current one).
+                    r = attrs.evolve(r, version=hot)
+                if r.version == spec.version and \
+                        per_type[r.process_type] < spec.formation.get(r.process_type, 0):
+                    keep[r.id] = r
+                    per_type[r.process_type] += 1
+            self._desired[name] = spec
+            self._live[name] = keep
+            self._unadopted.discard(name)
+            self._route(name)
+            self._retire([r for r in mine if r.id not in keep])
+            if keep:
+                log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
+                         app=name, v=spec.version)
+            if any(not r.sized(spec.size) for r in keep.values()):
+                # A resize cut off by a crash: they serve until replicas of
+                # the stored size are healthy, as in any deploy.
+                self._repairing.add(name)
+                threading.Thread(target=self._redeploy, args=(name, spec),
+                                 name=f"resize-{name}", daemon=True).start()
         except NotFound:
             self._unadopted.discard(name)  # deleted meanwhile: the orphan sweep's
         except Exception:  # noqa: BLE001
             log.failure("runner: adopting {app} failed; supervision will try again", app=name)
+        finally:
+            lock.release()
+
+    def _redeploy(self, app: str, spec: ReleaseSpec) -> None:
+        try:
+            with self._lock(app):
+                if self._desired.get(app) is spec:
+                    log.info("runner: replacing {app}'s replicas with ones of its size", app=app)
+                    self.deploy(spec, _quiet)
+        except Exception:  # noqa: BLE001
+            log.failure("runner: replacing {app}'s replicas failed", app=app)
+        finally:
+            self._repairing.discard(app)
 
     def _hot_version(self, replica: Replica) -> int | None:
         """The release a replica was hot-upgraded to (its label keeps the

@@ -22,7 +22,7 @@ def _path(value: Any) -> Path:
     return Path(value).expanduser().resolve()
 
 
-_SIZE = re.compile(r"^[0-9]+([kmg]b?|b)?$", re.IGNORECASE)
+_SIZE = re.compile(r"^[0-9]+([kmg]b?|b)?\Z", re.IGNORECASE)
 
 
 def docker_bytes(size: str) -> int:

@@ -3,6 +3,8 @@ stored and applied at the first deploy; tests/cli/test_deploy.py scales a
 running app), domains*, access*."""
 from __future__ import annotations
 
+import os
+
 from cli.ps import describe_uptime
 from tests.cli.conftest import Cli
 from tests.conftest import unique
@@ -32,6 +34,9 @@ def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
     assert data["formation"] == {"web": 2}
     assert data["replica_size"] == {"size": 0.25, "memory_mb": 256, "cpus": 0.25}
     assert "replica size" in cli.ok("apps:info", "-a", app).stdout
+    # CPUs as the runner gives them: at most the host's
+    big = cli.json("ps:scale", "--size", "8", "-a", app)["replica_size"]
+    assert big == {"size": 8.0, "memory_mb": 8192, "cpus": min(8.0, float(os.cpu_count() or 1))}
     assert cli.json("ps:scale", "--size", "default", "-a", app) == {"replica_size": default}
     assert "Restarted" in cli.ok("ps:restart", "-a", app).stdout
 

@@ -226,16 +226,17 @@ def test_changes_wait_for_a_deploy_in_progress(store, owner, app, change):
     pusher.start()
     assert deployer.entered.wait(10)                          # v2 is deploying
     seen: dict = {}
+    said: list[str] = []
 
     def act() -> None:
         if change == "config":
-            seen["release"] = store.set_config(owner, app.name, {"K": "v"})
+            seen["release"] = store.set_config(owner, app.name, {"K": "v"}, said.append)
         elif change == "rollback":
-            seen["release"] = store.rollback(owner, app.name)
+            seen["release"] = store.rollback(owner, app.name, None, said.append)
         elif change == "scale":
-            store.scale(owner, app.name, {"web": 2})
+            store.scale(owner, app.name, {"web": 2}, said.append)
         else:
-            store.restart(owner, app.name)
+            store.restart(owner, app.name, said.append)
         seen["current"] = store.current_release(app).version
 
     actor = threading.Thread(target=act)
@@ -248,6 +249,7 @@ def test_changes_wait_for_a_deploy_in_progress(store, owner, app, change):
         pusher.join(10)
         actor.join(10)
     assert store.get_release(app, 2).status == "succeeded"
+    assert said[0] == f"-----> Waiting for the deploy in progress on {app.name} to end"
     if change == "config":
         assert seen["release"].slug_id == pushed.id and seen["release"].version == 3
     elif change == "rollback":

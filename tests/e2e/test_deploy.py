@@ -141,11 +141,19 @@ def test_a_clean_restart_of_the_server_keeps_apps_serving(make_server, tmp_path)
         stopped_then_started(server, server.stop, lambda: probe.sent > 20)
     assert probe.failures == [], probe.failures[:5]
     assert {r["container_id"] for r in _serving(user, app)} == before  # adopted
+
+    def stop_router() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "server", "--data-dir", str(server.data_dir),
+             "--http-port", str(server.http_port), "--router-port", str(server.router_port),
+             "stop-router"],
+            cwd=str(ROOT), env=server.env(), capture_output=True, text=True, timeout=60)
+
+    refused = stop_router()  # the running server would only start it again
+    assert refused.returncode != 0 and "stop it first" in refused.stderr
+    assert fetch(server, app).status_code == 200
     server.stop()
-    stopped = subprocess.run(
-        [sys.executable, "-m", "server", "--data-dir", str(server.data_dir),
-         "--router-port", str(server.router_port), "stop-router"],
-        cwd=str(ROOT), env=server.env(), capture_output=True, text=True, timeout=60)
+    stopped = stop_router()
     assert stopped.returncode == 0 and "Stopped the router" in stopped.stdout, stopped.stderr
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{server.router_port}/", timeout=5)

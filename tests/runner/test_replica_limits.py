@@ -45,5 +45,6 @@ def test_the_largest_size_is_a_limit_and_sizes_are_kept_as_given() -> None:
     settings, _ = load_settings(environ={"SHIPWAY_LIMIT_MAX_REPLICA_SIZE": "2.5"})
     assert settings.limits.max_replica_size == 2.5
     assert check_size(2.5, settings.limits.max_replica_size) == 2.5
-    with pytest.raises(ValueError, match="run_memory"):  # refused when the server starts
-        load_settings(environ={"SHIPWAY_RUN_MEMORY": "lots"})
+    for bad in ("lots", "512m\n"):  # refused when the server starts
+        with pytest.raises(ValueError, match="run_memory"):
+            load_settings(environ={"SHIPWAY_RUN_MEMORY": bad})
