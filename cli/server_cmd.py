@@ -65,18 +65,22 @@ def rotate_key(ctx: click.Context) -> None:
 def stop_router(ctx: click.Context) -> None:
     """Stop the router (nginx), which a stopped server leaves serving the
     apps: every app goes offline until the server starts again."""
-    import requests
+    import socket
 
     from router.nginx import NginxRouter
 
     settings = ctx.obj["settings"]
+    # Asked where this machine's server listens, not at its public name
+    # (which may not lead back here, or go through a proxy).
+    host = settings.bind_host if settings.bind_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
     try:
-        running = requests.get(f"{settings.api_url}/api/health", timeout=3).ok
-    except requests.RequestException:
+        socket.create_connection((host, settings.http_port), timeout=3).close()
+        running = True
+    except OSError:
         running = False
     if running:  # its supervision would start nginx again at once
         raise click.ClickException(
-            f"shipway server is running ({settings.api_url}): stop it first")
+            f"shipway server is running (port {settings.http_port}): stop it first")
     router = NginxRouter(settings)
     pid = router.pid()
     if pid is None:

@@ -306,7 +306,7 @@ class Containers:
         """Until the replica answers HTTP (any status below 500) on its port;
         a worker only has to stay up for a moment. Raises Unhealthy when it
         exits, when `health.timeout` passes, or when it has answered with an
-        error `health.attempts` times (each error answer is followed by
+        error `health.attempts` times (then each error answer is followed by
         ERROR_WAIT seconds, as an app may answer 503 while it warms up)."""
         start = time.monotonic()
         deadline = start + health.timeout
@@ -329,7 +329,9 @@ class Containers:
                 if status is not None and status < 500:
                     return
                 if status is not None:
-                    errors, last_error, wait = errors + 1, status, ERROR_WAIT
+                    errors, last_error = errors + 1, status
+                    if health.attempts:  # else 5xx while warming up is polled as silence
+                        wait = ERROR_WAIT
                     if health.attempts and errors >= health.attempts:
                         raise Unhealthy(f"{replica.process_type} replica answered {status} at "
                                         f"{health.path} {errors} time(s) "

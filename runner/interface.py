@@ -15,8 +15,8 @@ class HealthCheck:
     path: str = "/"
     timeout: int = 60  # seconds for a replica to answer after start
     interval: float = 0.5
-    # Error answers (5xx) after which a replica fails at once; 0: only the
-    # timeout decides. Each error answer is followed by a wait (runner.containers.ERROR_WAIT).
+    # Error answers (5xx) after which a replica fails at once, each followed
+    # by a wait (runner.containers.ERROR_WAIT); 0: only the timeout decides.
     attempts: int = 0
 
 

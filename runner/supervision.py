@@ -33,10 +33,11 @@ def _quiet(_line: str) -> None:
 class SupervisionMixin:
     def _adopt_all(self) -> None:
         """Adopt what a previous server left running, app by app; an app
-        that cannot be adopted now (the engine or the router failing) does
-        not stop the others, and supervision tries it again. Containers
-        and routes of apps that are gone are left to the orphan sweep,
-        which checks each under its app's lock."""
+        that cannot be adopted now (the engine or the router failing, a
+        deploy holding its lock) does not stop the others, and supervision
+        tries it again. Containers and routes of apps that
+        are gone are left to the orphan sweep, which checks each under its
+        app's lock."""
         try:
             apps = [a.name for a in self.controller.all_apps()]
             self._remove_orphans()
@@ -47,18 +48,19 @@ class SupervisionMixin:
         self._unadopted.discard(ADOPT_EVERYTHING)
         for name in apps:
             self._unadopted.add(name)
-            self._adopt_one(name, wait=True)
+            self._adopt_one(name)
 
-    def _adopt_one(self, name: str, wait: bool = False) -> None:
+    def _adopt_one(self, name: str) -> None:
         """Under the app's lock, with its release and containers read there:
         a deploy that came first (the API is open while this runs) has set
-        what runs, and is not undone. Supervision does not `wait` for the
-        lock: a deploy holding it would stall the whole pass."""
+        what runs, and is not undone. It never waits for the lock: a deploy
+        holding it would stall the boot or a supervision pass."""
         from runner.deploy import release_spec
 
         lock = self._lock(name)
-        if not lock.acquire(blocking=wait):
-            return  # next pass
+        if not lock.acquire(blocking=False):
+            return  # a later pass
+
         try:
             if name in self._desired:
                 self._unadopted.discard(name)
@@ -73,7 +75,9 @@ class SupervisionMixin:
             spec = release_spec(self.settings, self.controller, app, release)
             keep: dict[str, Replica] = {}
             per_type: dict[str, int] = defaultdict(int)
-            for r in sorted(mine, key=lambda r: r.created):
+            # Replicas of the stored size first (a resize cut off by a
+            # crash may have started some), then the oldest.
+            for r in sorted(mine, key=lambda r: (not r.sized(spec.size), r.created)):
                 if r.state != "running" or r.stopping:
                     continue
                 hot = self._hot_version(r)
@@ -88,17 +92,11 @@ class SupervisionMixin:
             self._desired[name] = spec
             self._live[name] = keep
             self._unadopted.discard(name)
-            self._route(name)
             self._retire([r for r in mine if r.id not in keep])
             if keep:
                 log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
                          app=name, v=spec.version)
-            if any(not r.sized(spec.size) for r in keep.values()):
-                # A resize cut off by a crash: they serve until replicas of
-                # the stored size are healthy, as in any deploy.
-                self._repairing.add(name)
-                threading.Thread(target=self._redeploy, args=(name, spec),
-                                 name=f"resize-{name}", daemon=True).start()
+            self._route(name)  # if it fails, _unrouted has it for the next pass
         except NotFound:
             self._unadopted.discard(name)  # deleted meanwhile: the orphan sweep's
         except Exception:  # noqa: BLE001
@@ -107,12 +105,16 @@ class SupervisionMixin:
             lock.release()
 
     def _redeploy(self, app: str, spec: ReleaseSpec) -> None:
+        """Replace the app's replicas through the deploy path (zero
+        downtime): those of another size than the stored one, which a
+        resize cut off by a crash leaves. Retried, backing off, on failure."""
         try:
             with self._lock(app):
                 if self._desired.get(app) is spec:
                     log.info("runner: replacing {app}'s replicas with ones of its size", app=app)
                     self.deploy(spec, _quiet)
         except Exception:  # noqa: BLE001
+            self._back_off(app)
             log.failure("runner: replacing {app}'s replicas failed", app=app)
         finally:
             self._repairing.discard(app)
@@ -198,10 +200,18 @@ class SupervisionMixin:
                  for p, n in spec.formation.items()}
         short = {p: n for p, n in short.items() if n > 0}
         count, retry_at = self._failures.get(app, (0, 0.0))
-        if short and time.monotonic() >= retry_at:
+        if time.monotonic() < retry_at:
+            return
+        if short:
             self._repairing.add(app)
             threading.Thread(target=self._repair, args=(app, spec, short),
                              name=f"repair-{app}", daemon=True).start()
+        elif any(not r.sized(spec.size) for r in live.values()):
+            # A resize cut off by a crash: they serve until replicas of the
+            # stored size are healthy, as in any deploy.
+            self._repairing.add(app)
+            threading.Thread(target=self._redeploy, args=(app, spec),
+                             name=f"resize-{app}", daemon=True).start()
 
     def _back_off(self, app: str) -> None:
         """The next repair of `app` waits 2, 4, ... 60 s: replacements that

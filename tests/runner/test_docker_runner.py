@@ -420,9 +420,8 @@ def test_replacements_failing_for_any_reason_back_off(rig: Rig, monkeypatch) -> 
 
     monkeypatch.setattr(rig.runner, "_start_healthy", start_healthy)
     docker.from_env().containers.get(replica.container_id).kill(signal="SIGKILL")
-    wait_for(lambda: len(attempts) >= 3, timeout=40)
-    count, retry_at = rig.runner._failures[app.name]
-    assert count >= 3 and attempts[2] - attempts[1] >= 4.0  # 2 s, then 4 s, ...
+    wait_for(lambda: rig.runner._failures.get(app.name, (0, 0))[0] >= 3, timeout=40)
+    assert attempts[2] - attempts[1] >= 4.0  # 2 s, then 4 s, ...
     monkeypatch.undo()
     wait_for(lambda: len(_serving(rig, app)) == 1 and rig.get(app).status_code == 200,
              timeout=60)
@@ -475,12 +474,16 @@ def test_replicas_of_a_resize_cut_off_by_a_crash_are_replaced_without_downtime(
     rig.runner.start()
     assert old.id in rig.runner._live[app.name]  # serving meanwhile
 
+    answers = []
+
     def resized() -> bool:
+        answers.append(rig.get(app).status_code)  # served all along
         running = [r for r in rig.runner.docker.list(app.name)
                    if r.state == "running" and not r.stopping]
         return len(running) == 1 and running[0].size_label == "0.25"
 
-    wait_for(resized, timeout=60)
+    wait_for(resized, timeout=60, interval=0.1)
+    assert len(answers) > 5 and set(answers) == {200}
     [new] = [r for r in rig.runner.docker.list(app.name) if not r.stopping]
     host = docker.from_env().containers.get(new.id).attrs["HostConfig"]
     assert host["NanoCpus"] == 250_000_000
@@ -494,8 +497,10 @@ def test_a_supervision_pass_never_waits_for_an_apps_lock(rig: Rig) -> None:
 
     app = rig.controller.create_app(rig.user)
     rig.deploy(app, rig.release(app))
+    from runner.supervision import ADOPT_EVERYTHING
+
     rig.runner._desired.pop(app.name)
-    rig.runner._unadopted.add(app.name)
+    rig.runner._unadopted.update({app.name, ADOPT_EVERYTHING})  # the first sweep failed too
     held, release = threading.Event(), threading.Event()
 
     def deploy_in_progress() -> None:
