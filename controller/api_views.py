@@ -115,10 +115,8 @@ def size_json(settings: Any, app: App) -> dict[str, Any]:
     server's defaults; `memory_mb` 0: no memory limit)."""
     from controller.formation import size_limits
 
-    memory, cpus = size_limits(settings, app.replica_size)
-    # As the runner caps them (Docker refuses more CPUs than the host has;
-    # the embedded runner's engine is this machine's).
-    cpus = min(cpus, float(os.cpu_count() or 1))
+    # The embedded runner's engine is this machine's: its CPUs cap the size's.
+    memory, cpus = size_limits(settings, app.replica_size, os.cpu_count() or 1)
     return {"size": app.replica_size, "memory_mb": memory // (1024 * 1024), "cpus": cpus}
 
 

@@ -57,6 +57,8 @@ SIZE_LABEL = "shipway.size"  # "" for the server's defaults, else the size
 
 def size_label(size: float | None) -> str:
     return "" if size is None else repr(float(size))
+
+
 ERROR_WAIT = 1.0  # seconds after a health check's error answer (Dokku waits 5)
 
 
@@ -131,10 +133,8 @@ def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
 
 def replica_limits(settings: Settings, spec: ReleaseSpec, host_cpus: int) -> tuple[int, float]:
     """A replica's memory limit in bytes (0: none) and its CPUs, before any
-    tmpfs (controller.formation.size_limits). Docker refuses a CPU limit
-    above the host's CPUs, so a bigger size gets all of them."""
-    memory, cpus = size_limits(settings, spec.size)
-    return memory, min(cpus, float(max(1, host_cpus)))
+    tmpfs (controller.formation.size_limits)."""
+    return size_limits(settings, spec.size, host_cpus)
 
 
 def app_dir_in_memory(settings: Settings, spec: ReleaseSpec) -> int | None:

@@ -8,9 +8,11 @@ kept apart so that the deploy path and the repair loop each read on their own.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import defaultdict
+from typing import Iterator
 
 import attrs
 from twisted.logger import Logger
@@ -31,6 +33,18 @@ def _quiet(_line: str) -> None:
 
 
 class SupervisionMixin:
+    @contextlib.contextmanager
+    def _lock_if_free(self, app: str) -> Iterator[bool]:
+        """The app's lock if nobody holds it (then True): supervision never
+        waits for a deploy, it tries again on its next pass."""
+        lock = self._lock(app)
+        got = lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
+
     def _adopt_all(self) -> None:
         """Adopt what a previous server left running, app by app; an app
         that cannot be adopted now (the engine or the router failing, a
@@ -57,52 +71,49 @@ class SupervisionMixin:
         holding it would stall the boot or a supervision pass."""
         from runner.deploy import release_spec
 
-        lock = self._lock(name)
-        if not lock.acquire(blocking=False):
-            return  # a later pass
-
         try:
-            if name in self._desired:
+            with self._lock_if_free(name) as got:
+                if not got:
+                    return  # a later pass
+                if name in self._desired:
+                    self._unadopted.discard(name)
+                    return
+                app = self.controller.app_by_name(name)
+                release = self.controller.current_release(app)
+                mine = self.docker.list(name)
+                if release is None or release.slug_id is None:
+                    self._retire(mine)
+                    self._unadopted.discard(name)
+                    return
+                spec = release_spec(self.settings, self.controller, app, release)
+                keep: dict[str, Replica] = {}
+                per_type: dict[str, int] = defaultdict(int)
+                # Replicas of the stored size first (a resize cut off by a
+                # crash may have started some), then the oldest.
+                for r in sorted(mine, key=lambda r: (not r.sized(spec.size), r.created)):
+                    if r.state != "running" or r.stopping:
+                        continue
+                    hot = self._hot_version(r)
+                    if hot is not None and hot != r.version:
+                        # Upgraded in place: it runs that release's code
+                        # (one whose upgrade failed is not the current one).
+                        r = attrs.evolve(r, version=hot)
+                    if r.version == spec.version and \
+                            per_type[r.process_type] < spec.formation.get(r.process_type, 0):
+                        keep[r.id] = r
+                        per_type[r.process_type] += 1
+                self._desired[name] = spec
+                self._live[name] = keep
                 self._unadopted.discard(name)
-                return
-            app = self.controller.app_by_name(name)
-            release = self.controller.current_release(app)
-            mine = self.docker.list(name)
-            if release is None or release.slug_id is None:
-                self._retire(mine)
-                self._unadopted.discard(name)
-                return
-            spec = release_spec(self.settings, self.controller, app, release)
-            keep: dict[str, Replica] = {}
-            per_type: dict[str, int] = defaultdict(int)
-            # Replicas of the stored size first (a resize cut off by a
-            # crash may have started some), then the oldest.
-            for r in sorted(mine, key=lambda r: (not r.sized(spec.size), r.created)):
-                if r.state != "running" or r.stopping:
-                    continue
-                hot = self._hot_version(r)
-                if hot is not None and hot != r.version:
-                    # Upgraded in place: it runs that release's code
-                    # (one whose upgrade failed is not the current one).
-                    r = attrs.evolve(r, version=hot)
-                if r.version == spec.version and \
-                        per_type[r.process_type] < spec.formation.get(r.process_type, 0):
-                    keep[r.id] = r
-                    per_type[r.process_type] += 1
-            self._desired[name] = spec
-            self._live[name] = keep
-            self._unadopted.discard(name)
-            self._retire([r for r in mine if r.id not in keep])
-            if keep:
-                log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
-                         app=name, v=spec.version)
-            self._route(name)  # if it fails, _unrouted has it for the next pass
+                self._retire([r for r in mine if r.id not in keep])
+                if keep:
+                    log.info("runner: adopted {n} replica(s) of {app} v{v}", n=len(keep),
+                             app=name, v=spec.version)
+                self._route(name)  # if it fails, _unrouted has it for the next pass
         except NotFound:
             self._unadopted.discard(name)  # deleted meanwhile: the orphan sweep's
         except Exception:  # noqa: BLE001
             log.failure("runner: adopting {app} failed; supervision will try again", app=name)
-        finally:
-            lock.release()
 
     def _redeploy(self, app: str, spec: ReleaseSpec) -> None:
         """Replace the app's replicas through the deploy path (zero
@@ -153,32 +164,23 @@ class SupervisionMixin:
         for app, spec in list(self._desired.items()):
             if app in self._repairing:
                 continue
-            lock = self._lock(app)
-            if not lock.acquire(blocking=False):
-                continue  # a deploy or scale is working on it
-            try:
+            with self._lock_if_free(app) as got:  # else a deploy or scale works on it
                 # Listed under the lock: a deploy that just finished must not
                 # look like replicas that vanished.
-                if self._desired.get(app) is spec:
+                if got and self._desired.get(app) is spec:
                     self._check_app(app, spec, {r.id: r for r in self.docker.list(app)})
-            finally:
-                lock.release()
 
     def _route_again(self, app: str) -> None:
         """Route an app whose last route change failed (nginx hung or was
         down) to the replicas it has now."""
-        lock = self._lock(app)
-        if not lock.acquire(blocking=False):
-            return  # a deploy on it routes it anyway
         try:
-            if app in self._desired:
-                self._route(app)
-            else:
-                self._unrouted.discard(app)
+            with self._lock_if_free(app) as got:  # else a deploy on it routes it anyway
+                if got and app in self._desired:
+                    self._route(app)
+                elif got:
+                    self._unrouted.discard(app)
         except Exception:  # noqa: BLE001 (tried again next pass)
             log.failure("runner: routing {app} failed again", app=app)
-        finally:
-            lock.release()
 
     def _check_app(self, app: str, spec: ReleaseSpec, seen: dict[str, Replica]) -> None:
         """Drop dead replicas, retire strays, start a repair if short."""
