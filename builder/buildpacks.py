@@ -15,7 +15,7 @@ from pathlib import Path
 
 import attrs
 
-from builder.source import check_remote_url, safe_git
+from builder.remote_git import check_remote_url, safe_git
 from controller.errors import BuildFailed
 
 DETECT_ORDER = ("elixir", "python", "nodejs", "procfile")
