@@ -41,14 +41,14 @@ import docker
 import docker.errors
 import requests
 import yaml
-from dulwich.repo import Repo
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
 from builder.interface import BuildRequest, BuildResult, IBuilder, Output
+from builder.remote_git import FetchPolicy, fetch_home
 from builder.slug import SlugWriter, excludes_file, parse_slugignore
-from builder.source import export_source, new_work_dir
+from builder.source import export_source, new_work_dir, read_top_file
 from builder.stack import APP_UID, ensure_stack_image
 from controller.errors import BuildFailed
 from server.settings import Settings
@@ -75,17 +75,9 @@ def parse_procfile(text: str) -> dict[str, str]:
 
 
 def _read_file(repo_path: Path, commit: str, name: bytes) -> str | None:
-    """A top-level file of the commit, or None (for .buildpacks, .slugignore)."""
-    repo = Repo(str(repo_path))
-    try:
-        tree = repo[repo[commit.encode()].tree]
-        try:
-            _, sha = tree.lookup_path(repo.object_store.__getitem__, name)
-        except KeyError:
-            return None
-        return repo[sha].data.decode("utf-8", "replace")
-    finally:
-        repo.close()
+    """A top-level file of the commit, or None (for .buildpacks, .slugignore);
+    a huge one fails the build before it is read (builder/source.py)."""
+    return read_top_file(repo_path, commit, name.decode())
 
 
 class _LineStream:
@@ -162,7 +154,7 @@ class DockerBuilder:
         timed_out = threading.Event()
         try:
             image = ensure_stack_image(self.settings, output)
-            packs, detect_mode = self._prepare(request, work, incoming, output)
+            packs, detect_mode, source = self._prepare(request, work, incoming, output)
             volume = self._build_volume(request.app, request.clean_cache, output)
             container = self._take_standby(request.app, image, volume)
             started = container is not None
@@ -170,6 +162,9 @@ class DockerBuilder:
                 container = self._create(request.app, image, volume)
             with open(work / "input.tar", "rb") as archive:
                 container.put_archive("/", archive)
+            # The source streams from git into the container: bounded memory,
+            # nothing of it on the host's disk (builder/source.py).
+            container.put_archive("/", source.stream())
             if not started:
                 container.start()
 
@@ -393,15 +388,23 @@ class DockerBuilder:
     # --- steps ---------------------------------------------------------------------
 
     def _prepare(self, request: BuildRequest, work: Path, incoming: str,
-                 output: Output) -> tuple[list[Buildpack], bool]:
-        """Write the input tar (source, buildpacks, the driver, ENV_DIR)."""
+                 output: Output) -> tuple[list[Buildpack], bool, Any]:
+        """Write the input tar (buildpacks, the driver, ENV_DIR); check the
+        source against the limits and return its exporter, streamed later."""
         output(f"-----> Fetching source {request.commit[:12]}")
         buildpacks_file = _read_file(request.repo_path, request.commit, b".buildpacks")
         slugignore = parse_slugignore(
             _read_file(request.repo_path, request.commit, b".slugignore") or "")
+        # issue 14: the rules of this build's fetches (buildpacks, submodules).
+        fetch_home(work, FetchPolicy.for_build(self.settings.fetch_allow,
+                                               self.settings.fetch_connect_timeout,
+                                               self.settings.fetch_timeout))
+        limits = self.settings.limits
+        source = export_source(request.repo_path, request.commit, work, output, uid=APP_UID,
+                               prefix=f"{WORKSPACE.lstrip('/')}/{incoming}",
+                               max_blob_bytes=limits.blob_bytes,
+                               max_tree_bytes=limits.source_tree_bytes)
         with tarfile.open(work / "input.tar", "w", format=tarfile.PAX_FORMAT) as tar:
-            export_source(request.repo_path, request.commit, tar, work, output, uid=APP_UID,
-                          prefix=f"{WORKSPACE.lstrip('/')}/{incoming}")
             if buildpacks_file is not None:
                 packs = resolve(parse_buildpacks_file(buildpacks_file), work)
                 if not packs:
@@ -417,7 +420,7 @@ class DockerBuilder:
                 info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
                 tar.addfile(info, io.BytesIO(data))
             self._add_env_dir(tar, request.env)
-        return packs, buildpacks_file is None
+        return packs, buildpacks_file is None, source
 
     @staticmethod
     def _add_env_dir(tar: tarfile.TarFile, env: dict[str, str]) -> None:
@@ -503,7 +506,9 @@ class DockerBuilder:
             container.id, ["bash", DRIVER, mark, incoming, "first" if detect_mode else "all",
                            *[p.container_path for p in packs]],
             user=f"{APP_UID}:{APP_UID}", workdir=WORKSPACE,
-            environment={"SOURCE_VERSION": request.commit})["Id"]
+            # issue 19: the server's proxy and index variables reach the
+            # buildpacks here only (not ENV_DIR, not the slug).
+            environment={**self.settings.build_env, "SOURCE_VERSION": request.commit})["Id"]
         # Docker copies the two streams separately, so their order relative
         # to each other is not kept: the slug counts only once the driver
         # said `done` (after packing) and exited 0, which result() checks.

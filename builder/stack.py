@@ -2,8 +2,10 @@
 from the mirror the host's apt already uses, imported as `shipway/stack:<v>`.
 
 No registry is reachable, so the image is built here from packages. Its tag is
-a short hash of the recipe below, so changing the recipe builds a new image
-and an unchanged recipe builds nothing. Build and run containers both use it:
+a short hash of the recipe below, then one of the CA certificates the host
+trusts beyond Debian's (`shipway/stack:<recipe>-ca<set>`, see stack_ca): a
+changed recipe builds a new base, a changed CA set only a new trust layer
+over it, and nothing changed builds nothing. Build and run containers both use it:
 it carries Erlang/OTP 25 + Elixir 1.14, Python 3, Node.js, an SSH server, git
 and build tools, a non-root user `app` (uid/gid 1000, home `/app`) and `tini`
 (`/usr/bin/tini`) as a minimal init, and the workspace layout below.
@@ -30,6 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from builder import stack_ca
 from server.settings import Settings
 
 Output = Callable[[str], None]
@@ -79,9 +82,21 @@ def recipe_version() -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def base_image_tag() -> str:
+    """The debootstrapped image, before the host's CA certificates."""
+    return f"{REPOSITORY}:{recipe_version()}"
+
+
 def stack_image_tag(settings: Settings) -> str:
-    """The image builds and runs use: the configured one, else the recipe's."""
-    return settings.stack_image or f"{REPOSITORY}:{recipe_version()}"
+    """The image builds and runs use: the configured one, else the recipe's
+    base with the trust layer of the CA set the host has now (stack_ca)."""
+    if settings.stack_image:
+        return settings.stack_image
+    return _layered_tag(stack_ca.ca_set(settings.extra_ca))
+
+
+def _layered_tag(certificates: list[bytes]) -> str:
+    return f"{base_image_tag()}-ca{stack_ca.trust_version(certificates)}"
 
 
 # --- the host's Debian mirror ---------------------------------------------------
@@ -245,19 +260,44 @@ def _import(rootfs: Path, tag: str, output: Output) -> None:
 def ensure_stack_image(settings: Settings, output: Output) -> str:
     """Return the stack image's tag, building it first if it is missing.
 
-    A configured `settings.stack_image` is used as is (never built). Builds
-    are serialised by a lock per recipe, so concurrent callers (tests, the
-    server, `shipway stack:build`) build it once.
+    A configured `settings.stack_image` is used as is (never built). The
+    base (debootstrap, minutes) is built only when the recipe changed; the
+    trust layer over it (seconds) whenever the host's CA set did. Builds
+    are serialised by a lock per image, so concurrent callers (tests, the
+    server, `shipway stack:build`) build each once.
     """
-    tag = stack_image_tag(settings)
     if settings.stack_image:
-        return tag
+        return settings.stack_image
+    certificates = stack_ca.ca_set(settings.extra_ca)
+    tag = _layered_tag(certificates)
     if _image_exists(tag):
         return tag
-    lock_path = Path(tempfile.gettempdir()) / f"shipway-stack-{recipe_version()}.lock"
+    with _image_lock(tag, output):
+        if _image_exists(tag):
+            return tag
+        base = _ensure_base_image(settings, output)
+        stack_ca.build_trust_layer(base, tag, certificates, {
+            "shipway.stack": recipe_version(),
+            "shipway.trust": stack_ca.trust_version(certificates)}, output)
+    output(f"-----> stack image {tag} ready")
+    return tag
+
+
+@contextlib.contextmanager
+def _image_lock(tag: str, output: Output) -> Iterator[None]:
+    name = tag.rpartition(":")[2]
+    lock_path = Path(tempfile.gettempdir()) / f"shipway-stack-{name}.lock"
     with open(lock_path, "w") as lock:
         output(f"-----> waiting for the stack image lock ({lock_path})")
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _ensure_base_image(settings: Settings, output: Output) -> str:
+    tag = base_image_tag()
+    if _image_exists(tag):
+        return tag
+    with _image_lock(tag, output):
         if _image_exists(tag):
             return tag
         if os.geteuid() != 0:
@@ -272,7 +312,6 @@ def ensure_stack_image(settings: Settings, output: Output) -> str:
         finally:
             output("-----> removing the temporary root filesystem")
             _remove_tree(work)
-    output(f"-----> stack image {tag} ready")
     return tag
 
 
