@@ -27,10 +27,15 @@ setup(
         "PyYAML>=6.0",
         "requests>=2.31",
         "zope.interface>=6.0",
+        # issue 14: registrable domains (bundled Public Suffix List, offline)
+        # and the DNS TXT check of SHIPWAY_DOMAIN_VERIFY=dns.
+        "publicsuffixlist>=1.0",
+        "dnspython>=2.6",
     ],
     extras_require={
         "test": ["pytest>=8", "moto[server]>=5.0", "pytest-timeout>=2.3",
-                 "openapi-spec-validator>=0.7"],
+                 "openapi-spec-validator>=0.7",
+                 "dnslib>=0.9"],  # issue 14: a real DNS server in tests/security
     },
     entry_points={"console_scripts": ["shipway=cli.main:main"]},
 )

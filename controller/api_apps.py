@@ -146,6 +146,11 @@ def add_domain(call: Call) -> dict[str, Any]:
     return domain_json(call.controller.add_domain(call.me, call.params["app"], hostname))
 
 
+def verify_domain(call: Call) -> dict[str, Any]:
+    return domain_json(call.controller.verify_domain(call.me, call.params["app"],
+                                                     call.params["hostname"]))
+
+
 def remove_domain(call: Call) -> dict[str, Any]:
     call.controller.remove_domain(call.me, call.params["app"], call.params["hostname"])
     return {"ok": True}

@@ -60,6 +60,7 @@ ROUTES: list[Route] = [
     R("GET", "/apps/{app}/domains", apps.list_domains),
     R("POST", "/apps/{app}/domains", apps.add_domain, body=True, status=201),
     R("DELETE", "/apps/{app}/domains/{hostname}", apps.remove_domain),
+    R("POST", "/apps/{app}/domains/{hostname}/verify", apps.verify_domain),
     R("GET", "/apps/{app}/collaborators", apps.list_collaborators),
     R("POST", "/apps/{app}/collaborators", apps.add_collaborator, body=True, status=201),
     R("DELETE", "/apps/{app}/collaborators/{email}", apps.remove_collaborator),

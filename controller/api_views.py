@@ -130,7 +130,12 @@ def release_json(release: Release | None) -> dict[str, Any] | None:
 
 
 def domain_json(domain: Domain) -> dict[str, Any]:
-    return {"hostname": domain.hostname, "created_at": when(domain.created_at)}
+    body: dict[str, Any] = {"hostname": domain.hostname, "created_at": when(domain.created_at),
+                            "verified": domain.verified}
+    if domain.challenge is not None:  # SHIPWAY_DOMAIN_VERIFY=dns: what to create
+        body["challenge"] = {"type": "TXT", "name": domain.challenge[0],
+                             "value": domain.challenge[1]}
+    return body
 
 
 def build_json(build: Build) -> dict[str, Any]:

@@ -112,6 +112,8 @@ slugs = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     # What the slug unpacks to (its tar's bytes); unknown for older slugs.
     sa.Column("unpacked_size", sa.BigInteger, nullable=True),
+    # Set when the slug's file was pruned from the store (controller/slug_pruning.py).
+    sa.Column("pruned_at", UTCDateTime, nullable=True),
 )
 
 releases = sa.Table(
@@ -144,6 +146,8 @@ domains = sa.Table(
     sa.Column("app_id", sa.Integer, _fk("apps.id"), nullable=False, index=True),
     sa.Column("hostname", sa.String(253), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # NULL while a SHIPWAY_DOMAIN_VERIFY=dns challenge is open: not routed.
+    sa.Column("verified_at", UTCDateTime, nullable=True),
 )
 
 builds = sa.Table(

@@ -75,6 +75,10 @@ class Domain:
     app_id: int
     hostname: str
     created_at: dt.datetime
+    # SHIPWAY_DOMAIN_VERIFY=dns: False until the TXT challenge (name, value)
+    # is found; an unverified name is not routed.
+    verified: bool = True
+    challenge: tuple[str, str] | None = None
 
 
 @attrs.frozen

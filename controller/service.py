@@ -249,6 +249,12 @@ class Controller:
         raise NotImplementedError
 
     def add_domain(self, user: User, app: str, hostname: str) -> Domain:
+        """Conflict when another account holds a name of the same
+        registrable domain; unverified (not routed) with domain_verify=dns."""
+        raise NotImplementedError
+
+    def verify_domain(self, user: User, app: str, hostname: str) -> Domain:
+        """Check the name's DNS TXT challenge; verified names are routed."""
         raise NotImplementedError
 
     def remove_domain(self, user: User, app: str, hostname: str) -> None:
