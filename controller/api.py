@@ -50,6 +50,7 @@ class Incoming:
     body: bytes
     wants_stream: bool = False
     query: dict[str, str] = attrs.field(factory=dict)  # first value of each
+    client: str | None = None  # the peer's IP address (login throttling)
 
 
 class ApiError(Exception):
@@ -122,7 +123,8 @@ class ApiResource(Resource):
                         authorization=auth.decode("latin-1") if auth is not None else None,
                         body=body, wants_stream=NDJSON in (request.getHeader(b"accept") or b""),
                         query={k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
-                               for k, v in (request.args or {}).items() if v})
+                               for k, v in (request.args or {}).items() if v},
+                        client=client_address(request))
 
     def _route(self, incoming: Incoming) -> tuple[Route, dict[str, str]]:
         found, allowed = match(incoming.method, incoming.segments)
@@ -137,13 +139,14 @@ class ApiResource(Resource):
     # --- in the worker thread -----------------------------------------------
     def _handle(self, route: Route, params: dict[str, str], incoming: Incoming,
                 progress: Callable[[str], None] | None) -> tuple[int, Any]:
-        body = _parse_body(incoming.body) if route.body else None
-        user = self._authenticate(incoming.authorization) if route.auth else None
+        body = (parse_body(incoming.body, self.services.settings.limits.json_depth)
+                if route.body else None)
+        user = self._authenticate(incoming.authorization, incoming.client) if route.auth else None
         call = Call(services=self.services, user=user, params=params, body=body,
-                    progress=progress, query=incoming.query)
+                    progress=progress, query=incoming.query, client=incoming.client)
         return route.status, route.handler(call)
 
-    def _authenticate(self, header: str | None) -> User:
+    def _authenticate(self, header: str | None, client: str | None = None) -> User:
         controller = self.services.controller
         if not header:
             raise Unauthorized("authentication required: use your API key "
@@ -151,7 +154,7 @@ class ApiResource(Resource):
         scheme, _, value = header.strip().partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer" and value:
-            return controller.user_for_api_key(value)
+            return controller.user_for_api_key(value, client=client)
         if scheme.lower() == "basic" and value:
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
@@ -161,8 +164,8 @@ class ApiResource(Resource):
             if not sep or not key:
                 raise Unauthorized("Basic credentials must be email:API key")
             if not email:  # `curl -u :KEY`
-                return controller.user_for_api_key(key)
-            return controller.user_for_email_and_key(email, key)
+                return controller.user_for_api_key(key, client=client)
+            return controller.user_for_email_and_key(email, key, client=client)
         raise Unauthorized("unsupported Authorization scheme: use Bearer or Basic")
 
     # --- back on the reactor thread -------------------------------------------
@@ -183,6 +186,9 @@ class ApiResource(Resource):
             return
         if status == 401:
             request.setHeader(b"WWW-Authenticate", AUTH_CHALLENGE)
+        retry_after = getattr(failure.value, "retry_after", None)
+        if isinstance(retry_after, int):
+            request.setHeader(b"Retry-After", str(retry_after).encode())
         if not finished["gone"]:
             _write(request, status, payload)
 
@@ -250,18 +256,53 @@ def error_payload(failure: Failure, route: Route) -> tuple[int, dict[str, Any]]:
     return 500, {"error": "internal server error (see the server log)", "code": 500}
 
 
-def _parse_body(raw: bytes) -> dict[str, Any]:
+def parse_body(raw: bytes, max_depth: int = 32) -> dict[str, Any]:
     """A JSON object, or {} for an empty body (every body field is optional
-    or checked by its handler)."""
+    or checked by its handler). Its size is bounded before (413); its
+    nesting here: Python's parser recurses, so a deep body either raises
+    RecursionError inside it (a 500 once) or, just under the interpreter's
+    limit, hands handlers a value that would; both are a 400."""
     if not raw.strip():
         return {}
+    too_deep = BadRequest(f"request body is nested too deeply (at most {max_depth} levels)")
     try:
         value = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise too_deep from None
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
+    if json_depth(value, max_depth) > max_depth:
+        raise too_deep
     return value
+
+
+def json_depth(value: Any, stop_past: int) -> int:
+    """The nesting depth of a parsed JSON value (a scalar is 0), found
+    without recursion; stops counting once past `stop_past`."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop_past:
+            return deepest
+        todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def client_address(request: Request) -> str | None:
+    """The peer's IP address. No X-Forwarded-For: the API is reached
+    directly, and a header would let a guesser pick a fresh address."""
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
 
 
 def _write(request: Request, status: int, payload: Any) -> None:

@@ -33,7 +33,8 @@ def signup(call: Call) -> dict[str, Any]:
 
 
 def login(call: Call) -> dict[str, Any]:
-    user, key = call.controller.login(call.field("email", str), call.field("password", str))
+    user, key = call.controller.login(call.field("email", str), call.field("password", str),
+                                      client=call.client)
     return {"email": user.email, "api_key": key}
 
 

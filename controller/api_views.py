@@ -25,6 +25,7 @@ class Call:
     # besides the `log` list of the final answer.
     progress: Callable[[str], None] | None = None
     query: dict[str, str] = attrs.field(factory=dict)  # ?name=value, first of each
+    client: str | None = None  # the caller's address (login throttling)
 
     @property
     def controller(self) -> Any:

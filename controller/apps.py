@@ -18,6 +18,20 @@ from controller.models import App, AppSecrets, User
 from controller.ssh_host_keys import new_host_key
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]\Z")
+# Names an app may not take, because APP.<base domain> would pose as part of
+# the platform or as a name clients trust without asking: the platform's own
+# endpoints (api, git, ssh, the dashboard and status pages), mail and the
+# names mail clients, browsers and Windows probe on their own (autoconfig,
+# autodiscover, mta-sts, wpad, isatap), name servers, and "localhost". The
+# first label of the server's public host name is added when it lies under
+# the base domain (see `reserved_names`); SHIPWAY_RESERVED_APP_NAMES adds more.
+RESERVED_NAMES = frozenset({
+    "api", "www", "admin", "git", "ssh", "mail", "router", "status", "shipway", "localhost",
+    "app", "apps", "dashboard", "console", "login", "auth", "account", "accounts", "docs",
+    "help", "support", "static", "assets", "cdn", "registry", "metrics", "logs",
+    "smtp", "imap", "pop", "pop3", "mx", "webmail", "autoconfig", "autodiscover", "mta-sts",
+    "wpad", "isatap", "dns", "ns", "ns1", "ns2", "ns3", "ns4", "ftp", "acme", "root",
+})
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind",
                "lively", "mighty", "nimble", "proud", "quiet", "rapid", "shiny", "sunny",
                "swift", "tidy", "vivid", "witty", "bold", "crisp", "frosty", "golden")
@@ -39,6 +53,29 @@ def check_app_name(name: object) -> str:
     return name
 
 
+def reserved_names(settings: object) -> frozenset[str]:
+    """The built-in list, the operator's additions, and the label an app
+    would share with the platform's own host names under the base domain
+    (public_host `deploy.example.com`, base domain `example.com`: `deploy`)."""
+    names = set(RESERVED_NAMES)
+    extra = str(getattr(settings, "reserved_app_names", "") or "")
+    names.update(n.strip().lower() for n in extra.split(",") if n.strip())
+    base = str(getattr(settings, "base_domain", "") or "").lower().strip(".")
+    for host in (getattr(settings, "public_host", ""), getattr(settings, "bind_host", "")):
+        host = str(host or "").lower().strip(".")
+        if base and host.endswith("." + base):
+            names.add(host[: -len(base) - 1].rsplit(".", 1)[-1])
+    return frozenset(names)
+
+
+def check_not_reserved(name: str, settings: object) -> str:
+    if name in reserved_names(settings):
+        raise BadRequest(f"the app name {name!r} is reserved (it would be "
+                         f"{name}.<base domain>, a name of the platform or one clients "
+                         "trust on their own); choose another name")
+    return name
+
+
 def generate_name() -> str:
     return (f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-"
             f"{secrets.randbelow(9000) + 1000}")
@@ -51,7 +88,7 @@ def _node_basename(name: str) -> str:
 class AppsMixin(AccessMixin):
     def create_app(self, user: User, name: str | None = None) -> App:
         if name is not None and not (isinstance(name, str) and name.strip() == ""):
-            wanted: str | None = check_app_name(name)
+            wanted: str | None = check_not_reserved(check_app_name(name), self.settings)
         else:
             wanted = None
         limit = self.settings.limits.apps_per_user

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+from typing import Callable, TypeVar
 
 import argon2
 import sqlalchemy as sa
@@ -21,7 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from controller.base import StoreBase
 from controller.db import now, users
 from controller.errors import BadRequest, Conflict, Unauthorized
+from controller.login_throttle import LoginThrottle
 from controller.models import User
+
+T = TypeVar("T")
+_throttle_guard = threading.Lock()
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}\Z|"
                       r"^[^@\s]{1,64}@localhost\Z")
@@ -59,6 +65,30 @@ def _key_hash(api_key: str) -> str:
 
 
 class UsersMixin(StoreBase):
+    @property
+    def throttle(self) -> LoginThrottle:
+        """The one throttle of failed logins of this controller: every path
+        that checks a password or an API key goes through `_throttled`."""
+        found = self.__dict__.get("_login_throttle")
+        if found is None:
+            with _throttle_guard:
+                found = self.__dict__.setdefault("_login_throttle",
+                                                 LoginThrottle.from_settings(self.settings))
+        return found
+
+    def _throttled(self, account: str | None, client: str | None, check: Callable[[], T]) -> T:
+        """Refuse (429) while locked, else run `check` and count an
+        Unauthorized as a failure of the account and the client address."""
+        account = account if isinstance(account, str) else None
+        self.throttle.check(account, client)
+        try:
+            result = check()
+        except Unauthorized:
+            self.throttle.failed(account, client)
+            raise
+        self.throttle.succeeded(account)
+        return result
+
     def _api_key(self, user_id: int, salt: str) -> str:
         mac = hmac.new(self.api_key_secret, f"{user_id}:{salt}".encode(), hashlib.sha256)
         return "sw_" + base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
@@ -85,9 +115,12 @@ class UsersMixin(StoreBase):
             raise Conflict(f"a user with email {email} already exists") from None
         return self._user(row), key
 
-    def login(self, email: str, password: str) -> tuple[User, str]:
+    def login(self, email: str, password: str, client: str | None = None) -> tuple[User, str]:
         if not isinstance(email, str) or not isinstance(password, str):
             raise Unauthorized("wrong email or password")
+        return self._throttled(email, client, lambda: self._login(email, password))
+
+    def _login(self, email: str, password: str) -> tuple[User, str]:
         with self.db.read() as conn:
             row = conn.execute(sa.select(users).where(
                 users.c.email == email.strip().lower())).first()
@@ -105,7 +138,10 @@ class UsersMixin(StoreBase):
                              .values(password_hash=_hasher.hash(password)))
         return self._user(row), self._api_key(row.id, row.api_key_salt)
 
-    def user_for_api_key(self, api_key: str) -> User:
+    def user_for_api_key(self, api_key: str, client: str | None = None) -> User:
+        return self._throttled(None, client, lambda: self._user_for_api_key(api_key))
+
+    def _user_for_api_key(self, api_key: str) -> User:
         if not isinstance(api_key, str) or not api_key.startswith("sw_") or len(api_key) > 100:
             raise Unauthorized("invalid API key")
         with self.db.read() as conn:
@@ -116,7 +152,12 @@ class UsersMixin(StoreBase):
             raise Unauthorized("invalid API key")
         return self._user(row)
 
-    def user_for_email_and_key(self, email: str, api_key: str) -> User:
+    def user_for_email_and_key(self, email: str, api_key: str,
+                               client: str | None = None) -> User:
+        return self._throttled(email, client,
+                               lambda: self._user_for_email_and_key(email, api_key))
+
+    def _user_for_email_and_key(self, email: str, api_key: str) -> User:
         if not isinstance(email, str) or not isinstance(api_key, str):
             raise Unauthorized("wrong email or API key")
         with self.db.read() as conn:

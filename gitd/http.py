@@ -20,6 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from controller.errors import NotFound, ShipwayError, Unauthorized
+from controller.login_throttle import LoginThrottled
 from gitd.bridge import ThreadOutput
 from gitd.receive import ProtocolFailure
 from gitd.service import SERVICES, git_service
@@ -127,14 +128,16 @@ class GitRepoResource(Resource):
         if not email or not key:
             return self._challenge(request)
         d = threads.deferToThread(self._authorize, email.decode("utf-8", "replace"),
-                                  key.decode("utf-8", "replace"), service)
+                                  key.decode("utf-8", "replace"), service,
+                                  getattr(request.getClientAddress(), "host", None))
         d.addCallback(lambda auth: self._serve(request, service, action, *auth))
         d.addErrback(self._refused, request)
         return NOT_DONE_YET
 
     # --- auth -----------------------------------------------------------------
-    def _authorize(self, email: str, key: str, service: str) -> tuple[Any, Any]:
-        user = self.controller.user_for_email_and_key(email, key)
+    def _authorize(self, email: str, key: str, service: str,
+                   client: str | None = None) -> tuple[Any, Any]:
+        user = self.git.authenticate(email, key, client)  # throttled (issue 14)
         return user, self.git.authorize(user, self.app_name, service)
 
     def _challenge(self, request: Any) -> bytes:
@@ -144,7 +147,10 @@ class GitRepoResource(Resource):
     def _refused(self, failure: Any, request: Any) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
-        if failure.check(Unauthorized):
+        if failure.check(LoginThrottled):  # issue 14: too many failed logins
+            request.setHeader(b"retry-after", str(failure.value.retry_after).encode())
+            request.write(self._plain(request, 429, f"shipway: {failure.value}"))
+        elif failure.check(Unauthorized):
             request.write(self._challenge(request))
         elif failure.check(NotFound, ShipwayError):
             request.write(self._plain(request, 404, "repository not found"))

@@ -23,6 +23,14 @@ class GitService:
         self.controller = services.controller
         self.repos = RepoStore(self.settings.data_dir)
 
+    def authenticate(self, email: str, key: str, client: str | None = None) -> User:
+        """Blocking. HTTP Basic (email, API key; an empty email: the key
+        alone), through the controller's throttle of failed logins, which
+        the API shares: Unauthorized, or LoginThrottled (429) while locked."""
+        if not email:
+            return self.controller.user_for_api_key(key, client=client)
+        return self.controller.user_for_email_and_key(email, key, client=client)
+
     def authorize(self, user: User, app_name: str, service: str) -> App:
         """Blocking. The same NotFound for an unknown app and for one the
         user may not use, so app names do not leak."""

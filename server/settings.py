@@ -176,6 +176,24 @@ class Settings:
     # about 0.4 s of a push. It is never used for more than one build.
     build_standby_ttl: int = 600
     max_slug_bytes: int = 500 * 1024 * 1024
+    # --- issue 14, finding 8: login throttling, reserved names, keys URL ---
+    # Failed password/API-key checks per account and per client address
+    # within the window before a lock of login_throttle_delay seconds,
+    # doubled by each further failure up to login_throttle_max_delay.
+    login_throttle_account_failures: int = 5
+    login_throttle_address_failures: int = 50
+    login_throttle_window: int = 900
+    login_throttle_delay: float = 2.0
+    login_throttle_max_delay: int = 900
+    # App names refused besides the built-in list (comma-separated).
+    reserved_app_names: str = ""
+    # Lifetime (seconds) of a run container's keys-URL signature; the
+    # container fetches its keys every 60 s and gets a fresh URL each time.
+    keys_url_ttl: int = 3600
+    # Open ps:ssh tunnels re-check their user's access this often (seconds;
+    # removals in this process end them at once, this catches the others).
+    ssh_session_recheck: int = 15
+    # --- end issue 14 finding 8 block ---
     # --- issue 14, findings 1 and 2: what a push's fetches may reach --------
     # Buildpack and submodule fetches never reach loopback, private,
     # link-local or this host's addresses, except these hosts or host:ports
@@ -198,23 +216,6 @@ class Settings:
     # The DNS server ("host[:port]") domain challenges are looked up at;
     # None: the system's resolvers. For private resolvers and tests.
     dns_server: str | None = None
-    # --- issue 14, finding 8: login throttling, reserved names, keys URL ---
-    # Failed password/API-key checks per account and per client address
-    # within the window before a lock of login_throttle_delay seconds,
-    # doubled by each further failure up to login_throttle_max_delay.
-    login_throttle_account_failures: int = 5
-    login_throttle_address_failures: int = 50
-    login_throttle_window: int = 900
-    login_throttle_delay: float = 2.0
-    login_throttle_max_delay: int = 900
-    # App names refused besides the built-in list (comma-separated).
-    reserved_app_names: str = ""
-    # Lifetime (seconds) of a run container's keys-URL signature; the
-    # container fetches its keys every 60 s and gets a fresh URL each time.
-    keys_url_ttl: int = 3600
-    # Open ps:ssh tunnels re-check their user's access this often (seconds;
-    # removals in this process end them at once, this catches the others).
-    ssh_session_recheck: int = 15
     # --- end issue 14 block ---
     # Run containers.
     runner: str = "docker"
