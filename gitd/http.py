@@ -6,12 +6,12 @@ asks for one or takes it from ~/.netrc.
 The response streams (chunked) as the handler writes it, so the pipeline's
 progress reaches the pusher line by line; Twisted spools the request body
 to a temp file before we see it, so a big pack costs disk, not memory.
+A gzip-encoded body is inflated as it is read, bounded by its uncompressed
+size (gitd/body.py): never read whole.
 """
 from __future__ import annotations
 
-import gzip
-import zlib
-from typing import Any, BinaryIO
+from typing import Any
 
 from dulwich.protocol import pkt_line
 from twisted.internet import threads
@@ -21,6 +21,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from controller.errors import NotFound, ShipwayError, Unauthorized
 from controller.login_throttle import LoginThrottled
+from gitd.body import BadBody, BodyTooLarge, RequestBody, is_gzip
 from gitd.bridge import ThreadOutput
 from gitd.receive import ProtocolFailure
 from gitd.service import SERVICES, git_service
@@ -31,32 +32,17 @@ log = Logger()
 OPTION_HEADERS = {b"shipway-hot": "hot", b"shipway-clean": "clean"}
 
 
-class FileSource:
-    """A request body as the `Source` the pack ingester reads."""
-
-    def __init__(self, body: BinaryIO) -> None:
-        self.body = body
-        self._eof = False
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.body.read(n)
-        if n and not data:
-            self._eof = True
-        return data
-
-    def recv(self, n: int, timeout: float | None = None) -> bytes:
-        return self.read(n)
-
-    @property
-    def eof(self) -> bool:
-        return self._eof
+def _body(request: Any, limit: int) -> RequestBody:
+    """The request body as a stream of at most `limit` (inflated) bytes."""
+    return RequestBody(request.content, is_gzip(request.getHeader(b"content-encoding")), limit)
 
 
-def _body(request: Any) -> BinaryIO:
-    request.content.seek(0)
-    if (request.getHeader(b"content-encoding") or b"").lower() in (b"gzip", b"x-gzip"):
-        return gzip.GzipFile(fileobj=request.content, mode="rb")  # type: ignore[return-value]
-    return request.content
+def _check_size(request: Any, limit: int) -> None:
+    """Inflate the body once, keeping nothing, to refuse it before a git
+    process starts: a fetch negotiation is small, a bomb is not."""
+    body = _body(request, limit)
+    while body.read(256 * 1024):
+        pass
 
 
 class _ResponseStream(ThreadOutput):
@@ -106,6 +92,11 @@ class GitRepoResource(Resource):
         self.git = git_service(services)
         self.controller = services.controller
         self.services_limits = services.settings.limits
+        limits = self.services_limits
+        # Inflated size bounds: a fetch negotiation is small; a push carries
+        # a pack, bounded by the repository limit as on the wire.
+        self.upload_body_bytes = limits.inflated_body_bytes
+        self.receive_body_bytes = limits.repo_bytes + limits.request_body_bytes
         self.app_name = app_name
 
     def render(self, request: Any) -> Any:
@@ -119,6 +110,9 @@ class GitRepoResource(Resource):
         elif path in (b"git-receive-pack", b"git-upload-pack") and method == b"POST":
             service, action = path.decode(), "rpc"
             if getattr(request, "body_too_large", False):
+                if service == "git-upload-pack":
+                    return self._plain(request, 413, f"fetch request larger than "
+                                                     f"{self.upload_body_bytes} bytes")
                 limit = self.services_limits.repo_bytes
                 return self._plain(request, 413, f"request larger than the repository size "
                                                  f"limit ({limit} bytes)")
@@ -175,16 +169,17 @@ class GitRepoResource(Resource):
                                                       advertise=action == "advertise")
                 if action == "advertise":
                     stream.write(pkt_line(b"# service=git-upload-pack\n") + pkt_line(None))
-                    body = b""
+                    body: RequestBody | bytes = b""
                 else:
-                    body = _body(request).read()
+                    _check_size(request, self.upload_body_bytes)
+                    body = _body(request, self.upload_body_bytes)
                 code = run_upload_pack(argv, env, body, stream.write, _log_stderr)
                 if code != 0 and not stream.started:
                     raise ProtocolFailure("upload-pack failed")
         elif action == "advertise":
             def run() -> None:
                 stream.write(pkt_line(b"# service=git-receive-pack\n") + pkt_line(None))
-                handler = self.git.receive_pack(app, user, source=FileSource(request.content),
+                handler = self.git.receive_pack(app, user, source=_body(request, 0),
                                                 read=lambda n: b"", write=stream.write)
                 handler.advertise()
         else:
@@ -193,14 +188,18 @@ class GitRepoResource(Resource):
                                 in (b"true", b"1", b"yes"))
 
             def run() -> None:
-                source = FileSource(_body(request))
+                source = _body(request, self.receive_body_bytes)
                 handler = self.git.receive_pack(app, user, source=source, read=source.read,
                                                 write=stream.write, stateless=True,
                                                 header_options=headers)
                 handler.handle()
 
         def failed(failure: Any) -> None:
-            if failure.check(ProtocolFailure, OSError, EOFError, zlib.error):
+            if failure.check(BodyTooLarge):
+                log.info("gitd http: {app} {service} refused: {reason}", app=self.app_name,
+                         service=service, reason=failure.value)
+                stream.end(413, f"shipway: {failure.value}")
+            elif failure.check(ProtocolFailure, OSError, EOFError, BadBody):
                 stream.end(400, f"shipway: {failure.value}")
             else:
                 log.failure("gitd http: receive-pack crashed", failure)

@@ -13,6 +13,7 @@ import tempfile
 import threading
 from typing import Callable
 
+from gitd.body import BadBody, BodyTooLarge
 from gitd.ingest import Source
 
 
@@ -57,7 +58,8 @@ def _feed(proc: subprocess.Popen, source: Source | bytes) -> None:
                 stdin.write(chunk)
             elif source.eof or proc.poll() is not None:
                 return
-    except (BrokenPipeError, OSError, ValueError):
+    except (BrokenPipeError, OSError, ValueError, BadBody, BodyTooLarge):
+        # upload-pack then sees the input end, fails, and says so.
         return
     finally:
         try:

@@ -17,8 +17,13 @@ def body_limit(path: bytes, limits: Limits) -> int:
     a repository, plus room for the commands around the pack: a push over
     the repository limit then still reaches receive-pack, which refuses it
     with a message git shows, and only bigger bodies meet a bare 413.
-    Everything else is an API call."""
+    Everything else is an API call. These count bytes on the wire; a gzip
+    body is bounded again by its inflated size where it is read."""
     path = path.split(b"?", 1)[0]
+    if path.endswith(b".git/git-upload-pack"):
+        # A fetch negotiation: wants and haves, never a pack. gitd/http.py
+        # bounds the same body again once inflated.
+        return limits.inflated_body_bytes
     if b".git/" in path:
         return limits.repo_bytes + limits.request_body_bytes
     return limits.request_body_bytes
@@ -88,4 +93,10 @@ class Root(Resource):
 
 
 def make_root(services: Services) -> Resource:
+    """The HTTP root; built once at start, when git's quarantines that a
+    crash left mid-push are removed (gitd/ingest.py: a live push's is locked,
+    so this is safe beside another process serving the same repos)."""
+    from gitd.repos import RepoStore
+
+    RepoStore(services.settings.data_dir).sweep_all()
     return Root(services)
