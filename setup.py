@@ -27,6 +27,7 @@ setup(
         "PyYAML>=6.0",
         "requests>=2.31",
         "zope.interface>=6.0",
+        "psutil>=5.9",  # issue 14: the host's own addresses, refused to fetches
         # issue 14: registrable domains (bundled Public Suffix List, offline)
         # and the DNS TXT check of SHIPWAY_DOMAIN_VERIFY=dns.
         "publicsuffixlist>=1.0",

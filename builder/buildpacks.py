@@ -2,7 +2,8 @@
 
 A `.buildpacks` line is a bundled buildpack's name (`python`, also written
 `heroku/python`), a git URL with an optional `#ref` (fetched on the host with
-the same rules as submodules), or a path *inside the app's source* (relative
+the same rules as submodules, builder/remote_git.py: the ref must be a ref
+name or a commit sha, never an option), or a path *inside the app's source* (relative
 to BUILD_DIR, e.g. `./tools/mybuildpack`): a push can never name host files.
 Without the file, the bundled buildpacks are detected in DETECT_ORDER.
 """
@@ -12,10 +13,12 @@ import re
 import tarfile
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 
-from builder.remote_git import check_remote_url, safe_git
+from builder.fetch_words import redact_url
+from builder.remote_git import check_ref, check_remote_url, clone_ref, fetch_home
 from controller.errors import BuildFailed
 
 DETECT_ORDER = ("elixir", "python", "nodejs", "procfile")
@@ -73,25 +76,22 @@ def bundled(name: str) -> Buildpack:
 
 
 def _fetch(entry: str, index: int, work: Path) -> Buildpack:
+    """Clone a `.buildpacks` URL line (`URL#ref`) through the fetch guard."""
     url, _, ref = entry.partition("#")
-    reason = check_remote_url(url)
+    shown = redact_url(url)
+    reason = check_remote_url(url) or (check_ref(ref) if ref else None)
     if reason:
-        raise BuildFailed(f"buildpack {url}: {reason}", reason="buildpack fetch failed")
+        what = f"ref {ref[:60]!r}" if not check_remote_url(url) else "URL"
+        raise BuildFailed(f".buildpacks: buildpack {shown}: {what} refused: {reason}",
+                          reason="bad .buildpacks")
     dest = work / f"buildpack-{index}"
-    home = work / "git-home"
-    home.mkdir(exist_ok=True)
-    args = ["clone", "--quiet", "--depth", "1"]
-    if ref:
-        args += ["--branch", ref]
-    done = safe_git(args + [url, str(dest)], home)
-    if done.returncode != 0 and ref:  # a commit sha, not a branch or tag
-        done = safe_git(["clone", "--quiet", url, str(dest)], home)
-        if done.returncode == 0:
-            done = safe_git(["-C", str(dest), "checkout", "--quiet", ref], home)
-    if done.returncode != 0:
-        raise BuildFailed(f"buildpack {entry} could not be fetched: {done.stderr.strip()}",
+    why = clone_ref(url, ref, dest, fetch_home(work))
+    if why:
+        at = f" at {ref}" if ref else ""
+        raise BuildFailed(f"buildpack {shown}{at} could not be fetched: {why}",
                           reason="buildpack fetch failed")
-    name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or f"buildpack-{index}"
+    path_name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    name = path_name if _NAME.fullmatch(path_name.lower()) else f"buildpack-{index}"
     return Buildpack(name, f"{CONTAINER_ROOT}/{index}-{name}", dest)
 
 
