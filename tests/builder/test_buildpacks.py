@@ -37,8 +37,11 @@ def test_two_buildpacks_run_in_order(tmp_path: Path, run_build) -> None:
                                     "second": "only-second", "worker": "run-worker"}
 
 
-def test_third_party_buildpack_by_git_url_runs_unchanged(tmp_path: Path, daemon, run_build) -> None:
+def test_third_party_buildpack_by_git_url_runs_unchanged(tmp_path: Path, daemon, run_build,
+                                                         make_builder) -> None:
     base, url = daemon
+    # the daemon is on loopback: only fetched where the operator allows it
+    allowed = make_builder(fetch_allow=url.removeprefix("git://"))
     pack = base / "testpack-work"
     write_tree(pack, {})
     import shutil
@@ -49,7 +52,8 @@ def test_third_party_buildpack_by_git_url_runs_unchanged(tmp_path: Path, daemon,
     files = {".buildpacks": f"{url}/testpack.git#v1\nprocfile\n", "testpack.txt": "yes",
              "Procfile": "web: ./mine\n"}
     repo, sha = make_app(tmp_path, files)
-    result, out = run_build(repo, sha, env={"GREETING": "hola", "SECRET_THING": "s3cr3t"})
+    result, out = run_build(repo, sha, env={"GREETING": "hola", "SECRET_THING": "s3cr3t"},
+                            using=allowed)
     assert "-----> Testpack app detected" in out.lines
     assert "-----> testpack compiling" in out.lines
     assert result.buildpacks == ["testpack", "procfile"]
@@ -94,8 +98,9 @@ def test_slugignore(tmp_path: Path, run_build) -> None:
                         "tmp/a/b/cache", "tmp/a/b/cache/x", "log-1.txt", "x/log.txt"}
 
 
-def test_submodules_are_fetched(tmp_path: Path, daemon, run_build) -> None:
+def test_submodules_are_fetched(tmp_path: Path, daemon, run_build, make_builder) -> None:
     base, url = daemon
+    allowed = make_builder(fetch_allow=url.removeprefix("git://"))
     # a submodule that itself has a submodule
     inner = base / "inner-work"
     write_tree(inner, {"inner.txt": "inner file\n"})
@@ -112,7 +117,7 @@ def test_submodules_are_fetched(tmp_path: Path, daemon, run_build) -> None:
     commit_dir(work)
     git("submodule", "add", "-q", f"{url}/lib.git", "vendor/lib", cwd=work)
     repo, sha = bare_from(work, tmp_path / "app.git")
-    result, out = run_build(repo, sha)
+    result, out = run_build(repo, sha, using=allowed)
     assert slug_file(result.slug_path, "vendor/lib/lib.txt") == "lib file\n"
     assert slug_file(result.slug_path, "vendor/lib/nested/inner.txt") == "inner file\n"
     assert slug_members(result.slug_path)["vendor/lib/run.sh"].mode & 0o111
