@@ -60,8 +60,10 @@ class ReceivePack:
     def __init__(self, *, pipeline: Any, repos: RepoStore, repo_bytes: int, app: App,
                  user: User, source: Source, read: Callable[[int], bytes],
                  write: Callable[[bytes], None], stateless: bool = False,
-                 header_options: frozenset[str] = frozenset()) -> None:
+                 header_options: frozenset[str] = frozenset(),
+                 blob_bytes: int = 500 * 1024 * 1024) -> None:
         self.pipeline, self.repos, self.repo_bytes = pipeline, repos, repo_bytes
+        self.blob_bytes = blob_bytes  # settings' limits.blob_bytes
         self.app, self.user = app, user
         self.source = source
         self.proto = Protocol(read, write)
@@ -108,7 +110,8 @@ class ReceivePack:
                 if quarantine.pack_bytes > budget:
                     raise PackError(f"push exceeds the repository size limit "
                                     f"({self.repo_bytes} bytes)")
-                types = quarantine.check([u.new for u in updates if u.new != ZERO_SHA])
+                types = quarantine.check([u.new for u in updates if u.new != ZERO_SHA],
+                                         self.blob_bytes)
                 quarantine.migrate()
             else:
                 types = {}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
+from gitd.ingest import QUARANTINE_PREFIX, sweep_stale
+
 
 class RepoStore:
     def __init__(self, data_dir: Path) -> None:
@@ -29,6 +31,8 @@ class RepoStore:
         """The app's bare repository, created (atomically) if missing."""
         path = self.path(app)
         if (path / "HEAD").exists():
+            # Quarantines a crash left behind (a live push holds its lock).
+            sweep_stale(path / "objects")
             return path
         with self._mutex:
             if (path / "HEAD").exists():
@@ -51,10 +55,22 @@ class RepoStore:
     def remove(self, app: str) -> None:
         shutil.rmtree(self.path(app), ignore_errors=True)
 
+    def sweep_all(self) -> int:
+        """At server start: remove every quarantine no live push holds."""
+        removed = 0
+        if self.root.is_dir():
+            for repo in self.root.glob("*.git"):
+                removed += sweep_stale(repo / "objects")
+        return removed
+
     def size(self, app: str) -> int:
-        """Bytes the repository takes on disk (what the size limit counts)."""
+        """Bytes the repository takes on disk (what the size limit counts):
+        quarantines of pushes under way or left by a crash are not counted."""
         total = 0
-        for dirpath, _dirs, files in os.walk(self.path(app)):
+        objects = self.path(app) / "objects"
+        for dirpath, dirs, files in os.walk(self.path(app)):
+            if Path(dirpath) == objects:
+                dirs[:] = [d for d in dirs if not d.startswith(QUARANTINE_PREFIX)]
             for name in files:
                 try:
                     total += os.lstat(os.path.join(dirpath, name)).st_size

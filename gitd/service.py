@@ -46,7 +46,8 @@ class GitService:
         return ReceivePack(pipeline=self.services.pipeline, repos=self.repos,
                            repo_bytes=self.settings.limits.repo_bytes, app=app, user=user,
                            source=source, read=read, write=write, stateless=stateless,
-                           header_options=header_options)
+                           header_options=header_options,
+                           blob_bytes=self.settings.limits.blob_bytes)
 
     def upload_pack_argv(self, app: App, *, stateless: bool = False,
                          advertise: bool = False) -> tuple[list[str], dict[str, str]]:
