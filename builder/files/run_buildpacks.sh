@@ -35,6 +35,31 @@ exec 3>&1 1>&2  # fd 3: the slug; the rest of this script and its children: stde
 
 event() { printf '%s %s\n' "$mark" "$*"; }
 
+# A buildpack's `export` file (in its own folder, written by its compile),
+# sourced before the next buildpack runs, as Heroku's multi-buildpack
+# builds do: what it exports reaches every later bin/ script. It is sourced
+# in a shell of its own and only its environment comes back, so it can
+# neither change this script's variables nor stop it; a failing one fails
+# the build.
+import_export() {
+  local pair
+  local -a pairs
+  mapfile -d '' -t pairs < <(bash -c 'set -a; source "$1" >&2 3>&- || exit 1; env -0' \
+                                 export "$1"; printf 'status=%d\0' "$?") || return 1
+  if [ "${pairs[-1]-}" != "status=0" ]; then
+    echo "-----> ${1%/*}/export failed"
+    event compile-failed "$index" 1
+    exit 1
+  fi
+  unset 'pairs[-1]'
+  for pair in "${pairs[@]}"; do
+    case "${pair%%=*}" in
+      _|PWD|OLDPWD|SHLVL|BASH_FUNC_*) continue ;;
+    esac
+    [[ "${pair%%=*}" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && export "$pair"
+  done
+}
+
 # The source was put in the volume under a name of its own; it becomes
 # /workspace/app. What an interrupted build left there goes first (read-only
 # directories included: see remove_tree.sh), and a tree that cannot go fails
@@ -82,6 +107,7 @@ for n in "${!chosen[@]}"; do
     event release "$index" "$code" "$(printf '%s' "$said" | base64 -w0)"
     [ "$code" = 0 ] || exit 1
   fi
+  [ -f "$pack/export" ] && import_export "$pack/export"
 done
 
 if [ -f "$BUILD_DIR/Procfile" ]; then
