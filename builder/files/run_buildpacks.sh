@@ -38,13 +38,15 @@ event() { printf '%s %s\n' "$mark" "$*"; }
 # A buildpack's `export` file (in its own folder, written by its compile),
 # sourced before the next buildpack runs, as Heroku's multi-buildpack
 # builds do: what it exports reaches every later bin/ script. It is sourced
-# in a shell of its own and only its environment comes back, so it can
-# neither change this script's variables nor stop it; a failing one fails
-# the build.
+# in a shell of its own and only its exported variables come back, never
+# over this script's own (DRIVER_VARS), so it can neither change how this
+# script goes on nor stop it; a failing one fails the build.
+DRIVER_VARS=" mark incoming mode packs chosen labels index pack said code n names excludes gz 
+  BUILD_DIR CACHE_DIR ENV_DIR SLUG_EXCLUDES DRIVER_VARS "
 import_export() {
   local pair
   local -a pairs
-  mapfile -d '' -t pairs < <(bash -c 'set -a; source "$1" >&2 3>&- || exit 1; env -0' \
+  mapfile -d '' -t pairs < <(bash -c 'source "$1" >&2 3>&- || exit 1; env -0' \
                                  export "$1"; printf 'status=%d\0' "$?") || return 1
   if [ "${pairs[-1]-}" != "status=0" ]; then
     echo "-----> ${1%/*}/export failed"
@@ -56,6 +58,7 @@ import_export() {
     case "${pair%%=*}" in
       _|PWD|OLDPWD|SHLVL|BASH_FUNC_*) continue ;;
     esac
+    [[ $DRIVER_VARS == *" ${pair%%=*} "* ]] && continue
     [[ "${pair%%=*}" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && export "$pair"
   done
 }
