@@ -101,8 +101,7 @@ class DockerRunner(SupervisionMixin):
         self._cache_slug(spec)
         slug_url = rebase_url(self.local_slugs.url(spec.slug_key, expires_in=900),
                               self.settings, self._gateway)
-        keys_url = (f"{gateway_url(self.settings, self._gateway)}/keys/{spec.app}"
-                    f"?sig={self._signer.sign(spec.app)}")
+        keys_url = self._signer.url(gateway_url(self.settings, self._gateway), spec.app)
         return slug_url, keys_url
 
     def _cache_slug(self, spec: ReleaseSpec) -> None:

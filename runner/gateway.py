@@ -4,8 +4,12 @@ SSH keys, on a small HTTP listener bound to the Docker bridge gateway.
 Shipway's API listens on loopback only, which containers cannot reach. Rather
 than open the whole API to them, a second listener on the bridge gateway
 address serves just `/slugs/...` (the slug store's signed downloads) and
-`/keys/<app>?sig=...` (the authorized_keys of the users allowed on the app,
-signed per app so one app's containers cannot read another's list).
+`/keys/<app>?expires=...&sig=...` (the authorized_keys of the users allowed
+on the app, signed per app so one app's containers cannot read another's
+list). A keys signature expires (SHIPWAY_KEYS_URL_TTL, an hour by default):
+each answer carries a fresh URL in `Shipway-Keys-Url`, which the container
+uses for its next fetch (every 60 s), so a URL seen in a log, an
+environment or a container long gone stops working on its own.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import hmac
 import ipaddress
 import os
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,9 +46,11 @@ def bridge_gateway(client: object) -> str:
 
 
 class KeySigner:
-    """Signs per-app key URLs with a secret kept in the data dir."""
+    """Signs per-app key URLs, with an expiry, by a secret kept in the data
+    dir: HMAC-SHA256 over "keys:<app>:<expires>"."""
 
     def __init__(self, settings: Settings) -> None:
+        self.ttl = max(60, int(getattr(settings, "keys_url_ttl", 3600)))
         path = Path(settings.data_dir) / "runner-keys.secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,11 +59,27 @@ class KeySigner:
                 f.write(secrets.token_hex(32))
         self._secret = path.read_text().strip().encode()
 
-    def sign(self, app: str) -> str:
-        return hmac.new(self._secret, b"keys:" + app.encode(), hashlib.sha256).hexdigest()
+    def sign(self, app: str, expires: int) -> str:
+        message = f"keys:{app}:{int(expires)}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
-    def check(self, app: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(app), signature)
+    def path(self, app: str, now: float | None = None) -> str:
+        """`/keys/<app>?expires=...&sig=...`, valid for `ttl` seconds."""
+        expires = int(now if now is not None else time.time()) + self.ttl
+        return f"/keys/{app}?expires={expires}&sig={self.sign(app, expires)}"
+
+    def url(self, base: str, app: str) -> str:
+        return base + self.path(app)
+
+    def check(self, app: str, expires: str, signature: str, now: float | None = None) -> bool:
+        """The signature is the app's and has not expired (nor is it dated
+        further ahead than one lifetime: no forged long-lived URL)."""
+        if not (expires.isascii() and expires.isdigit() and len(expires) < 12):
+            return False
+        left = int(expires) - (now if now is not None else time.time())
+        if not 0 < left <= self.ttl + 60:
+            return False
+        return hmac.compare_digest(self.sign(app, int(expires)), signature)
 
 
 def gateway_url(settings: Settings, gateway: str) -> str:
@@ -76,7 +99,8 @@ def rebase_url(url: str, settings: Settings, gateway: str) -> str:
 
 
 class KeysResource(Resource):
-    """GET /keys/<app>?sig=<hmac>: the app's authorized_keys lines."""
+    """GET /keys/<app>?expires=<t>&sig=<hmac>: the app's authorized_keys
+    lines, and in `Shipway-Keys-Url` the path to fetch them next time."""
 
     isLeaf = True
 
@@ -88,13 +112,14 @@ class KeysResource(Resource):
     def render_GET(self, request):  # noqa: N802 (Twisted's name)
         parts = [p for p in request.postpath if p]
         signature = (request.args.get(b"sig") or [b""])[0].decode("ascii", "replace")
+        expires = (request.args.get(b"expires") or [b""])[0].decode("ascii", "replace")
         if len(parts) != 1:
             request.setResponseCode(404)
             return b"not found\n"
         app_name = parts[0].decode("utf-8", "replace")
-        if not self.signer.check(app_name, signature):
+        if not self.signer.check(app_name, expires, signature):
             request.setResponseCode(403)
-            return b"bad signature\n"
+            return b"bad or expired signature\n"
 
         def lookup() -> bytes:
             app = self.controller.app_by_name(app_name)  # type: ignore[attr-defined]
@@ -103,6 +128,7 @@ class KeysResource(Resource):
 
         def done(body: bytes) -> None:
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"shipway-keys-url", self.signer.path(app_name).encode())
             request.write(body)
             request.finish()
 

@@ -60,9 +60,17 @@ if [[ ${RELEASE_DISTRIBUTION:-} == name || ${RELEASE_DISTRIBUTION:-} == sname ]]
 fi
 
 # --- SSH (ps:ssh): a non-root sshd on port 2222 that lets in the app's users.
+# The keys URL's signature expires (issue 14): each answer names a fresh
+# one (Shipway-Keys-Url), kept in /shipway/ssh/keys_url for the next fetch.
 fetch_keys() {
-  curl -fsS --max-time 20 "$SHIPWAY_KEYS_URL" -o /shipway/ssh/authorized_keys.new \
-    && mv -f /shipway/ssh/authorized_keys.new /shipway/ssh/authorized_keys
+  local url next
+  url=$(cat /shipway/ssh/keys_url 2>/dev/null || true)
+  curl -fsS --max-time 20 -D /shipway/ssh/keys.headers "${url:-$SHIPWAY_KEYS_URL}" \
+    -o /shipway/ssh/authorized_keys.new || return 1
+  mv -f /shipway/ssh/authorized_keys.new /shipway/ssh/authorized_keys
+  next=$(tr -d '\r' </shipway/ssh/keys.headers \
+    | sed -n 's|^[Ss]hipway-[Kk]eys-[Uu]rl: *\(/keys/[A-Za-z0-9?&=_.-]*\)$|\1|p' | tail -n 1)
+  if [ -n "$next" ]; then echo "${SHIPWAY_KEYS_URL%%/keys/*}$next" >/shipway/ssh/keys_url; fi
 }
 
 start_sshd() {
