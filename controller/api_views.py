@@ -127,7 +127,8 @@ def release_json(release: Release | None) -> dict[str, Any] | None:
     return {"version": release.version, "status": release.status,
             "description": release.description, "commit": release.commit,
             "slug_id": release.slug_id, "process_types": dict(release.process_types),
-            "created_by": release.created_by, "created_at": when(release.created_at)}
+            "created_by": release.created_by, "created_at": when(release.created_at),
+            "slug_pruned": release.slug_pruned}
 
 
 def domain_json(domain: Domain) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from controller.db import builds, now
-from controller.domains import DomainsMixin
+from controller.slug_pruning import SlugPruningMixin
 from controller.errors import BadRequest, NotFound
 from controller.models import App, Build, User
 
@@ -20,7 +20,7 @@ def to_build(row: Any) -> Build:
                  finished_at=row.finished_at)
 
 
-class BuildsMixin(DomainsMixin):
+class BuildsMixin(SlugPruningMixin):
     def start_build(self, app: App, user: User, ref: str, commit: str) -> Build:
         with self.db.write() as conn:
             build_id = conn.execute(builds.insert().values(

@@ -52,6 +52,7 @@ class Slug:
     buildpacks: list[str]
     created_at: dt.datetime
     unpacked_size: int | None = None  # the tar's bytes; None for older slugs
+    pruned: bool = False  # deleted from the slug store (controller/slug_pruning.py)
 
 
 @attrs.frozen
@@ -67,6 +68,7 @@ class Release:
     status: ReleaseStatus
     created_by: str  # email, or "shipway" for system-made releases
     created_at: dt.datetime
+    slug_pruned: bool = False  # its slug was pruned: no rollback to it
 
 
 @attrs.frozen

@@ -36,7 +36,8 @@ def to_release(row: Any, app_name: str) -> Release:
     return Release(id=row.id, app_id=row.app_id, app_name=app_name, version=row.version,
                    slug_id=row.slug_id, commit=row.commit,
                    process_types=dict(row.process_types or {}), description=row.description,
-                   status=row.status, created_by=row.created_by, created_at=row.created_at)
+                   status=row.status, created_by=row.created_by, created_at=row.created_at,
+                   slug_pruned=getattr(row, "slug_pruned_at", None) is not None)
 
 
 def snapshot_aad(app_id: int, version: int) -> str:
@@ -145,8 +146,11 @@ class ReleasesMixin(AppsMixin):
     def list_releases(self, user: User, app: str) -> list[Release]:
         with self.db.read() as conn:
             found = self._authorize(conn, user, app, "read")
-            rows = conn.execute(sa.select(*RELEASE_COLUMNS).where(releases.c.app_id == found.id)
-                                .order_by(releases.c.version.desc())).all()
+            rows = conn.execute(
+                sa.select(*RELEASE_COLUMNS, slugs.c.pruned_at.label("slug_pruned_at"))
+                .select_from(releases.outerjoin(slugs, slugs.c.id == releases.c.slug_id))
+                .where(releases.c.app_id == found.id)
+                .order_by(releases.c.version.desc())).all()
         return [to_release(r, found.name) for r in rows]
 
     def get_release(self, app: App, version: int) -> Release:
@@ -210,6 +214,10 @@ class ReleasesMixin(AppsMixin):
             slug = self._slug_row(conn, target.slug_id)
             if slug is None:
                 raise BadRequest(f"the slug of v{target.version} is gone")
+            if slug.pruned:
+                raise BadRequest(
+                    f"the slug of v{target.version} was pruned (this server keeps the slugs of "
+                    f"the last {self.settings.slug_keep} releases): roll back to a newer one")
             config = self._snapshot(conn, found.id, target.version)
             release = self._insert_release(conn, found, slug, config,
                                            f"Rollback to v{target.version}", user.email)
@@ -249,7 +257,7 @@ class ReleasesMixin(AppsMixin):
                     sha256=row.sha256, size=row.size, commit=row.commit,
                     process_types=dict(row.process_types or {}),
                     buildpacks=list(row.buildpacks or []), created_at=row.created_at,
-                    unpacked_size=row.unpacked_size)
+                    unpacked_size=row.unpacked_size, pruned=row.pruned_at is not None)
 
     def _slug_row(self, conn: Connection, slug_id: int) -> Slug | None:
         row = conn.execute(sa.select(slugs).where(slugs.c.id == slug_id)).first()

@@ -23,6 +23,7 @@ from controller.errors import BuildFailed, DeployFailed, ShipwayError
 from controller.models import App, Build, Release, Slug
 from hooks.interface import ZERO_SHA, Progress, Push, PushOutcome, RefUpdate
 from hooks.lock import PushInProgress, PushLocks
+from storage.interface import SlugStoreFull
 
 log = Logger()
 
@@ -167,6 +168,7 @@ class Pipeline:
                     app, slug, f"Deploy {commit[:7]}", push.user.email))
                 out(f"-----> Released v{release.version}")
                 self._release(app, release, out, hot=push.options.hot)
+                self._prune_slugs(app, out)  # issue 14: under the release lock
             version = release.version
             out(f"-----> {app.name} is live at {self.app_url(app)}")
             out(f"-----> Done in {time.monotonic() - started:.1f}s")
@@ -201,6 +203,10 @@ class Pipeline:
         key = f"{app.name}/{result.sha256}.tar.gz"
         try:
             self._step("slug store", lambda: self.slugs.put(key, result.slug_path))
+        except SlugStoreFull as full:  # issue 14: stored slugs untouched, push rejected
+            log.error("pipeline: slug store full storing {app} {commit}", app=app.name,
+                      commit=commit)
+            raise _Rejected(full.message) from None
         finally:
             Path(result.slug_path).unlink(missing_ok=True)
         out(f"-----> Slug stored ({result.size / 1e6:.1f} MB)")
@@ -208,6 +214,15 @@ class Pipeline:
             app, key, result.sha256, result.size, commit,
             dict(result.process_types), list(result.buildpacks),
             unpacked_size=result.unpacked_size))
+
+    def _prune_slugs(self, app: App, out: _Transcript) -> None:
+        """Slugs no recent release and no replica uses leave the store
+        (controller/slug_pruning.py). The deploy already succeeded: a
+        failure here is logged and never fails the push."""
+        try:
+            self.controller.prune_slugs(app, self.slugs, out)
+        except Exception:  # noqa: BLE001
+            log.failure("pipeline: pruning the slugs of {app} failed", app=app.name)
 
     def _release(self, app: App, release: Release, out: _Transcript, hot: bool = False) -> None:
         record, out.record = out.record, None

@@ -6,6 +6,7 @@ URL's host so that containers reach the API, and that must not break it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -20,7 +21,10 @@ from zope.interface import implementer
 
 from server.private_files import load_or_create_secret
 from server.settings import Settings
-from storage.interface import ISlugStore
+from storage.interface import ISlugStore, SlugStoreFull
+
+# Errors that mean "no room": a full file system or the user's disk quota.
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
 
@@ -48,18 +52,28 @@ class LocalSlugStore:
         return self.root / check_key(key)
 
     def put(self, key: str, source: Path) -> None:
+        """Written to a hidden temp file in the key's folder, fsynced, then
+        renamed over the key: a full disk (or any failure) mid-write leaves
+        the stored slugs as they were and no partial file."""
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".put-", dir=dest.parent)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".put-", dir=dest.parent)
+        except OSError as e:
+            if e.errno in FULL_ERRNOS:
+                raise SlugStoreFull() from e
+            raise
         try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 shutil.copyfileobj(src, out, 1024 * 1024)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, dest)  # readers see the old file or the whole new one
-        except BaseException:
+        except BaseException as e:
             with _ignore_missing():
                 os.unlink(tmp)
+            if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
+                raise SlugStoreFull() from e
             raise
 
     def get(self, key: str, dest: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from zope.interface import implementer
 
 from server.settings import Settings
-from storage.interface import ISlugStore
+from storage.interface import ISlugStore, SlugStoreFull
 from storage.local import check_key
 
 
@@ -34,8 +34,16 @@ class S3SlugStore:
         return self.prefix + check_key(key)
 
     def put(self, key: str, source: Path) -> None:
-        # A single S3 PUT (or a completed multipart upload) is atomic.
-        self.client.upload_file(str(source), self.bucket, self._name(key))
+        # A single S3 PUT (or a completed multipart upload) is atomic: a
+        # failed one stores nothing.
+        try:
+            self.client.upload_file(str(source), self.bucket, self._name(key))
+        except Exception as e:  # noqa: BLE001 (re-raised unless the service is full)
+            # MinIO says XMinioStorageFull; HTTP 507 is Insufficient Storage.
+            if any(mark in str(e) for mark in ("XMinioStorageFull", "InsufficientStorage",
+                                               "(507)")):
+                raise SlugStoreFull() from e
+            raise
 
     def get(self, key: str, dest: Path) -> None:
         from botocore.exceptions import ClientError
