@@ -47,6 +47,7 @@ from zope.interface import implementer
 from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
 from builder.interface import BuildRequest, BuildResult, IBuilder, Output
 from builder.remote_git import FetchPolicy, fetch_home
+from builder.networks import build_memory_bytes, build_tmp_bytes, ensure_build_network
 from builder.slug import SlugWriter, excludes_file, parse_slugignore
 from builder.source import export_source, new_work_dir, read_top_file
 from builder.stack import APP_UID, ensure_stack_image
@@ -469,9 +470,14 @@ class DockerBuilder:
             # drivers (fuse-overlayfs) is several times slower.
             mounts=[docker.types.Mount(WORKSPACE, volume, type="volume")],
             cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            mem_limit=s.build_memory, memswap_limit=s.build_memory,
+            mem_limit=build_memory_bytes(s), memswap_limit=build_memory_bytes(s),
             nano_cpus=int(s.build_cpus * 1e9), pids_limit=s.build_pids,
-            network_mode="bridge" if s.build_network else "none",
+            # issue 14: builds sit on a network of their own with outbound
+            # access only (no other container, nothing of the host), and
+            # their /tmp is a tmpfs of fixed size (charged to build_memory's
+            # cgroup, so the limit grows by it), never the host's disk.
+            network_mode=(ensure_build_network(self.client, s) if s.build_network else "none"),
+            tmpfs={"/tmp": f"size={build_tmp_bytes(s)},mode=1777,exec,nosuid,nodev"},
             detach=True,
         )
 

@@ -23,6 +23,7 @@ import attrs
 import docker
 import docker.errors
 
+from builder.networks import ensure_app_network
 from builder.stack import APP_UID
 from controller.formation import size_limits
 from runner.interface import HealthCheck, ReleaseSpec
@@ -116,16 +117,14 @@ def env_file(env: dict[str, str]) -> bytes:
 
 
 def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
-    """A tar of /shipway owned by the app user, for `put_archive` at "/"."""
+    """A tar of root-owned files for `put_archive` into FILES_IN: the app
+    can read them, never change them nor write beside them (the volume is
+    on the host's disk, so no app write may land there)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("shipway")
-        info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o700, APP_UID, APP_UID
-        info.mtime = int(time.time())
-        tar.addfile(info)
         for name, (data, mode) in files.items():
-            info = tarfile.TarInfo(f"shipway/{name}")
-            info.size, info.mode, info.uid, info.gid = len(data), mode, APP_UID, APP_UID
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, 0, 0
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -137,32 +136,72 @@ def replica_limits(settings: Settings, spec: ReleaseSpec, host_cpus: int) -> tup
     return size_limits(settings, spec.size, host_cpus)
 
 
-def app_dir_in_memory(settings: Settings, spec: ReleaseSpec) -> int | None:
-    """The size of the tmpfs a replica of `spec` unpacks its slug into, or
-    None for a volume on disk.
+class SlugTooBig(Exception):
+    """A slug that unpacks to more than a replica may write (SHIPWAY_RUN_DISK)."""
 
-    Unpacking the Elixir example's 700 files into a fresh volume took 0.5-1 s
-    on a host with a slow disk, against 0.1 s into tmpfs, and a deploy waits
-    for it. Files in a tmpfs are memory the container is charged for, which
-    it cannot reclaim, so the runner raises the container's memory limit by
-    the tmpfs's whole size: the slug and whatever the app writes under /app
-    never take from the app's own `run_memory`, and a full tmpfs fails a
-    write as a full disk would. So that this stays small it is kept for slugs
-    of at most `run_tmpfs_max` (default 64 MiB unpacked); bigger ones, and
-    slugs whose unpacked size is unknown (built by an older Shipway), go to a
-    volume. The size holds the slug in the worst case (a tiny file takes a
-    4 KiB page in tmpfs against 1 KiB in a tar: 4x), its download while it
-    is unpacked, and 64 MiB for the app's files. The unpacked size is
-    gzip's, modulo 4 GiB: one below 0.9x the compressed size is taken for a
-    wrapped one (a slug over 4 GiB that packs better than 64:1 would still
-    be taken for small: its unpack would fail)."""
-    limit = docker_bytes(settings.run_tmpfs_max)  # checked by Settings
+
+SHIPWAY_DIR_SIZE = 8 * 1024 * 1024  # /shipway: sshd's keys, pid, log; the env copy
+TMP_MAX = 256 * 1024 * 1024  # /tmp at most (a quarter of the run disk below that)
+FILES_IN = "/shipway-in"  # root-owned volume with the entrypoint and env, read-only to the app
+
+
+@attrs.frozen
+class RunStorage:
+    """Where a replica may write, and how much: its root filesystem is
+    read-only, and every writable path is a tmpfs of fixed size, together
+    `run_disk` (SHIPWAY_RUN_DISK). Docker here has no storage quotas
+    (fuse-overlayfs: `--storage-opt size` is refused), and a loop-mounted
+    image per replica would cost a file on the host and a loop device each.
+
+    tmpfs pages are memory the container is charged for, so the runner grows
+    the container's memory limit by `run_disk`: what the app writes never
+    takes from its `run_memory`, and host memory is used only as far as the
+    replica actually writes. A full tmpfs fails a write with ENOSPC, as a
+    full disk would; the host's disk is never written."""
+
+    workspace: int  # /workspace (where /app points; the app's HOME): the slug and the app's files
+    tmp: int  # /tmp
+    shipway: int  # /shipway
+
+    @property
+    def total(self) -> int:
+        return self.workspace + self.tmp + self.shipway
+
+    def tmpfs(self) -> dict[str, str]:
+        owner = f"uid={APP_UID},gid={APP_UID}"
+        return {"/workspace": f"size={self.workspace},mode=0755,{owner},exec,nosuid,nodev",
+                "/tmp": f"size={self.tmp},mode=1777,exec,nosuid,nodev",
+                "/shipway": f"size={self.shipway},mode=0700,{owner},noexec,nosuid,nodev"}
+
+
+def run_storage(settings: Settings) -> RunStorage:
+    """The replica's writable areas for the server's SHIPWAY_RUN_DISK."""
+    total = max(docker_bytes(settings.run_disk), 32 * 1024 * 1024)
+    tmp = min(TMP_MAX, total // 4)
+    return RunStorage(workspace=total - tmp - SHIPWAY_DIR_SIZE, tmp=tmp,
+                      shipway=SHIPWAY_DIR_SIZE)
+
+
+def check_slug_fits(settings: Settings, spec: ReleaseSpec) -> None:
+    """Refuse a slug whose recorded unpacked size is more than a replica's
+    /workspace: it could never start. The entrypoint's unpack is bounded by
+    the tmpfs all the same (a size not recorded, or many tiny files, which
+    take a 4 KiB page each). The unpacked size is gzip's, modulo 4 GiB: one
+    below 0.9x the compressed size is taken for a wrapped one, i.e. more."""
+    room = run_storage(settings).workspace
     unpacked, packed = spec.slug_unpacked_size, spec.slug_size
-    if limit <= 0 or unpacked is None or packed is None:
-        return None
-    if unpacked > limit or packed > limit or unpacked < packed * 0.9:
-        return None
-    return 4 * unpacked + packed + 64 * 1024 * 1024
+    if packed is not None and packed > room:
+        unpacked = packed
+    elif unpacked is None or (packed is not None and unpacked < packed * 0.9):
+        return
+    if unpacked > room:
+        raise SlugTooBig(f"slug unpacks to more than {_mb(room)} (it unpacks to "
+                         f"{_mb(unpacked)}; a replica may write {settings.run_disk}, "
+                         "SHIPWAY_RUN_DISK)")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.0f} MB"
 
 
 def entrypoint_script() -> bytes:
@@ -234,29 +273,23 @@ class Containers:
         ports: dict[str, Any] = {f"{SSH_PORT}/tcp": ("127.0.0.1", None)}
         if process_type == WEB:
             ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", None)
-        # /workspace (where the stack image's /app points) is removed with the
-        # container: a tmpfs for a small slug (see app_dir_in_memory), else an
-        # anonymous volume. Either way the slug is unpacked onto a plain
-        # directory instead of the copy-on-write layer, which on
-        # fuse-overlayfs took 1.8 s for the Elixir example's 700 files. The
-        # app sees the same /workspace/app as its build did.
+        # A read-only root filesystem and fixed-size tmpfs mounts for every
+        # writable path (see RunStorage), so what a replica writes is bounded
+        # and never reaches the host's disk. The slug is unpacked onto
+        # /workspace (where the stack image's /app points), which also
+        # spares the copy-on-write layer (1.8 s on fuse-overlayfs for the
+        # Elixir example's 700 files). The entrypoint and env arrive in a
+        # small root-owned volume, as Docker copies nothing into a tmpfs nor
+        # onto a read-only root.
+        check_slug_fits(self.settings, spec)
         memory, cpus = replica_limits(self.settings, spec, self.host_cpus)
-        in_memory = app_dir_in_memory(self.settings, spec)
-        storage: dict[str, Any]
-        if in_memory:
-            if memory > 0:  # 0: no limit
-                memory += in_memory
-            # The tmpfs starts empty: the container starts in "/" (its /app
-            # is made by the entrypoint).
-            storage = {"tmpfs": {"/workspace": f"size={in_memory},mode=0755,uid={APP_UID},"
-                                               f"gid={APP_UID},exec"},
-                       "working_dir": "/"}
-        else:
-            storage = {"mounts": [docker.types.Mount("/workspace", None, type="volume")],
-                       "working_dir": "/app"}
+        storage = run_storage(self.settings)
+        if memory > 0:  # 0: no limit
+            memory += storage.total
+        network = ensure_app_network(self.client, self.settings, spec.app)
         container = self.client.containers.create(
             image,
-            command=["/usr/bin/tini", "-g", "--", "/bin/bash", "/shipway/entrypoint.sh"],
+            command=["/usr/bin/tini", "-g", "--", "/bin/bash", f"{FILES_IN}/entrypoint.sh"],
             name=name,
             hostname=_NAME_SAFE.sub("-", f"{spec.app}-{process_type}-{suffix}")[:63],
             user=f"{APP_UID}:{APP_UID}",
@@ -270,7 +303,11 @@ class Containers:
                 **({HOST_KEY_LABEL: "app"} if host_key else {}),
             },
             ports=ports,
-            **storage,
+            network=network,
+            read_only=True,
+            tmpfs=storage.tmpfs(),
+            mounts=[docker.types.Mount(FILES_IN, None, type="volume")],
+            working_dir="/",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             mem_limit=memory,
@@ -281,11 +318,11 @@ class Containers:
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
         )
         try:
-            files = {"entrypoint.sh": (entrypoint_script(), 0o500),
-                     "env": (env_file(env), 0o400)}
+            files = {"entrypoint.sh": (entrypoint_script(), 0o444),
+                     "env": (env_file(env), 0o444)}
             if host_key:
-                files["ssh_host_key"] = (host_key.encode(), 0o400)
-            container.put_archive("/", _archive(files))
+                files["ssh_host_key"] = (host_key.encode(), 0o444)
+            container.put_archive(FILES_IN, _archive(files))
             container.start()
             container.reload()
         except Exception:
@@ -374,13 +411,13 @@ class Containers:
     # --- inside a running replica ---------------------------------------------------
     def run_script(self, container_id: str, name: str, args: list[str],
                    timeout: float = 600) -> tuple[int, list[str]]:
-        """Copy `runner/files/<name>` into the replica's /shipway and run it
-        there as the app user: (exit status, output lines). Copied at each
-        use, so replicas started by an older Shipway get the current one."""
-        container = self.client.containers.get(container_id)
-        container.put_archive("/", _archive({name: (runner_file(name), 0o500)}))
+        """Run `runner/files/<name>` in the replica as the app user: (exit
+        status, output lines). Passed as `bash -c`'s script, so that it
+        needs no file in the replica (whose root is read-only) and replicas
+        started by an older Shipway get the current one."""
         exec_id = self.client.api.exec_create(container_id, ["timeout", str(int(timeout)), "bash",
-                                                             f"/shipway/{name}", *args],
+                                                             "-c", runner_file(name).decode(),
+                                                             name, *args],
                                               user=f"{APP_UID}:{APP_UID}", workdir="/app")["Id"]
         # A client that waits as long as the script may run: the shared
         # one gives up on a silent answer after 120 s, while the script

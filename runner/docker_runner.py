@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from controller.errors import DeployFailed, NotFound
+from builder.networks import ensure_firewall, remove_app_network
 from router.interface import Route
 from router.nginx import hostnames_for
 from runner.containers import HOST_KEY_VAR, Containers, Replica, Unhealthy
@@ -318,6 +319,7 @@ class DockerRunner(SupervisionMixin):
             self.router.remove_route(app)
             for r in self.docker.list(app):
                 self.docker.remove(r.id)
+            remove_app_network(self.docker.client, self.settings, app)
             if self.local_slugs is not self.slugs:
                 self.local_slugs.delete_prefix(f"{app}/")
 
@@ -331,6 +333,9 @@ class DockerRunner(SupervisionMixin):
         supervision thread starts even if adopting some app failed: it
         tries those again on each pass."""
         self._stopping.clear()
+        # Before any replica runs: the host is closed to containers but for
+        # the gateway port (builder/networks.py).
+        ensure_firewall(self.settings)
         self._adopt_all()
         self._thread = threading.Thread(target=self._supervise, name="shipway-runner",
                                         daemon=True)

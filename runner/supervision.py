@@ -17,6 +17,7 @@ from typing import Iterator
 import attrs
 from twisted.logger import Logger
 
+from builder.networks import app_networks, remove_app_network
 from controller.errors import DeployFailed, NotFound
 from runner.containers import Replica
 from runner.interface import ReleaseSpec
@@ -263,9 +264,19 @@ class SupervisionMixin:
                 self._desired.pop(r.app, None)
                 self._live.pop(r.app, None)
                 self.docker.remove(r.id)
+        self._remove_unused_networks()
         for app in set(self.router.routes()) - names:
             with self._lock(app):
                 try:
                     self.controller.app_by_name(app)
                 except NotFound:
                     self.router.remove_route(app)
+
+    def _remove_unused_networks(self) -> None:
+        """Remove the network of each app that has no container left (a
+        destroyed app, or one scaled to nothing), under the app's lock so
+        that no deploy is between creating a replica and starting it."""
+        for app in app_networks(self.docker.client, self.settings):
+            with self._lock_if_free(app) as got:
+                if got and not self.docker.list(app):
+                    remove_app_network(self.docker.client, self.settings, app)

@@ -199,6 +199,19 @@ def remove_docker_objects(instance: str) -> None:
             v.remove(force=True)
         except Exception:
             pass
+    # issue 14: the instance's networks and its host firewall chain.
+    for n in client.networks.list(filters={"label": label}):
+        try:
+            n.remove()
+        except Exception:
+            pass
+    try:
+        from builder.networks import remove_firewall
+        from server.settings import Settings
+
+        remove_firewall(Settings(instance=instance))
+    except Exception:
+        pass
 
 
 @pytest.fixture

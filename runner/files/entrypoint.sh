@@ -1,7 +1,7 @@
 #!/bin/bash
 # The run container's entrypoint (PID 1 is tini, which forwards signals to
 # this process group). Shipway copies this file and /shipway/env into the
-# container before it starts; nothing of the host is mounted.
+# container (/shipway-in) before it starts; nothing of the host is mounted.
 #
 #   1. load the environment (config vars, PORT, APP_*, the signed URLs),
 #   2. download the slug through its signed URL and unpack it into /app
@@ -14,31 +14,40 @@ set -euo pipefail
 
 log() { echo "shipway: $*" >&2; }
 
+# The root filesystem is read-only; /workspace (where /app points), /tmp
+# and /shipway are tmpfs of fixed size (SHIPWAY_RUN_DISK in all), and
+# /shipway-in holds this file and the env, root-owned. The env is copied to
+# /shipway/env, where the hot-upgrade script and SSH sessions read it.
+install -m 0400 /shipway-in/env /shipway/env
 set -a
 # shellcheck disable=SC1091
 . /shipway/env
 set +a
 
-# The slug is downloaded once per container: a container restarted in place
-# (e.g. by the Docker engine after a host reboot) keeps its /app when that
-# is a volume (a tmpfs starts empty again, marker and all). It goes to
-# /workspace (a tmpfs or the container's volume, where /app points), not to
-# the root file system, which on some Docker hosts is FUSE and took a
-# second to write and read back the Elixir example's slug.
-slug=/workspace/.slug.tgz
+# The slug is streamed from its signed URL into tar, never stored whole:
+# only its unpacked files take room, bounded by /workspace's size. A slug
+# that unpacks to more fails the replica (and so the deploy) with a clear
+# error. A container restarted in place gets an empty tmpfs and unpacks
+# again.
+gunzip=(-z); command -v pigz >/dev/null && gunzip=(-I pigz)
+room() { df -Pk /workspace | awk 'NR==2 {print $2 * 1024}'; }
 if [ ! -e /workspace/.slug.done ]; then
   log "downloading slug for ${APP_NAME} ${APP_VERSION}"
-  mkdir -p /workspace/app
   for attempt in 1 2 3 4 5; do
-    if curl -fsS --max-time 300 "$SHIPWAY_SLUG_URL" -o "$slug"; then
-      break
+    rm -rf /workspace/app && mkdir -p /workspace/app
+    status=0
+    curl -fsS --max-time 300 "$SHIPWAY_SLUG_URL" \
+      | tar "${gunzip[@]}" -xf - -C /workspace/app 2>/tmp/.untar.err || status=$?
+    [ "$status" = 0 ] && break
+    if grep -q "No space left" /tmp/.untar.err 2>/dev/null; then
+      rm -rf /workspace/app
+      log "slug unpacks to more than $(( $(room) / 1024 / 1024 )) MB (SHIPWAY_RUN_DISK)"
+      exit 1
     fi
     [ "$attempt" = 5 ] && { log "slug download failed"; exit 1; }
     sleep 1
   done
-  cd /workspace/app
-  if command -v pigz >/dev/null; then tar -I pigz -xf "$slug"; else tar -xzf "$slug"; fi
-  rm -f "$slug"
+  rm -f /tmp/.untar.err
   touch /workspace/.slug.done
   log "slug unpacked"
 fi
@@ -78,9 +87,8 @@ start_sshd() {
   chmod 700 /shipway/ssh
   # The app's own host key (the same in every replica, pinned by ps:ssh);
   # without one, a key of this container's.
-  if [ -s /shipway/ssh_host_key ]; then
-    mv -f /shipway/ssh_host_key /shipway/ssh/host_ed25519_key
-    chmod 600 /shipway/ssh/host_ed25519_key
+  if [ -s /shipway-in/ssh_host_key ]; then
+    install -m 0600 /shipway-in/ssh_host_key /shipway/ssh/host_ed25519_key
   else
     ssh-keygen -q -t ed25519 -N '' -f /shipway/ssh/host_ed25519_key </dev/null >/dev/null
   fi

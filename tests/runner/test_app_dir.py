@@ -1,10 +1,12 @@
-"""Where a replica unpacks its slug: memory for small slugs of known size,
-a volume otherwise (the policy alone; test_docker_runner runs both)."""
+"""What a replica may write (issue 14): its writable areas add up to
+SHIPWAY_RUN_DISK, and a slug whose recorded unpacked size is more than its
+/workspace is refused before any container starts (the policy alone;
+test_docker_runner and tests/security/test_disk_limits run it)."""
 from __future__ import annotations
 
 import pytest
 
-from runner.containers import app_dir_in_memory
+from runner.containers import SlugTooBig, check_slug_fits, run_storage
 from runner.interface import ReleaseSpec
 from server.settings import Settings, load_settings
 
@@ -17,27 +19,33 @@ def _spec(packed: int | None, unpacked: int | None) -> ReleaseSpec:
                        slug_unpacked_size=unpacked)
 
 
-def test_a_small_slug_gets_a_tmpfs_with_room_for_page_rounding_and_app_files() -> None:
-    size = app_dir_in_memory(Settings(), _spec(6 * MB, 20 * MB))
-    assert size == 4 * 20 * MB + 6 * MB + 64 * MB
-    assert app_dir_in_memory(Settings(), _spec(6 * MB, 64 * MB)) is not None  # at the limit
+def test_the_writable_areas_add_up_to_the_run_disk() -> None:
+    storage = run_storage(Settings())
+    assert storage.total == 1024 * MB
+    assert storage.tmp == 256 * MB and storage.shipway == 8 * MB
+    small = run_storage(Settings(run_disk="128m"))
+    assert small.total == 128 * MB and small.tmp == 32 * MB and small.workspace == 88 * MB
+    assert set(storage.tmpfs()) == {"/workspace", "/tmp", "/shipway"}
+    assert storage.tmpfs()["/workspace"].startswith(f"size={storage.workspace},")
+
+
+def test_a_slug_that_fits_passes() -> None:
+    check_slug_fits(Settings(run_disk="128m"), _spec(1 * MB, 80 * MB))
+    check_slug_fits(Settings(), _spec(None, None))  # unknown: bounded by the tmpfs alone
 
 
 @pytest.mark.parametrize("packed, unpacked", [
-    (None, 20 * MB),      # size unknown (an older Shipway's slug)
-    (6 * MB, None),
-    (30 * MB, 65 * MB),   # unpacks to more than run_tmpfs_max (64m)
-    (6 * MB, 2 * MB),     # ISIZE below the compressed size: wrapped at 4 GiB
+    (1 * MB, 100 * MB),    # zeros: tiny packed, too big unpacked
+    (100 * MB, 10 * MB),   # wrapped gzip size: taken for more
+    (100 * MB, None),      # packed alone is more
 ])
-def test_other_slugs_go_to_a_volume(packed: int | None, unpacked: int | None) -> None:
-    assert app_dir_in_memory(Settings(), _spec(packed, unpacked)) is None
+def test_a_slug_that_unpacks_past_the_run_disk_is_refused(packed: int, unpacked: int | None) -> None:
+    with pytest.raises(SlugTooBig, match="slug unpacks to more than 88 MB"):
+        check_slug_fits(Settings(run_disk="128m"), _spec(packed, unpacked))
 
 
-def test_the_limit_is_a_setting_and_zero_turns_it_off() -> None:
-    spec = _spec(30 * MB, 100 * MB)
-    assert app_dir_in_memory(Settings(run_tmpfs_max="0"), _spec(1 * MB, 2 * MB)) is None
-    assert app_dir_in_memory(Settings(), spec) is None
-    assert app_dir_in_memory(Settings(run_tmpfs_max="128m"), spec) is not None
-    assert load_settings(environ={"SHIPWAY_RUN_TMPFS_MAX": "1g"})[0].run_tmpfs_max == "1g"
-    with pytest.raises(ValueError, match="run_tmpfs_max"):  # refused when the server starts
-        load_settings(environ={"SHIPWAY_RUN_TMPFS_MAX": "lots"})
+def test_the_disks_are_settings() -> None:
+    settings = load_settings(environ={"SHIPWAY_RUN_DISK": "2g", "SHIPWAY_BUILD_DISK": "8g"})[0]
+    assert (settings.run_disk, settings.build_disk) == ("2g", "8g")
+    with pytest.raises(ValueError, match="run_disk"):  # refused when the server starts
+        load_settings(environ={"SHIPWAY_RUN_DISK": "lots"})

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from controller.errors import DeployFailed
+from runner.containers import run_storage
 from tests.conftest import unique
 from tests.runner.conftest import WEB, Rig, wait_for
 
@@ -71,10 +72,17 @@ def test_config_is_in_the_environment_and_replica_is_locked_down(rig: Rig) -> No
     assert "no-new-privileges" in host["SecurityOpt"]
     assert not host["Privileged"] and host["Memory"] > 0 and host["NanoCpus"] > 0
     assert c.attrs["Config"]["User"].startswith("1000")
-    # Nothing of the host: only the container's own anonymous /app volume.
+    # Nothing of the host: only the container's own root-owned /shipway-in
+    # volume (entrypoint and env); a read-only root, fixed-size tmpfs for
+    # every writable path (issue 14).
     [mount] = c.attrs["Mounts"]
-    assert (mount["Type"], mount["Destination"], mount["RW"]) == ("volume", "/workspace", True)
+    assert (mount["Type"], mount["Destination"]) == ("volume", "/shipway-in")
     assert re.fullmatch(r"[0-9a-f]{64}", mount["Name"]) and not host.get("Binds")
+    assert host["ReadonlyRootfs"] and set(host["Tmpfs"]) == {"/workspace", "/tmp", "/shipway"}
+    code, out = c.exec_run(["bash", "-c", "touch /shipway-in/x; touch /etc/x; touch /x"],
+                           user="1000:1000")
+    assert code != 0 and out.decode().count("Permission denied") + \
+        out.decode().count("Read-only file system") == 3
     for bindings in c.attrs["NetworkSettings"]["Ports"].values():
         assert all(b["HostIp"] == "127.0.0.1" for b in bindings or [])
     labels = c.labels
@@ -96,23 +104,20 @@ def test_config_is_in_the_environment_and_replica_is_locked_down(rig: Rig) -> No
     client.close()
 
 
-def test_a_small_slug_is_unpacked_into_memory(rig: Rig) -> None:
-    """A slug of known, small size runs from a tmpfs; the memory limit grows
-    by the tmpfs's size. (Above, a slug of unknown size gets a volume.)"""
+def test_the_slug_is_unpacked_into_memory_of_a_fixed_size(rig: Rig) -> None:
+    """/workspace (where /app points) is a tmpfs of the run disk's share; the
+    memory limit grows by the whole run disk (issue 14)."""
     app = rig.controller.create_app(rig.user)
     rig.deploy(app, rig.release(app, sized=True))
     assert _version(rig, app) == "v1"
     [replica] = _serving(rig, app)
-    slug = rig.controller.get_slug(rig.controller.get_release(app, 1).slug_id)
-    assert slug.unpacked_size and slug.unpacked_size > slug.size
     client = docker.from_env()
     c = client.containers.get(replica.container_id)
     host = c.attrs["HostConfig"]
-    assert c.attrs["Mounts"] == [] and not host.get("Binds")
-    assert set(host["Tmpfs"]) == {"/workspace"}
-    tmpfs_size = 4 * slug.unpacked_size + slug.size + 64 * 1024 * 1024
-    assert host["Tmpfs"]["/workspace"].startswith(f"size={tmpfs_size},")
-    assert host["Memory"] == docker.utils.parse_bytes(rig.settings.run_memory) + tmpfs_size
+    storage = run_storage(rig.settings)
+    assert host["Tmpfs"]["/workspace"].startswith(f"size={storage.workspace},")
+    assert host["Tmpfs"]["/tmp"].startswith(f"size={storage.tmp},")
+    assert host["Memory"] == docker.utils.parse_bytes(rig.settings.run_memory) + storage.total
     code, out = c.exec_run(["bash", "-c", "grep ' /workspace ' /proc/mounts; ls /app"],
                            user="1000:1000")
     assert code == 0
