@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from controller.base import StoreBase
 from controller.db import apps, collaborators, now, ssh_keys, users
 from controller.errors import BadRequest, Conflict, Forbidden, NotFound
+from controller.revocation import Revocation
 from controller.models import App, User
 from controller.service import Need
 from controller.users import normalize_email
@@ -120,6 +121,7 @@ class AccessMixin(StoreBase):
                 collaborators.c.user_id == other.id)).rowcount
         if not done:
             raise NotFound(f"{email} is not a collaborator on {found.name}")
+        self._revoked(Revocation(user_id=other.id, app=found.name))  # ends ps:ssh (issue 14)
 
     def authorized_keys(self, app: App) -> list[str]:
         member_ids = sa.union(

@@ -16,6 +16,7 @@ from controller.access import lock_user
 from controller.base import StoreBase
 from controller.db import now, ssh_keys, users
 from controller.errors import BadRequest, Conflict, NotFound
+from controller.revocation import Revocation
 from controller.models import SshKey, User
 
 MIN_RSA_BITS = 2048
@@ -144,9 +145,13 @@ class KeysMixin(StoreBase):
         elif not ident.startswith("SHA256:"):
             where = ssh_keys.c.fingerprint == "SHA256:" + ident
         with self.db.write() as conn:
+            gone = conn.execute(sa.select(ssh_keys.c.fingerprint).where(
+                where, ssh_keys.c.user_id == user.id)).scalars().all()
             done = conn.execute(ssh_keys.delete().where(where, ssh_keys.c.user_id == user.id))
         if not done.rowcount:
             raise NotFound(f"no SSH key {ident[:80]} on your account")
+        for found in gone:  # sessions opened with the key end (issue 14)
+            self._revoked(Revocation(user_id=user.id, key_fingerprint=found))
 
     def user_for_ssh_key(self, key_blob: bytes) -> User | None:
         with self.db.read() as conn:

@@ -25,6 +25,7 @@ from controller.db import now, users
 from controller.errors import BadRequest, Conflict, Unauthorized
 from controller.login_throttle import LoginThrottle
 from controller.models import User
+from controller.revocation import RevocationHooks
 
 T = TypeVar("T")
 _throttle_guard = threading.Lock()
@@ -64,7 +65,7 @@ def _key_hash(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-class UsersMixin(StoreBase):
+class UsersMixin(RevocationHooks, StoreBase):
     @property
     def throttle(self) -> LoginThrottle:
         """The one throttle of failed logins of this controller: every path

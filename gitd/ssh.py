@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.conch import avatar, error
@@ -29,10 +30,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from controller.errors import ShipwayError
+from controller.keys import fingerprint
 from controller.models import User
 from gitd.bridge import ThreadInput, ThreadOutput
 from gitd.receive import ProtocolFailure
 from gitd.service import SERVICES, GitService, git_service, parse_repo_arg
+from gitd.sessions import Sessions
 from gitd.tunnel import open_replica_tunnel
 from gitd.upload import run_upload_pack
 
@@ -59,10 +62,19 @@ def host_key(data_dir: Path) -> keys.Key:
     return keys.Key.fromFile(str(path))
 
 
+@attrs.frozen
+class LoggedIn:
+    """The avatar id: who logged in, and with which key (a session ends
+    when its key is removed)."""
+
+    user: User
+    key_blob: bytes
+
+
 @implementer(ICredentialsChecker)
 class UserKeyChecker:
     """Checks a public key against the users' registered keys; the avatar id
-    is the User, so the session knows who pushed."""
+    names the User, so the session knows who pushed."""
 
     credentialInterfaces = (ISSHPrivateKey,)
 
@@ -79,27 +91,35 @@ class UserKeyChecker:
         key = keys.Key.fromString(credentials.blob)
         if not key.verify(credentials.signature, credentials.sigData):
             raise UnauthorizedLogin("bad signature")
-        return user
+        return LoggedIn(user, bytes(credentials.blob))
 
 
 @implementer(portal.IRealm)
 class GitRealm:
-    def __init__(self, git: GitService) -> None:
-        self.git = git
+    def __init__(self, git: GitService, sessions: Sessions) -> None:
+        self.git, self.sessions = git, sessions
 
-    def requestAvatar(self, avatar_id: User, mind: Any, *interfaces: Any):  # noqa: N802
+    def requestAvatar(self, avatar_id: LoggedIn, mind: Any, *interfaces: Any):  # noqa: N802
         if IConchUser not in interfaces:
             raise NotImplementedError("only SSH sessions")
-        return IConchUser, GitAvatar(self.git, avatar_id), lambda: None
+        found = GitAvatar(self.git, avatar_id.user, avatar_id.key_blob, self.sessions)
+        self.sessions.add_avatar(found)
+        return IConchUser, found, lambda: self.sessions.remove_avatar(found)
 
 
 class GitAvatar(avatar.ConchUser):
-    def __init__(self, git: GitService, user: User) -> None:
+    def __init__(self, git: GitService, user: User, key_blob: bytes = b"",
+                 sessions: Sessions | None = None) -> None:
         super().__init__()
-        self.git, self.user = git, user
+        self.git, self.user, self.sessions = git, user, sessions
+        self.key_blob = key_blob
+        self.key_fingerprint = fingerprint(key_blob) if key_blob else None
+        self.revoked = False  # set when its key is removed: the connection is ending
         self.channelLookup[b"session"] = GitSession
 
     def lookupChannel(self, channelType, windowSize, maxPacket, data):  # noqa: N802
+        if self.revoked:
+            raise error.ConchError(connection.OPEN_ADMINISTRATIVELY_PROHIBITED, "key removed")
         if channelType == b"direct-tcpip":  # ps:ssh (`ssh -J`) to a replica
             return open_replica_tunnel(windowSize, maxPacket, data, self)
         klass = self.channelLookup.get(channelType)
@@ -272,5 +292,8 @@ class GitSSHFactory(factory.SSHFactory):
 
 def make_ssh_factory(services: Any) -> factory.SSHFactory:
     git = git_service(services)
-    p = portal.Portal(GitRealm(git), [UserKeyChecker(services.controller)])
+    sessions = Sessions(services.controller, services.settings.ssh_session_recheck)
+    if hasattr(services.controller, "on_revoke"):  # removals end sessions at once
+        services.controller.on_revoke(sessions.revoke)
+    p = portal.Portal(GitRealm(git, sessions), [UserKeyChecker(services.controller)])
     return GitSSHFactory(host_key(services.settings.data_dir), p)

@@ -49,5 +49,8 @@ def open_replica_tunnel(window: int, max_packet: int, data: bytes, avatar: Any) 
         raise error.ConchError(connection.OPEN_CONNECT_FAILED, str(e))
     log.info("ps:ssh: {user} to {app} {replica}", user=avatar.user.email, app=app,
              replica=replica or "(first running)")
-    return forwarding.SSHConnectForwardingChannel(hostport, remoteWindow=window,
-                                                  remoteMaxPacket=max_packet, avatar=avatar)
+    channel = forwarding.SSHConnectForwardingChannel(hostport, remoteWindow=window,
+                                                     remoteMaxPacket=max_packet, avatar=avatar)
+    if getattr(avatar, "sessions", None) is not None:  # ended when access is removed
+        avatar.sessions.add_tunnel(avatar, app, channel)
+    return channel
