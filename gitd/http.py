@@ -55,6 +55,8 @@ class _ResponseStream(ThreadOutput):
         self.content_type = content_type
         self.started = False
         request.notifyFinish().addBoth(lambda _: self.close())
+        if getattr(request, "_disconnected", False):  # gone before we started
+            self.close()
 
     def _send(self, data: bytes) -> None:
         if not self.started:
@@ -195,7 +197,14 @@ class GitRepoResource(Resource):
                 handler.handle()
 
         def failed(failure: Any) -> None:
-            if failure.check(BodyTooLarge):
+            if stream.closed:
+                # The client hung up (Twisted then closes the body, and every
+                # write fails): nothing of ours broke. One line, no traceback.
+                log.info("gitd http: {app} {service}: the client hung up ({reason})",
+                         app=self.app_name, service=service,
+                         reason=str(failure.value)[:200] or failure.type.__name__)
+                stream.end()
+            elif failure.check(BodyTooLarge):
                 log.info("gitd http: {app} {service} refused: {reason}", app=self.app_name,
                          service=service, reason=failure.value)
                 stream.end(413, f"shipway: {failure.value}")

@@ -235,9 +235,16 @@ class ReceivePack:
             lines.append(pkt_line(text.encode("utf-8", "replace")))
         lines.append(pkt_line(None))
         blob = b"".join(lines)
-        with self._write_lock:
-            if b"side-band-64k" in self.caps:
-                self.proto.write_sideband(SIDE_BAND_CHANNEL_DATA, blob)
-                self.proto.write_pkt_line(None)
-            else:
-                self.proto.write(blob)
+        try:
+            with self._write_lock:
+                if b"side-band-64k" in self.caps:
+                    self.proto.write_sideband(SIDE_BAND_CHANNEL_DATA, blob)
+                    self.proto.write_pkt_line(None)
+                else:
+                    self.proto.write(blob)
+        except (GitProtocolError, OSError) as err:
+            # The pusher hung up before its report: nothing of ours broke,
+            # and what the push did stands. One line, no traceback.
+            self.client_gone = True
+            log.info("gitd: {app}: the client hung up before the report ({reason})",
+                     app=self.app.name, reason=str(err) or type(err).__name__)
