@@ -96,7 +96,12 @@ class ReceivePack:
         """Serve one push. Raises ProtocolFailure on malformed input before
         anything but the advertisement was written."""
         if not self.stateless:
-            self.advertise()
+            try:
+                self.advertise()
+            except GitProtocolError as err:
+                log.info("gitd: {app}: the client hung up at the advertisement ({reason})",
+                         app=self.app.name, reason=err)
+                return
         updates, options = self._read_commands()
         if not updates:
             return
