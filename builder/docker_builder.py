@@ -47,6 +47,7 @@ from zope.interface import implementer
 from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
 from builder.interface import BuildRequest, BuildResult, IBuilder, Output
 from builder.remote_git import FetchPolicy, fetch_home
+from builder import build_disk
 from builder.networks import build_memory_bytes, build_tmp_bytes, ensure_build_network
 from builder.slug import SlugWriter, excludes_file, parse_slugignore
 from builder.source import export_source, new_work_dir, read_top_file
@@ -201,6 +202,9 @@ class DockerBuilder:
             slug_path.unlink(missing_ok=True)
             if timed_out.is_set():
                 raise self._timeout_error() from None
+            if "no space left on device" in str(e).lower():  # issue 14
+                raise BuildFailed(disk_full_message(self.settings.build_disk),
+                                  reason="build disk full") from e
             raise BuildFailed(f"build error: {e}", reason="build failed") from e
         finally:
             if timer is not None:
@@ -363,6 +367,7 @@ class DockerBuilder:
                 self.client.volumes.get(name).remove(force=True)
             except docker.errors.NotFound:
                 pass
+        build_disk.remove_disk(self.settings, app)  # issue 14
 
     def cleanup_leftovers(self) -> None:
         """Build containers of this instance and the temp dir a killed server
@@ -444,12 +449,16 @@ class DockerBuilder:
         if clean:
             output("-----> Clearing the build cache")
             self.remove_cache(app)
+        labels = {"shipway.instance": self.settings.instance, "shipway.app": app,
+                  "shipway.role": "cache"}
+        if build_disk.usable(self.settings):  # issue 14: a disk of SHIPWAY_BUILD_DISK
+            with self._app_lock(app):
+                build_disk.ensure_volume(self.client, self.settings, app, name, labels)
+            return name
         try:
             self.client.volumes.get(name)
         except docker.errors.NotFound:
-            self.client.volumes.create(name, labels={
-                "shipway.instance": self.settings.instance, "shipway.app": app,
-                "shipway.role": "cache"})
+            self.client.volumes.create(name, labels=labels)
         return name
 
     def _create(self, app: str, image: str, volume: str, life: int = 0) -> Any:
@@ -506,6 +515,7 @@ class DockerBuilder:
         decide the result (or the failure); its stdout is the slug."""
         mark = f"@@shipway-{uuid.uuid4().hex}@@"
         events = _DriverEvents(output, mark, packs)
+        events.disk_limit = self.settings.build_disk
         lines = _LineStream(events.line)
         api = self.client.api
         exec_id = api.exec_create(
@@ -548,8 +558,12 @@ class _DriverEvents:
         self.procfile: dict[str, str] = {}
         self.failure: BuildFailed | None = None
         self.packing = self.done = False
+        self.disk_full = False
+        self.disk_limit = ""  # SHIPWAY_BUILD_DISK, named when the build ran out of it
 
     def line(self, text: str) -> None:
+        if "No space left on device" in text:  # issue 14: said plainly at the end
+            self.disk_full = True
         if self.mark not in text:
             self.output(text)
             return
@@ -620,6 +634,8 @@ class _DriverEvents:
         self.defaults.update({str(k): str(v) for k, v in (types or {}).items()})
 
     def result(self, code: int) -> tuple[list[str], dict[str, str]]:
+        if self.disk_full and (self.failure is not None or code != 0):
+            raise BuildFailed(disk_full_message(self.disk_limit), reason="build disk full")
         if self.failure is not None:
             raise self.failure
         if not self.done or code != 0:
@@ -628,6 +644,11 @@ class _DriverEvents:
 
     def process_types(self) -> dict[str, str]:
         return {**self.defaults, **self.procfile}
+
+
+def disk_full_message(limit: str) -> str:
+    return (f"the build ran out of disk: a build may write at most {limit} "
+            "(source, /app, cache and /tmp; SHIPWAY_BUILD_DISK)")
 
 
 def _b64(words: list[str]) -> str:

@@ -212,6 +212,13 @@ def remove_docker_objects(instance: str) -> None:
         remove_firewall(Settings(instance=instance))
     except Exception:
         pass
+    try:  # the instance's build disks (loop devices; their volumes went above)
+        listed = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        for line in listed.splitlines():
+            if f"/build-disks/{instance}-" in line:
+                subprocess.run(["losetup", "-d", line.split(":", 1)[0]], capture_output=True)
+    except Exception:
+        pass
 
 
 @pytest.fixture
