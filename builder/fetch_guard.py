@@ -29,6 +29,7 @@ import psutil
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HEAD_LIMIT = 64 * 1024
 _CHUNK = 64 * 1024
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def host_addresses() -> set[IPAddress]:
@@ -47,11 +48,17 @@ def host_addresses() -> set[IPAddress]:
 def address_problem(ip: IPAddress, own: Iterable[IPAddress] = ()) -> str | None:
     """What kind of address a fetch may not reach `ip` as, or None if it may.
 
-    IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo) are judged
-    by that address too."""
-    checks = [ip]
+    IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo, NAT64's
+    well-known prefix, which a NAT64 gateway turns into that IPv4 address)
+    are judged by that address too."""
+    checks: list[IPAddress] = [ip]
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+        nat64 = (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None)
+        if ip.ipv4_mapped or nat64:
+            # Only a translation: what it reaches is the IPv4 address (the
+            # wrapper itself sits in a range that is_reserved would refuse).
+            checks = [ip.ipv4_mapped or nat64]  # type: ignore[list-item]
+        embedded = [ip.sixtofour, ip.teredo[1] if ip.teredo else None]
         checks += [each for each in embedded if each is not None]
     own = set(own)
     for each in checks:
