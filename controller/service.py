@@ -57,15 +57,18 @@ class Controller:
         """Create a user; returns it and its API key."""
         raise NotImplementedError
 
-    def login(self, email: str, password: str) -> tuple[User, str]:
-        """Check the password; returns the user and its (current) API key."""
+    def login(self, email: str, password: str, client: str | None = None) -> tuple[User, str]:
+        """Check the password; returns the user and its (current) API key.
+        These three checks are throttled per account and per `client`
+        address (controller/login_throttle.py): LoginThrottled, a 429."""
         raise NotImplementedError
 
-    def user_for_api_key(self, api_key: str) -> User:
+    def user_for_api_key(self, api_key: str, client: str | None = None) -> User:
         """Raises Unauthorized for an unknown key."""
         raise NotImplementedError
 
-    def user_for_email_and_key(self, email: str, api_key: str) -> User:
+    def user_for_email_and_key(self, email: str, api_key: str,
+                               client: str | None = None) -> User:
         """HTTP Basic: the key must belong to that email. Raises Unauthorized."""
         raise NotImplementedError
 

@@ -30,7 +30,7 @@ class Faulty:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
 
-    def user_for_api_key(self, key: str) -> User:
+    def user_for_api_key(self, key: str, client: str | None = None) -> User:
         return ME
 
     def list_apps(self, user: User) -> Any:
@@ -108,7 +108,7 @@ class Deploying:
     def __init__(self, lines: list[str], exc: BaseException | None = None) -> None:
         self.lines, self.exc = lines, exc
 
-    def user_for_api_key(self, key: str) -> User:
+    def user_for_api_key(self, key: str, client: str | None = None) -> User:
         return ME
 
     def set_config(self, user: User, app: str, values: dict, output: Any) -> None:
