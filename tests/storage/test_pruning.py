@@ -92,6 +92,32 @@ def test_keeps_the_last_n_and_the_running_ones(world, tmp_path: Path) -> None:
     assert "keeps the slugs of the last 2 releases" in str(refused.value)
 
 
+def test_pruning_an_s3_store(s3_endpoint: str, tmp_path: Path) -> None:
+    """The same rule on the S3 backend (a real S3-compatible server, moto)."""
+    import boto3
+
+    from storage.s3 import S3SlugStore
+    from tests.conftest import unique
+
+    bucket = unique("bucket")
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                 aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket=bucket)
+    settings = Settings(data_dir=tmp_path / "data", slug_keep=2, slug_store="s3",
+                        s3_bucket=bucket, s3_endpoint_url=s3_endpoint,
+                        s3_access_key_id="test", s3_secret_access_key="test")
+    store = open_controller(settings)
+    try:
+        slugs = S3SlugStore(settings)
+        runner = ReportingRunner()
+        store.set_deployer(RecordingDeployer(runner))
+        owner = store.signup("s3@example.com", "owner-password")[0]
+        app = store.create_app(owner, "s3-app")
+        keys = [deploy(store, slugs, app, owner, n, tmp_path) for n in range(1, 5)]
+        assert [slugs.exists(k) for k in keys] == [False, False, True, True]
+    finally:
+        store.close()
+
+
 def test_a_key_shared_by_a_kept_slug_stays(world, tmp_path: Path) -> None:
     """Slug keys are per content: a slug pushed again shares the file."""
     store, slugs, runner, owner, app = world
