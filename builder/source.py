@@ -210,11 +210,8 @@ class SourceExporter:
         dest = self.work / f"submodule-{self._clones}.git"
         home = self.work / "git-home"
         home.mkdir(exist_ok=True)
-        try:
-            fetch_commit(url, sha, dest, home, name=name)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            raise BuildFailed(f"submodule {name} ({url}) could not be fetched: {e}",
-                              reason=f"submodule {name} failed") from None
+        # fetch_commit raises BuildFailed in its own words, the URL redacted.
+        fetch_commit(url, sha, dest, home, name=name)
         self._prepare(dest, sha, full + "/")
 
     # --- the tar stream --------------------------------------------------------------
