@@ -13,6 +13,7 @@ tries again on its next pass.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import tempfile
 import threading
@@ -356,7 +357,15 @@ class DockerRunner(SupervisionMixin):
         if not jobs:
             return []
         image = self._stack_image(output)
-        slug_url, keys_url = self._urls(spec)
+        try:
+            slug_url, keys_url = self._urls(spec)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # The host slug cache is full: its temp file is gone, nothing
+            # stored is touched, the old replicas serve on.
+            raise DeployFailed(f"v{spec.version} could not start: the server's disk is full "
+                               "(no space left for the slug cache)") from exc
         host = self.settings.app_hostname(spec.app)
         started: list[Replica] = []
         errors: list[Exception] = []
@@ -387,6 +396,11 @@ class DockerRunner(SupervisionMixin):
                 self.docker.remove(r.id)
             first = next((e for e in errors if isinstance(e, Unhealthy)), errors[0])
             tail = first.log_tail if isinstance(first, Unhealthy) else []
+            if not isinstance(first, Unhealthy) and "no space left on device" in str(first).lower():
+                # The engine (or the host slug cache) could not write: the
+                # old replicas serve on, the slug store is untouched.
+                raise DeployFailed(f"v{spec.version} could not start: the server's disk is "
+                                   "full (no space left on device)")
             log.warn("runner: {app} v{version} failed: {error}", app=spec.app,
                      version=spec.version, error=str(first))
             raise DeployFailed(f"v{spec.version} failed to start: {first}", log_tail=tail)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.containers import SlugTooBig, check_slug_fits, run_storage
+from runner.run_disk import SlugTooBig, check_slug_fits, run_storage
 from runner.interface import ReleaseSpec
 from server.settings import Settings, load_settings
 

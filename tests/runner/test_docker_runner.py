@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from controller.errors import DeployFailed
-from runner.containers import run_storage
+from runner.run_disk import run_storage
 from tests.conftest import unique
 from tests.runner.conftest import WEB, Rig, wait_for
 
