@@ -1,0 +1,428 @@
+"""The managed HAProxy: a router whose routes change without a reload.
+
+HAProxy runs in master-worker mode as its own daemon under
+`<data_dir>/router/haproxy/`, so it keeps serving while `shipway server`
+restarts; the next start adopts it through its pid file. Each app owns one
+pre-declared slot backend; a route change is one batch of runtime commands
+on the admin socket (`add server`/`enable server`, `add map`/`set map`/`del
+map`, `set server ... state drain`), so no client connection is ever closed
+by it. The app's chunk file and the host map are rewritten after each change
+so that a restarted proxy comes back with the same routes; they are also the
+router's only state (read back by `start`).
+
+A replica that leaves is drained: set to `drain` (no new requests), and
+deleted once its sessions reach zero or after DRAIN_TIMEOUT. Only the
+router's own settings (listen address, threads) change `00-main.cfg`, which
+is applied by a master-worker reload (the listening sockets are handed over,
+so no connection is refused).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, Layout, normalize_hostname, render_chunk,
+                                 render_main, render_map, server_name, slot_backend)
+from router.haproxy_runtime import Runtime
+from router.interface import IRouter, Route
+from router.nginx_conf import check_route
+from server.settings import Settings
+
+log = Logger()
+
+DRAIN_TIMEOUT = 30.0
+START_TIMEOUT = 15.0
+DEFAULT_SLOTS = 4 * CHUNK  # grown (by a settings-style reload) only when all are used
+
+_BACKEND_LINE = re.compile(r"^backend (app\d{5})(?:  # app (\S+))?$")
+_SERVER_LINE = re.compile(r"^    server \S+ (\S+):(\d+) ")
+
+
+class RouterError(RuntimeError):
+    """HAProxy refused a configuration or did not come up."""
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
+    except (ProcessLookupError, OSError):
+        return False
+
+
+def _maxconn() -> int:
+    """As many connections as the file limit allows (two descriptors each)."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 20000
+    return max(256, min(20000, (hard - 200) // 2))
+
+
+@implementer(IRouter)
+class HAProxyRouter:
+    def __init__(self, settings: Settings, slots: int = DEFAULT_SLOTS, threads: int = 0,
+                 binary: str = "haproxy") -> None:
+        self.settings = settings
+        self.dir = Path(settings.data_dir) / "router" / "haproxy"
+        user = "nobody nogroup" if os.geteuid() == 0 else None
+        self.layout = Layout(dir=str(self.dir), listen_host=settings.bind_host or "127.0.0.1",
+                             listen_port=settings.router_port, user=user,
+                             threads=threads or settings.router_workers
+                             or max(1, (os.cpu_count() or 2) // 2),
+                             maxconn=_maxconn())
+        self.binary = binary
+        self.runtime = Runtime(self.layout.admin_socket)
+        self._min_slots = max(CHUNK, -(-slots // CHUNK) * CHUNK)
+        self._lock = threading.RLock()
+        self._routes: dict[str, Route] = {}
+        self._slots: dict[str, int] = {}  # app -> slot
+        self._nslots = self._min_slots
+        self._draining: dict[tuple[str, str], float] = {}  # (backend, server) -> deadline
+        self._drain_wakeup = threading.Condition(self._lock)
+        self._drainer: threading.Thread | None = None
+        self._started = False
+        self._wanted = False
+
+    # --- IRouter -----------------------------------------------------------
+    def start(self) -> None:
+        """Start HAProxy from the files, or adopt the running one (reloading
+        it only if the router's own settings changed)."""
+        with self._lock:
+            self._wanted = True
+            Path(self.layout.conf_dir).mkdir(parents=True, exist_ok=True)
+            self._load_files()
+            main = render_main(self.layout)
+            settings_changed = self._read(self.layout.main_conf) != main
+            _write(self.layout.main_conf, main)
+            for chunk in range(self._nslots // CHUNK):
+                path = self.layout.chunk_path(chunk)
+                if not os.path.exists(path):
+                    _write(path, render_chunk(chunk, {}))
+            if not os.path.exists(self.layout.map_path):
+                _write(self.layout.map_path, "")
+            if self.pid() is None:
+                self._launch()
+            elif settings_changed:
+                self.reload()
+            self._started = True
+            if self._drainer is None or not self._drainer.is_alive():
+                self._drainer = threading.Thread(target=self._drain_loop, daemon=True,
+                                                 name="haproxy-drain")
+                self._drainer.start()
+
+    def ensure_running(self) -> None:
+        """Start HAProxy again from its files if it died (the supervisor's hook)."""
+        with self._lock:
+            if self._wanted and (not self._started or self.pid() is None):
+                if self._started:
+                    log.warn("router: haproxy is not running; starting it again")
+                self.start()
+
+    def stop(self) -> None:
+        """Soft-stop HAProxy (SIGUSR1: in-flight requests finish)."""
+        with self._lock:
+            self._wanted = False
+            self._started = False
+            pid = self.pid()
+            if pid is None:
+                return
+            os.kill(pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            self._stop_orphans()
+
+    def set_route(self, route: Route) -> None:
+        route = Route(app=route.app,
+                      hostnames=list(dict.fromkeys(normalize_hostname(h) for h in route.hostnames)),
+                      upstreams=list(dict.fromkeys((h, int(p)) for h, p in route.upstreams)))
+        check_route(route)
+        with self._lock:
+            self._ensure_started()
+            old = self._routes.get(route.app)
+            if old == route:
+                return
+            slot = self._slots.get(route.app)
+            if slot is None:
+                slot = self._assign_slot()
+            backend = slot_backend(slot)
+            owners = self._host_owners()
+            commands: list[str] = []
+            old_servers = {server_name(h, p) for h, p in (old.upstreams if old else [])}
+            for host, port in route.upstreams:
+                name = server_name(host, port)
+                if name in old_servers:
+                    continue
+                if self._draining.pop((backend, name), None) is not None:
+                    commands.append(f"set server {backend}/{name} state ready")
+                else:
+                    commands += [f"add server {backend}/{name} {host}:{port} {SERVER_OPTIONS}",
+                                 f"enable server {backend}/{name}"]
+            path = self.layout.map_path
+            for host in route.hostnames:
+                owner = owners.get(host)
+                if owner is None:
+                    commands.append(f"add map {path} {host} {backend}")
+                elif owner != route.app:
+                    commands.append(f"set map {path} {host} {backend}")
+                    self._drop_hostname(owner, host)
+            for host in (old.hostnames if old else []):
+                if host not in route.hostnames:
+                    commands.append(f"del map {path} {host}")
+            new_servers = {server_name(h, p) for h, p in route.upstreams}
+            leaving = [n for n in old_servers if n not in new_servers]
+            commands += [f"set server {backend}/{n} state drain" for n in leaving]
+            self.runtime.run(commands)
+            for n in leaving:
+                self._draining[(backend, n)] = time.monotonic() + DRAIN_TIMEOUT
+            self._drain_wakeup.notify_all()
+            self._routes[route.app], self._slots[route.app] = route, slot
+            self._persist(slot, hostnames_changed=not old or old.hostnames != route.hostnames)
+
+    def remove_route(self, app: str) -> None:
+        with self._lock:
+            self._ensure_started()
+            old = self._routes.get(app)
+            if old is None:
+                return
+            slot = self._slots[app]
+            backend = slot_backend(slot)
+            names = [server_name(h, p) for h, p in old.upstreams]
+            self.runtime.run([f"del map {self.layout.map_path} {h}" for h in old.hostnames]
+                             + [f"set server {backend}/{n} state drain" for n in names])
+            for n in names:
+                self._draining[(backend, n)] = time.monotonic() + DRAIN_TIMEOUT
+            self._drain_wakeup.notify_all()
+            del self._routes[app], self._slots[app]
+            self._persist(slot, hostnames_changed=True)
+
+    # --- for the runner, the supervisor and tests ----------------------------
+    def routes(self) -> dict[str, Route]:
+        with self._lock:
+            return dict(self._routes)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until every leaving replica has been drained and deleted."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._draining:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._drain_wakeup.wait(min(left, 0.05))
+            return True
+
+    def pid(self) -> int | None:
+        """The master's pid if our HAProxy runs (a stale pid file is checked)."""
+        try:
+            pid = int(Path(self.layout.pid).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if self.layout.conf_dir.encode() in cmdline else None
+
+    def reload(self) -> None:
+        """Apply a changed `00-main.cfg`: the master re-executes and a new
+        worker takes the listening sockets over; the old one finishes its
+        requests. Only the router's own settings ever need this."""
+        self._check_config()
+        old = self.runtime.raw("show info").split("Pid: ")[1].split()[0]
+        pid = self.pid()
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                info = self.runtime.raw("show info", timeout=2)
+                if "Pid: " in info and info.split("Pid: ")[1].split()[0] != old:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RouterError("haproxy did not come back after a reload")
+            time.sleep(0.02)
+
+    # --- internals -------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if not self._started:
+            self.start()
+
+    def _assign_slot(self) -> int:
+        used = set(self._slots.values()) | {int(b[3:]) for b, _ in self._draining}
+        for slot in range(self._nslots):
+            if slot not in used:
+                return slot
+        # Every slot is taken: declare another chunk of backends. This is the
+        # only route change that needs a reload; size `slots` to avoid it.
+        chunk = self._nslots // CHUNK
+        _write(self.layout.chunk_path(chunk), render_chunk(chunk, {}))
+        self._nslots += CHUNK
+        log.warn("router: all {n} app slots used; adding {c} more (a reload)",
+                 n=self._nslots - CHUNK, c=CHUNK)
+        self.reload()
+        return self._nslots - CHUNK
+
+    def _host_owners(self) -> dict[str, str]:
+        return {h: r.app for r in self._routes.values() for h in r.hostnames}
+
+    def _drop_hostname(self, app: str, host: str) -> None:
+        """A hostname moved to another app: the old owner no longer has it."""
+        r = self._routes[app]
+        self._routes[app] = Route(app=app, hostnames=[h for h in r.hostnames if h != host],
+                                  upstreams=r.upstreams)
+        self._persist(self._slots[app], hostnames_changed=False)
+
+    def _persist(self, slot: int, hostnames_changed: bool) -> None:
+        """Write what a restarted HAProxy must load: the slot's chunk file and,
+        if names changed, the host map."""
+        chunk = slot // CHUNK
+        by_slot = {s: self._routes[a] for a, s in self._slots.items() if s // CHUNK == chunk}
+        _write(self.layout.chunk_path(chunk), render_chunk(chunk, by_slot))
+        if hostnames_changed:
+            _write(self.layout.map_path, render_map(
+                (h, slot_backend(self._slots[r.app])) for r in self._routes.values()
+                for h in r.hostnames))
+
+    def _load_files(self) -> None:
+        """Routes from the chunk files and the map (the router's only state)."""
+        routes: dict[str, list[tuple[str, int]]] = {}
+        slots: dict[str, int] = {}
+        nchunks = 0
+        for path in sorted(Path(self.layout.conf_dir).glob("50-slots-*.cfg")):
+            nchunks += 1
+            current = None
+            for line in path.read_text().splitlines():
+                m = _BACKEND_LINE.match(line)
+                if m:
+                    current = m.group(2)
+                    if current:
+                        slots[current], routes[current] = int(m.group(1)[3:]), []
+                    continue
+                m = _SERVER_LINE.match(line)
+                if m and current:
+                    routes[current].append((m.group(1), int(m.group(2))))
+        names: dict[str, list[str]] = {a: [] for a in routes}
+        by_backend = {slot_backend(s): a for a, s in slots.items()}
+        for line in self._read(self.layout.map_path).splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] in by_backend:
+                names[by_backend[parts[1]]].append(parts[0])
+        self._routes = {a: Route(app=a, hostnames=names[a], upstreams=u) for a, u in routes.items()}
+        self._slots = slots
+        self._nslots = max(self._min_slots, nchunks * CHUNK)
+
+    @staticmethod
+    def _read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
+
+    def _cmd(self) -> list[str]:
+        return [shutil.which(self.binary) or self.binary, "-W", "-S",
+                f"{self.layout.master_socket},mode,600", "-f", self.layout.conf_dir]
+
+    def _check_config(self) -> None:
+        result = subprocess.run(self._cmd()[:1] + ["-c", "-q", "-f", self.layout.conf_dir],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RouterError(f"haproxy rejected the configuration: {result.stderr.strip()}")
+
+    def _launch(self) -> None:
+        self._check_config()
+        self._stop_orphans()
+        Path(self.layout.pid).unlink(missing_ok=True)
+        # -D: the master daemonizes (its own session), outliving this process.
+        result = subprocess.run(self._cmd() + ["-D"], capture_output=True, text=True,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise RouterError(f"haproxy did not start: {result.stderr.strip()}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.pid() is None or not self.runtime.alive():
+            if time.monotonic() > deadline:
+                raise RouterError("haproxy did not come up")
+            time.sleep(0.02)
+        log.info("router: haproxy started on {host}:{port}",
+                 host=self.layout.listen_host, port=self.layout.listen_port)
+
+    def _stop_orphans(self) -> None:
+        """Workers of a killed master hold the port: stop every haproxy that
+        was started on our configuration directory (no one else's)."""
+        ours = self.layout.conf_dir.encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"haproxy") and ours in cmd:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                deadline = time.monotonic() + 3
+                while _alive(int(entry)) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+
+    def _drain_loop(self) -> None:
+        """Delete each draining server once its sessions reach 0 (or at its
+        deadline, cutting what is left)."""
+        while True:
+            with self._lock:
+                if not self._draining:
+                    self._drain_wakeup.wait(1.0)
+                    continue
+                backends = {b for b, _ in self._draining}
+            sessions = {}
+            for b in backends:
+                try:
+                    sessions[b] = self.runtime.server_sessions(b)
+                except OSError:
+                    sessions[b] = {}
+            with self._lock:
+                now = time.monotonic()
+                for (b, n), deadline in list(self._draining.items()):
+                    left = sessions.get(b, {}).get(n)
+                    if left is None or left == 0 or now > deadline:
+                        self._delete_server(b, n, cut=bool(left))
+                        self._draining.pop((b, n), None)
+                self._drain_wakeup.notify_all()
+                self._drain_wakeup.wait(0.1)
+
+    def _delete_server(self, backend: str, name: str, cut: bool) -> None:
+        try:
+            cmds = [f"set server {backend}/{name} state maint"]
+            if cut:
+                cmds.append(f"shutdown sessions server {backend}/{name}")
+            self.runtime.run(cmds)
+            self.runtime.run([f"del server {backend}/{name}"])
+        except (OSError, RuntimeError) as e:
+            log.warn("router: could not delete drained server {b}/{n}: {e}",
+                     b=backend, n=name, e=e)

@@ -1,0 +1,170 @@
+"""Renders the managed HAProxy's configuration files.
+
+Pure functions, no files or processes. The configuration is a directory that
+HAProxy reads in name order (`haproxy -f conf.d/`):
+
+- `00-main.cfg`: global settings, the frontend and the 404 backend. It
+  changes only with the router's own settings (a reload, never per deploy).
+- `50-slots-NNNN.cfg`: a chunk of `CHUNK` backends, one per app slot, with
+  the servers each app had at its last change. HAProxy cannot create a
+  backend at run time, so apps take pre-declared slots; their servers and
+  the host map are changed at run time, and the chunk file is rewritten
+  (one small file, whatever the number of apps) only so that a restarted
+  proxy comes back with the same routes.
+- `hosts.map`: `hostname slot-backend`, read at start and changed at run
+  time with `add map`/`del map`.
+
+Every user-supplied value is checked (router.nginx_conf.check_route) before
+it reaches a file or a runtime command.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping
+
+import attrs
+
+from router.interface import Route
+
+CHUNK = 256  # slot backends per chunk file
+NOT_FOUND_BACKEND = "shipway_notfound"
+
+_NOT_FOUND_PAGE = (
+    "<!doctype html><title>No such app</title><h1>404: no app here</h1>"
+    "<p>Shipway serves no app at this host name. Check the app name and domain.</p>"
+)
+_NO_REPLICA_PAGE = (
+    "<!doctype html><title>App unavailable</title><h1>503: app unavailable</h1>"
+    "<p>This app has no running web replica (not deployed yet, scaled to zero, "
+    "or restarting). Try again shortly.</p>"
+)
+
+# Options given to every app server, in the file and on `add server` alike
+# (HAProxy 2.6 does not apply `default-server` to servers added at run time).
+SERVER_OPTIONS = "weight 1 maxconn 1000"
+
+
+@attrs.frozen
+class Layout:
+    """Where the managed HAProxy keeps its files, all under one directory."""
+
+    dir: str
+    listen_host: str
+    listen_port: int
+    user: str | None = None  # "nobody nogroup" when the master runs as root
+    threads: int = 1
+    maxconn: int = 20000
+
+    @property
+    def conf_dir(self) -> str:
+        return f"{self.dir}/conf.d"
+
+    @property
+    def main_conf(self) -> str:
+        return f"{self.conf_dir}/00-main.cfg"
+
+    @property
+    def map_path(self) -> str:
+        return f"{self.dir}/hosts.map"
+
+    @property
+    def admin_socket(self) -> str:
+        return f"{self.dir}/admin.sock"
+
+    @property
+    def master_socket(self) -> str:
+        return f"{self.dir}/master.sock"
+
+    @property
+    def pid(self) -> str:
+        return f"{self.dir}/haproxy.pid"
+
+    def chunk_path(self, chunk: int) -> str:
+        return f"{self.conf_dir}/50-slots-{chunk:04d}.cfg"
+
+
+def slot_backend(slot: int) -> str:
+    return f"app{slot:05d}"
+
+
+def server_name(host: str, port: int) -> str:
+    """A stable server name for one upstream (checked hosts: [0-9a-zA-Z.:[]-])."""
+    return "r_" + re.sub(r"[^0-9A-Za-z]", "_", host) + f"_{int(port)}"
+
+
+def normalize_hostname(name: str) -> str:
+    """Hostnames are matched lowercased and without a trailing dot."""
+    return name.strip().lower().rstrip(".")
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_main(layout: Layout) -> str:
+    """Global settings, the frontend, the 404 backend."""
+    user = ""
+    if layout.user:
+        u, _, g = layout.user.partition(" ")
+        user = f"    user {u}\n" + (f"    group {g}\n" if g else "")
+    return f"""# Rendered by Shipway's router; edits are overwritten.
+global
+{user}    pidfile {layout.pid}
+    maxconn {layout.maxconn}
+    nbthread {max(1, layout.threads)}
+    # Route changes come through this socket, never through a reload;
+    # expose-fd lets a settings reload take over the listening sockets.
+    stats socket {layout.admin_socket} mode 600 level admin expose-fd listeners
+    stats timeout 30s
+    tune.bufsize 65536
+    log stderr format raw local0 err
+
+defaults
+    mode http
+    log global
+    option dontlognull
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+    # A client must send its request headers within 10 s (slowloris).
+    timeout http-request 10s
+    timeout http-keep-alive 65s
+    # A replica that refuses the connection is skipped for another one;
+    # requests already sent are never replayed.
+    retries 2
+    option redispatch 1
+    retry-on conn-failure
+    option forwardfor
+    http-reuse safe
+    http-error status 503 content-type text/html string {_quote(_NO_REPLICA_PAGE)}
+    http-error status 502 content-type text/html string {_quote(_NO_REPLICA_PAGE)}
+
+frontend shipway_http
+    bind {layout.listen_host}:{layout.listen_port}
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Port %[dst_port]
+    http-request set-header X-Request-Start t=%[date(0,ms)]
+    use_backend %[req.hdr(host),lower,word(1,:),regsub(\\.$,),map({layout.map_path})]
+    default_backend {NOT_FOUND_BACKEND}
+
+backend {NOT_FOUND_BACKEND}
+    http-request return status 404 content-type text/html string {_quote(_NOT_FOUND_PAGE)}
+"""
+
+
+def render_chunk(chunk: int, routes_by_slot: Mapping[int, Route]) -> str:
+    """One chunk of slot backends with the servers of the apps in them."""
+    lines = [f"# Rendered by Shipway's router: slots {chunk * CHUNK}-{chunk * CHUNK + CHUNK - 1}."]
+    for slot in range(chunk * CHUNK, chunk * CHUNK + CHUNK):
+        route = routes_by_slot.get(slot)
+        lines.append(f"backend {slot_backend(slot)}" + (f"  # app {route.app}" if route else ""))
+        lines.append("    balance roundrobin")
+        if route:
+            for host, port in route.upstreams:
+                lines.append(f"    server {server_name(host, port)} {host}:{int(port)} {SERVER_OPTIONS}")
+    return "\n".join(lines) + "\n"
+
+
+def render_map(entries: Iterable[tuple[str, str]]) -> str:
+    return "".join(f"{host} {backend}\n" for host, backend in sorted(entries))
