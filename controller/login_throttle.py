@@ -2,7 +2,10 @@
 
 Every place a password or an API key is checked (API login, Basic and
 Bearer auth on the API, Basic auth of git over HTTP) asks the one throttle
-of its controller before checking, and tells it the outcome after. After
+of its controller before checking, and tells it the outcome after. Password
+logins count per account and per address; API-key checks per address only
+(a key is a long random secret: an account lock on its failures would only
+let anyone who knows an email stop that user's pushes). After
 `failures` failed attempts within `window` seconds, a key (the account, or
 the client's address) is locked for `base_delay` seconds, doubling with each
 further failure up to `max_delay`: the usual exponential backoff. While
@@ -15,9 +18,10 @@ The state is in memory, shared by every path of one process; a server split
 into several processes throttles in each. It is bounded: entries whose
 window has passed are dropped, and past `max_entries` the oldest go first.
 
-Trade-off: anyone who knows an email can keep that account locked by failing
-on purpose; the lock is short at first and the address lock stops one
-client doing it to many accounts.
+Trade-off: anyone who knows an email can keep that account's password
+login locked by failing on purpose (its API key, the CLI's and git's
+credential, keeps working); the lock is short at first and the address lock
+stops one client doing it to many accounts.
 """
 from __future__ import annotations
 

@@ -59,8 +59,9 @@ class Controller:
 
     def login(self, email: str, password: str, client: str | None = None) -> tuple[User, str]:
         """Check the password; returns the user and its (current) API key.
-        These three checks are throttled per account and per `client`
-        address (controller/login_throttle.py): LoginThrottled, a 429."""
+        Password logins are throttled per account and per `client` address,
+        API-key checks per address only (controller/login_throttle.py):
+        LoginThrottled, a 429."""
         raise NotImplementedError
 
     def user_for_api_key(self, api_key: str, client: str | None = None) -> User:

@@ -155,7 +155,10 @@ class UsersMixin(RevocationHooks, StoreBase):
 
     def user_for_email_and_key(self, email: str, api_key: str,
                                client: str | None = None) -> User:
-        return self._throttled(email, client,
+        # Per address only: an API key is a long random secret, not worth
+        # guessing, and locking the account on its failures would let anyone
+        # who knows an email stop that user's pushes and API calls.
+        return self._throttled(None, client,
                                lambda: self._user_for_email_and_key(email, api_key))
 
     def _user_for_email_and_key(self, email: str, api_key: str) -> User:
