@@ -67,16 +67,31 @@ def _unset_config(w: World, role: str) -> tuple[str, Any]:
     return f"/apps/{w.app}/config", {"keys": [key]}
 
 
+def _domain() -> str:
+    """A name in a registrable domain of its own (apps of other owners on the
+    shared server hold names too, and a registrable domain has one owner)."""
+    return f"www.{unique('d')}.example"
+
+
 def _add_domain(w: World, role: str) -> tuple[str, Any]:
-    return f"/apps/{w.app}/domains", {"hostname": f"{unique('d')}.example.com"}
+    return f"/apps/{w.app}/domains", {"hostname": _domain()}
 
 
-def _remove_domain(w: World, role: str) -> tuple[str, Any]:
-    host = f"{unique('d')}.example.com"
+def _owned_domain(w: World) -> str:
+    host = _domain()
     r = w.owner.api.post(f"/api/apps/{w.app}/domains", json={"hostname": host})
     assert r.status_code == 201, r.text
     assert host in [d["hostname"] for d in w.owner.api.get(f"/api/apps/{w.app}/domains").json()]
-    return f"/apps/{w.app}/domains/{host}", None
+    return host
+
+
+def _remove_domain(w: World, role: str) -> tuple[str, Any]:
+    return f"/apps/{w.app}/domains/{_owned_domain(w)}", None
+
+
+def _verify_domain(w: World, role: str) -> tuple[str, Any]:
+    # Without SHIPWAY_DOMAIN_VERIFY a name is verified when added: idempotent.
+    return f"/apps/{w.app}/domains/{_owned_domain(w)}/verify", None
 
 
 def _add_collab(w: World, role: str) -> tuple[str, Any]:
@@ -120,6 +135,7 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     "GET /apps/{app}/domains": (fixed("/apps/{app}/domains"), app_route()),
     "POST /apps/{app}/domains": (_add_domain, app_route()),
     "DELETE /apps/{app}/domains/{hostname}": (_remove_domain, app_route()),
+    "POST /apps/{app}/domains/{hostname}/verify": (_verify_domain, app_route()),
     "GET /apps/{app}/collaborators": (fixed("/apps/{app}/collaborators"), app_route()),
     "POST /apps/{app}/collaborators": (_add_collab, app_route(collab=403)),
     "DELETE /apps/{app}/collaborators/{email}": (_remove_collab, app_route(collab=403)),
