@@ -1,0 +1,238 @@
+"""The HAProxy router, for real: a haproxy process routing to tiny HTTP
+servers on 127.0.0.1, changed only through its runtime API."""
+from __future__ import annotations
+
+import http.client
+import http.server
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from router.haproxy import HAProxyRouter, _alive
+from router.interface import Route
+from server.settings import Settings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"), reason="haproxy not installed")
+
+
+class _Upstream:
+    """A threaded HTTP/1.1 server answering with its name; `/slow` sleeps 2 s."""
+
+    def __init__(self, name: str) -> None:
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/slow":
+                    time.sleep(2)
+                body = outer.name.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # the proxy closing an idle connection is not news
+
+        self.name = name
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_port
+        self.addr = ("127.0.0.1", self.port)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", router_port=free_port(), base_domain="localhost")
+
+
+@pytest.fixture
+def router(settings: Settings) -> Iterator[HAProxyRouter]:
+    r = HAProxyRouter(settings, threads=1)
+    r.start()
+    yield r
+    r.stop()
+    assert r.pid() is None
+
+
+@pytest.fixture
+def ups() -> Iterator[list[_Upstream]]:
+    servers = [_Upstream(f"u{i}") for i in range(4)]
+    yield servers
+    for s in servers:
+        s.close()
+
+
+def get(settings: Settings, host: str, path: str = "/") -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_routes_by_host_added_replaced_removed(settings: Settings, router: HAProxyRouter,
+                                               ups: list[_Upstream]) -> None:
+    pid = router.pid()
+    router.set_route(Route("web", ["WEB.localhost.", "www.example.com"], [ups[0].addr]))
+    assert get(settings, "web.localhost") == (200, "u0")
+    assert get(settings, "Web.Localhost.:8080") == (200, "u0")
+    assert get(settings, "www.example.com") == (200, "u0")
+    status, body = get(settings, "other.localhost")
+    assert status == 404 and "no app here" in body
+
+    router.set_route(Route("web", ["web.localhost"], [ups[1].addr]))
+    assert get(settings, "web.localhost") == (200, "u1")
+    assert get(settings, "www.example.com")[0] == 404
+    router.set_route(Route("api", ["api.localhost"], [ups[2].addr]))
+    assert get(settings, "api.localhost") == (200, "u2")
+    router.set_route(Route("api", ["api.localhost"], []))
+    assert get(settings, "api.localhost")[0] == 503
+    router.remove_route("web")
+    assert get(settings, "web.localhost")[0] == 404
+    # Never a new process: every change went through the runtime API.
+    assert router.pid() == pid
+    assert router.runtime.raw("show info").count("Pid: ") == 1
+    assert "web.localhost" not in Path(router.layout.map_path).read_text()
+    assert "api.localhost" in Path(router.layout.map_path).read_text()
+
+
+def test_kept_alive_client_sees_no_failure_across_20_route_changes(
+        settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
+    """One http.client connection, never retried: every request succeeds and
+    the connection (its local port) stays the same through every change."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    conn = http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
+    conn.auto_open = 0  # a closed connection is an error, not a silent reconnect
+    conn.connect()
+    local = conn.sock.getsockname()
+    changes = [
+        [ups[1].addr], [ups[1].addr, ups[2].addr, ups[3].addr], [ups[2].addr],
+        [ups[0].addr], [ups[0].addr, ups[1].addr, ups[2].addr], [ups[3].addr],
+    ]
+    failures, requests, seen = [], 0, set()
+    for i in range(20):
+        hostnames = ["web.localhost"] + (["extra.localhost"] if i % 2 else [])
+        if i % 5 == 4:
+            router.set_route(Route(f"other{i}", [f"other{i}.localhost"], [ups[0].addr]))
+        elif i % 5 == 0 and i:
+            router.remove_route(f"other{i - 1}")
+        router.set_route(Route("web", hostnames, changes[i % len(changes)]))
+        time.sleep(0.05)  # the connection sits idle across the change
+        for _ in range(5):
+            requests += 1
+            try:
+                conn.request("GET", "/", headers={"Host": "web.localhost"})
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                if resp.status != 200 or resp.will_close:
+                    failures.append((i, resp.status, body[:40]))
+                seen.add(body)
+            except (OSError, http.client.HTTPException) as e:
+                failures.append((i, repr(e)))
+                conn.close()
+                conn.connect()
+    assert failures == [] and requests == 100
+    assert conn.sock.getsockname() == local
+    assert seen == {"u0", "u1", "u2", "u3"}
+    conn.close()
+
+
+def test_draining_replica_finishes_its_slow_request(settings: Settings, router: HAProxyRouter,
+                                                    ups: list[_Upstream]) -> None:
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    result: list = []
+    slow = threading.Thread(target=lambda: result.append(get(settings, "web.localhost", "/slow")))
+    slow.start()
+    time.sleep(0.4)  # the request is in flight on u0
+    router.set_route(Route("web", ["web.localhost"], [ups[1].addr]))
+    assert get(settings, "web.localhost") == (200, "u1")  # out of rotation at once
+    time.sleep(0.5)
+    # Still draining: the replica is not deleted while its request runs.
+    assert "r_127_0_0_1_%d" % ups[0].port in router.runtime.raw("show servers state app00000")
+    assert not router.wait_drained(0.1)
+    slow.join(10)
+    assert result == [(200, "u0")]
+    assert router.wait_drained(5)
+    assert "r_127_0_0_1_%d" % ups[0].port not in router.runtime.raw("show servers state app00000")
+
+
+def test_killed_haproxy_restarts_with_its_routes(settings: Settings, router: HAProxyRouter,
+                                                 ups: list[_Upstream]) -> None:
+    router.set_route(Route("web", ["web.localhost", "shop.example.com"], [ups[0].addr, ups[1].addr]))
+    router.set_route(Route("api", ["api.localhost"], [ups[2].addr]))
+    router.set_route(Route("api", ["api.localhost"], [ups[3].addr]))
+    router.remove_route("gone")
+    pid = router.pid()
+    workers = [int(p) for p in router.runtime.raw("show info").split("Pid: ")[1].split()[:1]]
+    for p in [pid] + workers:
+        os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in [pid] + workers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    router.ensure_running()
+    assert router.pid() not in (None, pid)
+    assert get(settings, "shop.example.com")[1] in ("u0", "u1")
+    assert get(settings, "api.localhost") == (200, "u3")
+
+    # A new control plane (a restarted `shipway server`) adopts it as it is.
+    pid = router.pid()
+    again = HAProxyRouter(settings, threads=1)
+    again.start()
+    assert again.pid() == pid
+    assert again.routes() == router.routes()
+    again.set_route(Route("api", ["api.localhost"], [ups[0].addr]))
+    assert get(settings, "api.localhost") == (200, "u0")
+
+
+def test_settings_reload_drops_nothing(settings: Settings, router: HAProxyRouter,
+                                       ups: list[_Upstream]) -> None:
+    """A change of the router's own settings reloads; an in-flight request
+    finishes and no new connection is refused meanwhile."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    slow: list = []
+    t = threading.Thread(target=lambda: slow.append(get(settings, "web.localhost", "/slow")))
+    t.start()
+    time.sleep(0.3)
+    stop, results = threading.Event(), []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                results.append(get(settings, "web.localhost")[0])
+            except OSError as e:
+                results.append(repr(e))
+
+    h = threading.Thread(target=hammer)
+    h.start()
+    old_worker = router.runtime.raw("show info").split("Pid: ")[1].split()[0]
+    changed = HAProxyRouter(settings, threads=2)
+    changed.start()  # 00-main.cfg differs: a reload
+    time.sleep(0.3)
+    stop.set()
+    h.join(10)
+    t.join(10)
+    assert router.runtime.raw("show info").split("Pid: ")[1].split()[0] != old_worker
+    assert "nbthread 2" in Path(router.layout.main_conf).read_text()
+    assert slow == [(200, "u0")]
+    assert results and set(results) == {200}
