@@ -75,7 +75,7 @@ def test_unreachable_index_is_one_line_and_proxy_env_stays_out_of_slugs(
     user, app = new_app(server, tmp_path / "home", "python-flask", "noindex")
     push = user.push(check=False)
     assert push.returncode != 0
-    said = [line for line in push.stderr.splitlines() if "could not reach" in line]
+    said = [line.strip() for line in push.stderr.splitlines() if "could not reach" in line]
     assert said == ["remote: -----> pip could not reach the package index "
                     "https://***@127.0.0.1:9/simple: [Errno 111] Connection refused"], \
         push.stderr + server.log()[-3000:]
