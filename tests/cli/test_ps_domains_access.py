@@ -4,9 +4,11 @@ running app), domains*, access*."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from cli.ps import describe_uptime
 from tests.cli.conftest import Cli
+from tests.security.test_domains import TxtZone
 from tests.conftest import unique
 
 
@@ -44,7 +46,7 @@ def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
 def test_domains(logged_in: Cli, app: str) -> None:
     cli = logged_in
     assert cli.json("domains", "-a", app) == []
-    host = f"{unique('www')}.example.com"
+    host = f"www.{unique('corp')}.example"  # a registrable domain of its own
     assert f"Added {host}" in cli.ok("domains:add", host.upper(), "-a", app).stdout
     assert [d["hostname"] for d in cli.json("domains", "-a", app)] == [host]
     assert host in cli.ok("domains", "-a", app).stdout
@@ -52,6 +54,34 @@ def test_domains(logged_in: Cli, app: str) -> None:
     cli.ok("domains:remove", host, "-a", app)
     assert cli.json("domains", "-a", app) == []
     assert "has no domain" in cli.fails(1, "domains:remove", host, "-a", app)
+
+
+def test_domains_verify_with_a_dns_proof(make_server, tmp_path: Path) -> None:
+    """SHIPWAY_DOMAIN_VERIFY=dns: domains:add says which TXT record to make,
+    domains:verify fails clearly until it exists, then serves the name."""
+    zone = TxtZone().start()
+    try:
+        server = make_server(env={"SHIPWAY_DOMAIN_VERIFY": "dns",
+                                  "SHIPWAY_DNS_SERVER": f"127.0.0.1:{zone.port}"})
+        (tmp_path / "home").mkdir()
+        cli = Cli(server, tmp_path / "home")
+        cli.signup()
+        app = unique("cli")
+        cli.ok("create", app)
+        host = f"www.{unique('corp')}.example"
+        said = cli.ok("domains:add", host, "-a", app).stdout
+        record = f"_shipway-challenge.{host}"
+        assert record in said and f"shipway domains:verify {host}" in said, said
+        token = cli.json("domains", "-a", app)[0]["challenge"]["value"]
+        assert f'"{token}"' in said
+        assert "no (domains:verify)" in cli.ok("domains", "-a", app).stdout
+        assert f"create a TXT record {record}" in cli.fails(1, "domains:verify", host, "-a", app)
+        zone.records[record] = token
+        assert f"{host} is verified" in cli.ok("domains:verify", host, "-a", app).stdout
+        assert cli.json("domains", "-a", app)[0]["verified"] is True
+        assert host in cli.json("apps:info", "-a", app)["domains"]
+    finally:
+        zone.stop()
 
 def test_access(logged_in: Cli, app: str) -> None:
     cli = logged_in
