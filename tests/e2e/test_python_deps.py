@@ -96,3 +96,29 @@ def test_unreachable_index_is_one_line_and_proxy_env_stays_out_of_slugs(
                 if member.isfile():
                     data = tar.extractfile(member).read()  # type: ignore[union-attr]
                     assert b"s3cret-token" not in data, member.name
+
+
+def test_proxy_and_index_variables_are_read_and_shown_masked(tmp_path) -> None:
+    """`--print-config` shows what builds get, credentials masked; both
+    spellings of a proxy variable reach builds."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "https_proxy": "http://me:pr0xy-pass@10.0.0.1:3128",
+           "PIP_EXTRA_INDEX_URL": "https://tok:idx-pass@pypi.example/simple",
+           "NPM_CONFIG_REGISTRY": "https://npm.example/"}
+    done = subprocess.run([sys.executable, "-m", "cli.main", "server", "--data-dir",
+                           str(tmp_path), "--print-config"], cwd=str(ROOT), env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pr0xy-pass" not in done.stdout and "idx-pass" not in done.stdout
+    shown = json.loads(done.stdout)["settings"]["build_env"]
+    for expected in ("'HTTPS_PROXY': 'http://***@10.0.0.1:3128'",
+                     "'https_proxy': 'http://***@10.0.0.1:3128'",
+                     "'PIP_EXTRA_INDEX_URL': 'https://***@pypi.example/simple'",
+                     "'NPM_CONFIG_REGISTRY': 'https://npm.example/'"):
+        assert expected in shown
