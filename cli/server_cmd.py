@@ -95,10 +95,14 @@ def stop_router(ctx: click.Context) -> None:
 def stack_build(data_dir: str | None) -> None:
     """Build the stack image from Debian packages (debootstrap + docker import)."""
     from builder.stack import ensure_stack_image
+    from builder.stack_ca import TrustError
     from server.settings import load_settings
 
     settings, _ = load_settings({"data_dir": data_dir})
-    image = ensure_stack_image(settings, output=lambda line: click.echo(line))
+    try:
+        image = ensure_stack_image(settings, output=lambda line: click.echo(line))
+    except TrustError as e:  # a bad SHIPWAY_EXTRA_CA: the operator's to fix
+        raise click.ClickException(str(e)) from None
     click.echo(image)
 
 

@@ -186,3 +186,15 @@ def test_bad_extra_ca_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     with pytest.raises(stack_ca.TrustError, match="certificate 1 is not valid"):
         stack.stack_image_tag(Settings(extra_ca=str(tmp_path / "bad.pem")))
+
+
+def test_stack_build_with_a_bad_extra_ca_says_so_in_one_line(tmp_path: Path) -> None:
+    """The operator's command: one `Error:` line, exit 1, no traceback."""
+    env = {**os.environ, "SHIPWAY_EXTRA_CA": str(tmp_path / "missing.pem"),
+           "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "cli.main", "stack:build",
+                           "--data-dir", str(tmp_path / "data")],
+                          cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "Error: SHIPWAY_EXTRA_CA: cannot read" in done.stderr
