@@ -192,7 +192,8 @@ def haproxy_scale(tmp: Path, up: int, n: int) -> dict:
     routes = {i: Route(f"a{i}", [f"a{i}.localhost"], [("127.0.0.1", up)]) for i in range(n)}
     for chunk in range((n + CHUNK) // CHUNK):
         Path(r.layout.chunk_path(chunk)).write_text(
-            render_chunk(chunk, {i: rt for i, rt in routes.items() if i // CHUNK == chunk}))
+            render_chunk(chunk, {i: (rt.app, {"s1": rt.upstreams[0]})
+                                 for i, rt in routes.items() if i // CHUNK == chunk}))
     Path(r.layout.map_path).write_text(render_map((f"a{i}.localhost", slot_backend(i)) for i in routes))
     start_ms = timed(r.start)
     try:

@@ -30,8 +30,9 @@ from pathlib import Path
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, Layout, normalize_hostname, render_chunk,
-                                 render_main, render_map, server_name, slot_backend)
+from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, SERVER_SLOTS, Layout, dynamic_server_name,
+                                 normalize_hostname, render_chunk, render_main, render_map,
+                                 slot_backend, slot_server_names)
 from router.haproxy_runtime import Runtime
 from router.interface import IRouter, Route
 from router.nginx_conf import check_route
@@ -44,7 +45,7 @@ START_TIMEOUT = 15.0
 DEFAULT_SLOTS = 4 * CHUNK  # grown (by a settings-style reload) only when all are used
 
 _BACKEND_LINE = re.compile(r"^backend (app\d{5})(?:  # app (\S+))?$")
-_SERVER_LINE = re.compile(r"^    server \S+ (\S+):(\d+) ")
+_SERVER_LINE = re.compile(r"^    server (\S+) (\S+):(\d+) (?!.* disabled$)")
 
 
 class RouterError(RuntimeError):
@@ -81,7 +82,7 @@ def _maxconn() -> int:
 @implementer(IRouter)
 class HAProxyRouter:
     def __init__(self, settings: Settings, slots: int = DEFAULT_SLOTS, threads: int = 0,
-                 binary: str = "haproxy") -> None:
+                 binary: str = "haproxy", server_slots: int = SERVER_SLOTS) -> None:
         self.settings = settings
         self.dir = Path(settings.data_dir) / "router" / "haproxy"
         user = "nobody nogroup" if os.geteuid() == 0 else None
@@ -91,13 +92,16 @@ class HAProxyRouter:
                              or max(1, (os.cpu_count() or 2) // 2),
                              maxconn=_maxconn())
         self.binary = binary
+        self.server_slots = server_slots
         self.runtime = Runtime(self.layout.admin_socket)
         self._min_slots = max(CHUNK, -(-slots // CHUNK) * CHUNK)
         self._lock = threading.RLock()
         self._routes: dict[str, Route] = {}
         self._slots: dict[str, int] = {}  # app -> slot
+        self._servers: dict[str, dict[tuple[str, int], str]] = {}  # app -> upstream -> server
         self._nslots = self._min_slots
-        self._draining: dict[tuple[str, str], float] = {}  # (backend, server) -> deadline
+        # (backend, server) -> (deadline, upstream) of replicas leaving rotation
+        self._draining: dict[tuple[str, str], tuple[float, tuple[str, int]]] = {}
         self._drain_wakeup = threading.Condition(self._lock)
         self._drainer: threading.Thread | None = None
         self._started = False
@@ -117,7 +121,7 @@ class HAProxyRouter:
             for chunk in range(self._nslots // CHUNK):
                 path = self.layout.chunk_path(chunk)
                 if not os.path.exists(path):
-                    _write(path, render_chunk(chunk, {}))
+                    _write(path, render_chunk(chunk, {}, self.server_slots))
             if not os.path.exists(self.layout.map_path):
                 _write(self.layout.map_path, "")
             if self.pid() is None:
@@ -170,16 +174,10 @@ class HAProxyRouter:
             backend = slot_backend(slot)
             owners = self._host_owners()
             commands: list[str] = []
-            old_servers = {server_name(h, p) for h, p in (old.upstreams if old else [])}
-            for host, port in route.upstreams:
-                name = server_name(host, port)
-                if name in old_servers:
-                    continue
-                if self._draining.pop((backend, name), None) is not None:
-                    commands.append(f"set server {backend}/{name} state ready")
-                else:
-                    commands += [f"add server {backend}/{name} {host}:{port} {SERVER_OPTIONS}",
-                                 f"enable server {backend}/{name}"]
+            servers = dict(self._servers.get(route.app, {}))  # upstream -> server name
+            for upstream in route.upstreams:
+                if upstream not in servers:
+                    servers[upstream] = self._take_server(backend, servers, upstream, commands)
             path = self.layout.map_path
             for host in route.hostnames:
                 owner = owners.get(host)
@@ -191,13 +189,14 @@ class HAProxyRouter:
             for host in (old.hostnames if old else []):
                 if host not in route.hostnames:
                     commands.append(f"del map {path} {host}")
-            new_servers = {server_name(h, p) for h, p in route.upstreams}
-            leaving = [n for n in old_servers if n not in new_servers]
-            commands += [f"set server {backend}/{n} state drain" for n in leaving]
+            leaving = {u: n for u, n in servers.items() if u not in route.upstreams}
+            commands += [f"set server {backend}/{n} state drain" for n in leaving.values()]
             self.runtime.run(commands)
-            for n in leaving:
-                self._draining[(backend, n)] = time.monotonic() + DRAIN_TIMEOUT
+            for upstream, n in leaving.items():
+                self._draining[(backend, n)] = (time.monotonic() + DRAIN_TIMEOUT, upstream)
+                del servers[upstream]
             self._drain_wakeup.notify_all()
+            self._servers[route.app] = servers
             self._routes[route.app], self._slots[route.app] = route, slot
             self._persist(slot, hostnames_changed=not old or old.hostnames != route.hostnames)
 
@@ -209,11 +208,11 @@ class HAProxyRouter:
                 return
             slot = self._slots[app]
             backend = slot_backend(slot)
-            names = [server_name(h, p) for h, p in old.upstreams]
+            servers = self._servers.pop(app, {})
             self.runtime.run([f"del map {self.layout.map_path} {h}" for h in old.hostnames]
-                             + [f"set server {backend}/{n} state drain" for n in names])
-            for n in names:
-                self._draining[(backend, n)] = time.monotonic() + DRAIN_TIMEOUT
+                             + [f"set server {backend}/{n} state drain" for n in servers.values()])
+            for upstream, n in servers.items():
+                self._draining[(backend, n)] = (time.monotonic() + DRAIN_TIMEOUT, upstream)
             self._drain_wakeup.notify_all()
             del self._routes[app], self._slots[app]
             self._persist(slot, hostnames_changed=True)
@@ -273,6 +272,30 @@ class HAProxyRouter:
         if not self._started:
             self.start()
 
+    def _take_server(self, backend: str, servers: dict[tuple[str, int], str],
+                     upstream: tuple[str, int], commands: list[str]) -> str:
+        """The server a new replica gets: the same one if it is still
+        draining (back in rotation), else a free declared slot (its address
+        set at run time), else one added with `add server`."""
+        host, port = upstream
+        for (b, name), (_, up) in list(self._draining.items()):
+            if b == backend and up == upstream:
+                del self._draining[(b, name)]
+                commands.append(f"set server {backend}/{name} state ready")
+                return name
+        taken = set(servers.values()) | {n for b, n in self._draining if b == backend}
+        for name in slot_server_names(self.server_slots):
+            if name not in taken:
+                # A free slot is in maintenance, which closed its idle
+                # connections: none can reach the previous address.
+                commands += [f"set server {backend}/{name} addr {host} port {port}",
+                             f"set server {backend}/{name} state ready"]
+                return name
+        name = dynamic_server_name(host, port)
+        commands += [f"add server {backend}/{name} {host}:{port} {SERVER_OPTIONS}",
+                     f"enable server {backend}/{name}"]
+        return name
+
     def _assign_slot(self) -> int:
         used = set(self._slots.values()) | {int(b[3:]) for b, _ in self._draining}
         for slot in range(self._nslots):
@@ -281,7 +304,7 @@ class HAProxyRouter:
         # Every slot is taken: declare another chunk of backends. This is the
         # only route change that needs a reload; size `slots` to avoid it.
         chunk = self._nslots // CHUNK
-        _write(self.layout.chunk_path(chunk), render_chunk(chunk, {}))
+        _write(self.layout.chunk_path(chunk), render_chunk(chunk, {}, self.server_slots))
         self._nslots += CHUNK
         log.warn("router: all {n} app slots used; adding {c} more (a reload)",
                  n=self._nslots - CHUNK, c=CHUNK)
@@ -302,8 +325,9 @@ class HAProxyRouter:
         """Write what a restarted HAProxy must load: the slot's chunk file and,
         if names changed, the host map."""
         chunk = slot // CHUNK
-        by_slot = {s: self._routes[a] for a, s in self._slots.items() if s // CHUNK == chunk}
-        _write(self.layout.chunk_path(chunk), render_chunk(chunk, by_slot))
+        by_slot = {s: (a, {n: u for u, n in self._servers.get(a, {}).items()})
+                   for a, s in self._slots.items() if s // CHUNK == chunk}
+        _write(self.layout.chunk_path(chunk), render_chunk(chunk, by_slot, self.server_slots))
         if hostnames_changed:
             _write(self.layout.map_path, render_map(
                 (h, slot_backend(self._slots[r.app])) for r in self._routes.values()
@@ -311,7 +335,7 @@ class HAProxyRouter:
 
     def _load_files(self) -> None:
         """Routes from the chunk files and the map (the router's only state)."""
-        routes: dict[str, list[tuple[str, int]]] = {}
+        routes: dict[str, dict[tuple[str, int], str]] = {}
         slots: dict[str, int] = {}
         nchunks = 0
         for path in sorted(Path(self.layout.conf_dir).glob("50-slots-*.cfg")):
@@ -322,19 +346,20 @@ class HAProxyRouter:
                 if m:
                     current = m.group(2)
                     if current:
-                        slots[current], routes[current] = int(m.group(1)[3:]), []
+                        slots[current], routes[current] = int(m.group(1)[3:]), {}
                     continue
                 m = _SERVER_LINE.match(line)
                 if m and current:
-                    routes[current].append((m.group(1), int(m.group(2))))
+                    routes[current][(m.group(2), int(m.group(3)))] = m.group(1)
         names: dict[str, list[str]] = {a: [] for a in routes}
         by_backend = {slot_backend(s): a for a, s in slots.items()}
         for line in self._read(self.layout.map_path).splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[1] in by_backend:
                 names[by_backend[parts[1]]].append(parts[0])
-        self._routes = {a: Route(app=a, hostnames=names[a], upstreams=u) for a, u in routes.items()}
-        self._slots = slots
+        self._routes = {a: Route(app=a, hostnames=names[a], upstreams=list(u))
+                        for a, u in routes.items()}
+        self._servers, self._slots = routes, slots
         self._nslots = max(self._min_slots, nchunks * CHUNK)
 
     @staticmethod
@@ -408,7 +433,7 @@ class HAProxyRouter:
                     sessions[b] = {}
             with self._lock:
                 now = time.monotonic()
-                for (b, n), deadline in list(self._draining.items()):
+                for (b, n), (deadline, _) in list(self._draining.items()):
                     left = sessions.get(b, {}).get(n)
                     if left is None or left == 0 or now > deadline:
                         self._delete_server(b, n, cut=bool(left))
@@ -422,7 +447,8 @@ class HAProxyRouter:
             if cut:
                 cmds.append(f"shutdown sessions server {backend}/{name}")
             self.runtime.run(cmds)
-            self.runtime.run([f"del server {backend}/{name}"])
+            if not name.startswith("s"):  # declared slots stay, free, in maintenance
+                self.runtime.run([f"del server {backend}/{name}"])
         except (OSError, RuntimeError) as e:
             log.warn("router: could not delete drained server {b}/{n}: {e}",
                      b=backend, n=name, e=e)

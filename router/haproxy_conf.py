@@ -24,7 +24,6 @@ from typing import Iterable, Mapping
 
 import attrs
 
-from router.interface import Route
 
 CHUNK = 256  # slot backends per chunk file
 NOT_FOUND_BACKEND = "shipway_notfound"
@@ -42,6 +41,8 @@ _NO_REPLICA_PAGE = (
 # Options given to every app server, in the file and on `add server` alike
 # (HAProxy 2.6 does not apply `default-server` to servers added at run time).
 SERVER_OPTIONS = "weight 1 maxconn 1000"
+SERVER_SLOTS = 4  # servers declared per app backend; more replicas use `add server`
+FREE_ADDRESS = "127.0.0.1:1"  # a free slot's placeholder (disabled, never used)
 
 
 @attrs.frozen
@@ -87,9 +88,13 @@ def slot_backend(slot: int) -> str:
     return f"app{slot:05d}"
 
 
-def server_name(host: str, port: int) -> str:
-    """A stable server name for one upstream (checked hosts: [0-9a-zA-Z.:[]-])."""
-    return "r_" + re.sub(r"[^0-9A-Za-z]", "_", host) + f"_{int(port)}"
+def slot_server_names(server_slots: int = SERVER_SLOTS) -> list[str]:
+    return [f"s{i}" for i in range(1, server_slots + 1)]
+
+
+def dynamic_server_name(host: str, port: int) -> str:
+    """A server added beyond the slots (checked hosts: [0-9a-zA-Z.:[]-])."""
+    return "d_" + re.sub(r"[^0-9A-Za-z]", "_", host) + f"_{int(port)}"
 
 
 def normalize_hostname(name: str) -> str:
@@ -153,16 +158,31 @@ backend {NOT_FOUND_BACKEND}
 """
 
 
-def render_chunk(chunk: int, routes_by_slot: Mapping[int, Route]) -> str:
-    """One chunk of slot backends with the servers of the apps in them."""
+def render_chunk(chunk: int, apps_by_slot: Mapping[int, tuple[str, Mapping[str, tuple[str, int]]]],
+                 server_slots: int = SERVER_SLOTS) -> str:
+    """One chunk of slot backends: (app, {server name: upstream}) per used slot.
+
+    Each backend declares `server_slots` servers (s1, s2, ...), disabled
+    until a replica takes one at run time (`set server ... addr`): HAProxy
+    2.6 reuses idle upstream connections only for servers declared in the
+    file, not for those added with `add server` (router/README.md). Servers
+    beyond the slots (`d_...`, added at run time) are written too, so a
+    restart restores them.
+    """
     lines = [f"# Rendered by Shipway's router: slots {chunk * CHUNK}-{chunk * CHUNK + CHUNK - 1}."]
     for slot in range(chunk * CHUNK, chunk * CHUNK + CHUNK):
-        route = routes_by_slot.get(slot)
-        lines.append(f"backend {slot_backend(slot)}" + (f"  # app {route.app}" if route else ""))
+        app, servers = apps_by_slot.get(slot, (None, {}))
+        lines.append(f"backend {slot_backend(slot)}" + (f"  # app {app}" if app else ""))
         lines.append("    balance roundrobin")
-        if route:
-            for host, port in route.upstreams:
-                lines.append(f"    server {server_name(host, port)} {host}:{int(port)} {SERVER_OPTIONS}")
+        for name in slot_server_names(server_slots):
+            if name in servers:
+                host, port = servers[name]
+                lines.append(f"    server {name} {host}:{int(port)} {SERVER_OPTIONS}")
+            else:
+                lines.append(f"    server {name} {FREE_ADDRESS} {SERVER_OPTIONS} disabled")
+        for name, (host, port) in sorted(servers.items()):
+            if not name.startswith("s"):
+                lines.append(f"    server {name} {host}:{int(port)} {SERVER_OPTIONS}")
     return "\n".join(lines) + "\n"
 
 

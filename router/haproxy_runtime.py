@@ -82,8 +82,11 @@ class Runtime:
                 result[fields[idx_sv]] = int(fields[idx_cur] or 0)
         return result
 
-    def servers(self, backend: str) -> dict[str, tuple[str, int, int]]:
-        """name -> (address, port, admin state) from `show servers state`."""
+    def servers(self, backend: str) -> dict[str, tuple[str, int, int, int]]:
+        """name -> (address, port, operational state, admin state flags) from
+        `show servers state` (operational 2: running; admin flags: 0x01
+        forced maintenance, 0x02 inherited, 0x04 `disabled` in the file
+        (kept after `state ready`), 0x08/0x10/0x20 drain)."""
         out = self.raw(f"show servers state {backend}")
         result = {}
         for line in out.splitlines():
@@ -93,7 +96,7 @@ class Runtime:
             # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state
             # ... srv_port is field 18
             if len(fields) > 18 and fields[1] == backend:
-                result[fields[3]] = (fields[4], int(fields[18]), int(fields[6]))
+                result[fields[3]] = (fields[4], int(fields[18]), int(fields[5]), int(fields[6]))
         return result
 
     def map_entries(self, map_path: str) -> dict[str, str]:

@@ -91,6 +91,17 @@ def get(settings: Settings, host: str, path: str = "/") -> tuple[int, str]:
         conn.close()
 
 
+def active(router: HAProxyRouter, backend: str) -> set[int]:
+    """Ports of servers in rotation (admin state neither maintenance nor drain)."""
+    return {port for _, (_, port, op, adm) in router.runtime.servers(backend).items()
+            if op == 2 and not adm & 0x3B}
+
+
+def draining(router: HAProxyRouter, backend: str) -> set[int]:
+    return {port for _, (_, port, op, adm) in router.runtime.servers(backend).items()
+            if adm & 0x38 and not adm & 0x03}
+
+
 def test_routes_by_host_added_replaced_removed(settings: Settings, router: HAProxyRouter,
                                                ups: list[_Upstream]) -> None:
     pid = router.pid()
@@ -169,12 +180,14 @@ def test_draining_replica_finishes_its_slow_request(settings: Settings, router: 
     assert get(settings, "web.localhost") == (200, "u1")  # out of rotation at once
     time.sleep(0.5)
     # Still draining: the replica is not deleted while its request runs.
-    assert "r_127_0_0_1_%d" % ups[0].port in router.runtime.raw("show servers state app00000")
+    assert active(router, "app00000") == {ups[1].port}
+    assert ups[0].port in draining(router, "app00000")
     assert not router.wait_drained(0.1)
     slow.join(10)
     assert result == [(200, "u0")]
     assert router.wait_drained(5)
-    assert "r_127_0_0_1_%d" % ups[0].port not in router.runtime.raw("show servers state app00000")
+    assert draining(router, "app00000") == set()
+    assert active(router, "app00000") == {ups[1].port}
 
 
 def test_killed_haproxy_restarts_with_its_routes(settings: Settings, router: HAProxyRouter,
@@ -236,3 +249,41 @@ def test_settings_reload_drops_nothing(settings: Settings, router: HAProxyRouter
     assert "nbthread 2" in Path(router.layout.main_conf).read_text()
     assert slow == [(200, "u0")]
     assert results and set(results) == {200}
+
+
+def test_reused_server_slot_never_reaches_the_old_replica(settings: Settings, router: HAProxyRouter,
+                                                         ups: list[_Upstream]) -> None:
+    """A declared server slot freed by one replica and given to another (of
+    another app, even) must not reuse an idle connection to the first: that
+    would send one app's requests to another app's replica."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    conn = http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
+    for _ in range(5):  # leaves idle upstream connections to u0 in the pool
+        conn.request("GET", "/", headers={"Host": "web.localhost"})
+        assert conn.getresponse().read() == b"u0"
+    router.remove_route("web")
+    assert router.wait_drained(5)
+    router.set_route(Route("api", ["api.localhost"], [ups[1].addr]))
+    assert router._slots["api"] == 0 and router._servers["api"][ups[1].addr] == "s1"
+    for _ in range(5):
+        conn.request("GET", "/", headers={"Host": "api.localhost"})
+        assert conn.getresponse().read() == b"u1"
+    conn.close()
+
+
+def test_more_replicas_than_server_slots(settings: Settings, ups: list[_Upstream]) -> None:
+    r = HAProxyRouter(settings, threads=1, server_slots=2)
+    r.start()
+    try:
+        r.set_route(Route("web", ["web.localhost"], [u.addr for u in ups]))
+        assert {get(settings, "web.localhost")[1] for _ in range(12)} == {"u0", "u1", "u2", "u3"}
+        assert active(r, "app00000") == {u.port for u in ups}
+        again = HAProxyRouter(settings, threads=1, server_slots=2)
+        again._load_files()
+        assert set(again.routes()["web"].upstreams) == {u.addr for u in ups}
+        r.set_route(Route("web", ["web.localhost"], [ups[3].addr]))
+        assert r.wait_drained(5)
+        assert active(r, "app00000") == {ups[3].port}
+        assert get(settings, "web.localhost") == (200, "u3")
+    finally:
+        r.stop()
