@@ -25,3 +25,12 @@ class IRouter(Interface):
 
     def remove_route(app: str) -> None:
         """Drop an app's route and reload."""
+
+    # Issue 16 (router/haproxy.py): a router changed at run time drains the
+    # replicas a change takes out of rotation before they may be stopped.
+    def wait_drained(timeout: float) -> bool:
+        """Wait until every replica taken out of rotation has finished its
+        in-flight requests and left the proxy; False if some still run."""
+
+    def ensure_running() -> None:
+        """Start the proxy again, with its routes, if it died (supervision)."""
