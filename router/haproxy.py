@@ -99,6 +99,7 @@ class HAProxyRouter:
         self._routes: dict[str, Route] = {}
         self._slots: dict[str, int] = {}  # app -> slot
         self._servers: dict[str, dict[tuple[str, int], str]] = {}  # app -> upstream -> server
+        self._owners: dict[str, str] = {}  # hostname -> app
         self._nslots = self._min_slots
         # (backend, server) -> (deadline, upstream) of replicas leaving rotation
         self._draining: dict[tuple[str, str], tuple[float, tuple[str, int]]] = {}
@@ -172,7 +173,7 @@ class HAProxyRouter:
             if slot is None:
                 slot = self._assign_slot()
             backend = slot_backend(slot)
-            owners = self._host_owners()
+            owners = self._owners
             commands: list[str] = []
             servers = dict(self._servers.get(route.app, {}))  # upstream -> server name
             for upstream in route.upstreams:
@@ -197,6 +198,9 @@ class HAProxyRouter:
                 del servers[upstream]
             self._drain_wakeup.notify_all()
             self._servers[route.app] = servers
+            for host in (old.hostnames if old else []):
+                owners.pop(host, None)
+            owners.update((h, route.app) for h in route.hostnames)
             self._routes[route.app], self._slots[route.app] = route, slot
             self._persist(slot, hostnames_changed=not old or old.hostnames != route.hostnames)
 
@@ -214,6 +218,8 @@ class HAProxyRouter:
             for upstream, n in servers.items():
                 self._draining[(backend, n)] = (time.monotonic() + DRAIN_TIMEOUT, upstream)
             self._drain_wakeup.notify_all()
+            for host in old.hostnames:
+                self._owners.pop(host, None)
             del self._routes[app], self._slots[app]
             self._persist(slot, hostnames_changed=True)
 
@@ -311,9 +317,6 @@ class HAProxyRouter:
         self.reload()
         return self._nslots - CHUNK
 
-    def _host_owners(self) -> dict[str, str]:
-        return {h: r.app for r in self._routes.values() for h in r.hostnames}
-
     def _drop_hostname(self, app: str, host: str) -> None:
         """A hostname moved to another app: the old owner no longer has it."""
         r = self._routes[app]
@@ -330,8 +333,7 @@ class HAProxyRouter:
         _write(self.layout.chunk_path(chunk), render_chunk(chunk, by_slot, self.server_slots))
         if hostnames_changed:
             _write(self.layout.map_path, render_map(
-                (h, slot_backend(self._slots[r.app])) for r in self._routes.values()
-                for h in r.hostnames))
+                (h, slot_backend(self._slots[a])) for h, a in self._owners.items()))
 
     def _load_files(self) -> None:
         """Routes from the chunk files and the map (the router's only state)."""
@@ -360,6 +362,7 @@ class HAProxyRouter:
         self._routes = {a: Route(app=a, hostnames=names[a], upstreams=list(u))
                         for a, u in routes.items()}
         self._servers, self._slots = routes, slots
+        self._owners = {h: a for a, hs in names.items() for h in hs}
         self._nslots = max(self._min_slots, nchunks * CHUNK)
 
     @staticmethod

@@ -187,4 +187,4 @@ def render_chunk(chunk: int, apps_by_slot: Mapping[int, tuple[str, Mapping[str, 
 
 
 def render_map(entries: Iterable[tuple[str, str]]) -> str:
-    return "".join(f"{host} {backend}\n" for host, backend in sorted(entries))
+    return "".join(f"{host} {backend}\n" for host, backend in entries)

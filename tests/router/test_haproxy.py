@@ -117,6 +117,13 @@ def test_routes_by_host_added_replaced_removed(settings: Settings, router: HAPro
     assert get(settings, "www.example.com")[0] == 404
     router.set_route(Route("api", ["api.localhost"], [ups[2].addr]))
     assert get(settings, "api.localhost") == (200, "u2")
+    # A name moved from one app to another is served by the new owner only.
+    router.set_route(Route("api", ["api.localhost", "web.localhost"], [ups[2].addr]))
+    assert get(settings, "web.localhost") == (200, "u2")
+    assert router.routes()["web"].hostnames == []
+    router.set_route(Route("api", ["api.localhost"], [ups[2].addr]))
+    router.set_route(Route("web", ["web.localhost"], [ups[1].addr]))
+    assert get(settings, "web.localhost") == (200, "u1")
     router.set_route(Route("api", ["api.localhost"], []))
     assert get(settings, "api.localhost")[0] == 503
     router.remove_route("web")
