@@ -28,7 +28,7 @@ from router.haproxy_conf import CHUNK, render_chunk, render_map, slot_backend  #
 from router.interface import Route  # noqa: E402
 import router.nginx  # noqa: E402
 from router.nginx import NginxRouter, _children  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 HOST = "app.localhost"

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -33,23 +30,19 @@ from zope.interface import implementer
 from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, SERVER_SLOTS, Layout, dynamic_server_name,
                                  normalize_hostname, render_chunk, render_main, render_map,
                                  slot_backend, slot_server_names)
+from router.haproxy_process import HAProxyProcess, RouterError, maxconn  # noqa: F401 (re-exported)
 from router.haproxy_runtime import Runtime
 from router.interface import IRouter, Route
 from router.nginx_conf import check_route
-from server.settings import Settings
+from core.settings import Settings
 
 log = Logger()
 
 DRAIN_TIMEOUT = 30.0
-START_TIMEOUT = 15.0
 DEFAULT_SLOTS = 4 * CHUNK  # grown (by a settings-style reload) only when all are used
 
 _BACKEND_LINE = re.compile(r"^backend (app\d{5})(?:  # app (\S+))?$")
 _SERVER_LINE = re.compile(r"^    server (\S+) (\S+):(\d+) (?!.* disabled$)")
-
-
-class RouterError(RuntimeError):
-    """HAProxy refused a configuration or did not come up."""
 
 
 def _write(path: str, text: str) -> None:
@@ -57,26 +50,6 @@ def _write(path: str, text: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
-    except (ProcessLookupError, OSError):
-        return False
-
-
-def _maxconn() -> int:
-    """As many connections as the file limit allows (two descriptors each)."""
-    import resource
-
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard == resource.RLIM_INFINITY:
-        return 20000
-    return max(256, min(20000, (hard - 200) // 2))
 
 
 @implementer(IRouter)
@@ -90,10 +63,10 @@ class HAProxyRouter:
                              listen_port=settings.router_port, user=user,
                              threads=threads or settings.router_workers
                              or max(1, (os.cpu_count() or 2) // 2),
-                             maxconn=_maxconn())
-        self.binary = binary
-        self.server_slots = server_slots
+                             maxconn=maxconn())
         self.runtime = Runtime(self.layout.admin_socket)
+        self.process = HAProxyProcess(self.layout, self.runtime, binary)
+        self.server_slots = server_slots
         self._min_slots = max(CHUNK, -(-slots // CHUNK) * CHUNK)
         self._lock = threading.RLock()
         self._routes: dict[str, Route] = {}
@@ -126,7 +99,7 @@ class HAProxyRouter:
             if not os.path.exists(self.layout.map_path):
                 _write(self.layout.map_path, "")
             if self.pid() is None:
-                self._launch()
+                self.process.launch()
             elif settings_changed:
                 self.reload()
             self._started = True
@@ -148,16 +121,7 @@ class HAProxyRouter:
         with self._lock:
             self._wanted = False
             self._started = False
-            pid = self.pid()
-            if pid is None:
-                return
-            os.kill(pid, signal.SIGUSR1)
-            deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-            self._stop_orphans()
+            self.process.stop()
 
     def set_route(self, route: Route) -> None:
         route = Route(app=route.app,
@@ -240,38 +204,11 @@ class HAProxyRouter:
             return True
 
     def pid(self) -> int | None:
-        """The master's pid if our HAProxy runs (a stale pid file is checked)."""
-        try:
-            pid = int(Path(self.layout.pid).read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        if not _alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if self.layout.conf_dir.encode() in cmdline else None
+        return self.process.pid()
 
     def reload(self) -> None:
-        """Apply a changed `00-main.cfg`: the master re-executes and a new
-        worker takes the listening sockets over; the old one finishes its
-        requests. Only the router's own settings ever need this."""
-        self._check_config()
-        old = self.runtime.raw("show info").split("Pid: ")[1].split()[0]
-        pid = self.pid()
-        os.kill(pid, signal.SIGUSR2)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                info = self.runtime.raw("show info", timeout=2)
-                if "Pid: " in info and info.split("Pid: ")[1].split()[0] != old:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RouterError("haproxy did not come back after a reload")
-            time.sleep(0.02)
+        """Apply a changed `00-main.cfg` (see HAProxyProcess.reload)."""
+        self.process.reload()
 
     # --- internals -------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -371,53 +308,6 @@ class HAProxyRouter:
             return Path(path).read_text()
         except OSError:
             return ""
-
-    def _cmd(self) -> list[str]:
-        return [shutil.which(self.binary) or self.binary, "-W", "-S",
-                f"{self.layout.master_socket},mode,600", "-f", self.layout.conf_dir]
-
-    def _check_config(self) -> None:
-        result = subprocess.run(self._cmd()[:1] + ["-c", "-q", "-f", self.layout.conf_dir],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RouterError(f"haproxy rejected the configuration: {result.stderr.strip()}")
-
-    def _launch(self) -> None:
-        self._check_config()
-        self._stop_orphans()
-        Path(self.layout.pid).unlink(missing_ok=True)
-        # -D: the master daemonizes (its own session), outliving this process.
-        result = subprocess.run(self._cmd() + ["-D"], capture_output=True, text=True,
-                                start_new_session=True, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise RouterError(f"haproxy did not start: {result.stderr.strip()}")
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.pid() is None or not self.runtime.alive():
-            if time.monotonic() > deadline:
-                raise RouterError("haproxy did not come up")
-            time.sleep(0.02)
-        log.info("router: haproxy started on {host}:{port}",
-                 host=self.layout.listen_host, port=self.layout.listen_port)
-
-    def _stop_orphans(self) -> None:
-        """Workers of a killed master hold the port: stop every haproxy that
-        was started on our configuration directory (no one else's)."""
-        ours = self.layout.conf_dir.encode()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"haproxy") and ours in cmd:
-                try:
-                    os.kill(int(entry), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                deadline = time.monotonic() + 3
-                while _alive(int(entry)) and time.monotonic() < deadline:
-                    time.sleep(0.02)
 
     def _drain_loop(self) -> None:
         """Delete each draining server once its sessions reach 0 (or at its

@@ -121,7 +121,6 @@ global
     # expose-fd lets a settings reload take over the listening sockets.
     stats socket {layout.admin_socket} mode 600 level admin expose-fd listeners
     stats timeout 30s
-    tune.bufsize 65536
     log stderr format raw local0 err
 
 defaults

@@ -13,9 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from router.haproxy import HAProxyRouter, _alive
+from router.haproxy import HAProxyRouter
+from router.haproxy_process import _alive
 from router.interface import Route
-from server.settings import Settings
+from core.settings import Settings
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"), reason="haproxy not installed")

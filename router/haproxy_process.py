@@ -1,0 +1,148 @@
+"""The managed HAProxy process: launch, adopt (pid file), reload, stop.
+
+Master-worker mode (`-W`, master socket) as its own daemon (`-D`), so it
+outlives `shipway server`. A reload (SIGUSR2 to the master) re-executes the
+master, whose new worker takes the listening sockets over; it is used only
+for the router's own settings, never for a route change.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from twisted.logger import Logger
+
+from router.haproxy_conf import Layout
+from router.haproxy_runtime import Runtime
+
+log = Logger()
+
+START_TIMEOUT = 15.0
+
+
+class RouterError(RuntimeError):
+    """HAProxy refused a configuration or did not come up."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
+    except (ProcessLookupError, OSError):
+        return False
+
+
+def maxconn() -> int:
+    """As many connections as the file limit allows (two descriptors each)."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 20000
+    return max(256, min(20000, (hard - 200) // 2))
+
+
+class HAProxyProcess:
+    def __init__(self, layout: Layout, runtime: Runtime, binary: str = "haproxy") -> None:
+        self.layout, self.runtime, self.binary = layout, runtime, binary
+
+    def pid(self) -> int | None:
+        """The master's pid if our HAProxy runs (a stale pid file is checked)."""
+        try:
+            pid = int(Path(self.layout.pid).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if self.layout.conf_dir.encode() in cmdline else None
+
+    def reload(self) -> None:
+        """Apply a changed `00-main.cfg`: the master re-executes and a new
+        worker takes the listening sockets over; the old one finishes its
+        requests. Only the router's own settings ever need this."""
+        self.check_config()
+        old = self.runtime.raw("show info").split("Pid: ")[1].split()[0]
+        pid = self.pid()
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                info = self.runtime.raw("show info", timeout=2)
+                if "Pid: " in info and info.split("Pid: ")[1].split()[0] != old:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RouterError("haproxy did not come back after a reload")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Soft-stop HAProxy (SIGUSR1: in-flight requests finish), then
+        anything left on our configuration."""
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.stop_orphans()
+
+    def _cmd(self) -> list[str]:
+        return [shutil.which(self.binary) or self.binary, "-W", "-S",
+                f"{self.layout.master_socket},mode,600", "-f", self.layout.conf_dir]
+
+    def check_config(self) -> None:
+        result = subprocess.run(self._cmd()[:1] + ["-c", "-q", "-f", self.layout.conf_dir],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RouterError(f"haproxy rejected the configuration: {result.stderr.strip()}")
+
+    def launch(self) -> None:
+        self.check_config()
+        self.stop_orphans()
+        Path(self.layout.pid).unlink(missing_ok=True)
+        # -D: the master daemonizes (its own session), outliving this process.
+        result = subprocess.run(self._cmd() + ["-D"], capture_output=True, text=True,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise RouterError(f"haproxy did not start: {result.stderr.strip()}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.pid() is None or not self.runtime.alive():
+            if time.monotonic() > deadline:
+                raise RouterError("haproxy did not come up")
+            time.sleep(0.02)
+        log.info("router: haproxy started on {host}:{port}",
+                 host=self.layout.listen_host, port=self.layout.listen_port)
+
+    def stop_orphans(self) -> None:
+        """Workers of a killed master hold the port: stop every haproxy that
+        was started on our configuration directory (no one else's)."""
+        ours = self.layout.conf_dir.encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"haproxy") and ours in cmd:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                deadline = time.monotonic() + 3
+                while _alive(int(entry)) and time.monotonic() < deadline:
+                    time.sleep(0.02)
