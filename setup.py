@@ -7,7 +7,7 @@ setup(
     description="Self-hosted git-push-to-deploy platform (Heroku/Gigalixir style).",
     python_requires=">=3.11",
     packages=find_packages(include=[
-        "server*", "controller*", "runner*", "builder*", "storage*", "router*",
+        "core*", "server*", "controller*", "runner*", "builder*", "storage*", "router*",
         "hooks*", "gitd*", "cli*", "logger*", "buildpacks",
     ]),
     include_package_data=True,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from builder.docker_builder import DockerBuilder  # noqa: E402
 from builder.interface import BuildRequest  # noqa: E402
 from builder.stack import ensure_stack_image  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from tests.builder.helpers import make_app  # noqa: E402
 from tests.conftest import remove_docker_objects  # noqa: E402
 

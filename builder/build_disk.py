@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from builder.networks import build_tmp_bytes
 from builder.stack import APP_UID
-from server.settings import Settings, docker_bytes
+from core.settings import Settings, docker_bytes
 
 log = Logger()
 

@@ -19,7 +19,7 @@ import attrs
 
 from builder.fetch_words import redact_url
 from builder.remote_git import check_ref, check_remote_url, clone_ref, fetch_home
-from controller.errors import BuildFailed
+from builder.errors import BuildFailed
 
 DETECT_ORDER = ("elixir", "python", "nodejs", "procfile")
 CONTAINER_ROOT = "/shipway/buildpacks"

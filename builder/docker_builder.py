@@ -52,8 +52,8 @@ from builder.networks import build_memory_bytes, build_tmp_bytes, ensure_build_n
 from builder.slug import SlugWriter, excludes_file, parse_slugignore
 from builder.source import export_source, new_work_dir, read_top_file
 from builder.stack import APP_UID, ensure_stack_image
-from controller.errors import BuildFailed
-from server.settings import Settings
+from builder.errors import BuildFailed
+from core.settings import Settings
 
 BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
 WORKSPACE = "/workspace"  # the app's build volume; /app and /cache point into it

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import attrs
 from zope.interface import Interface
 
-Output = Callable[[str], None]
+from core.output import Output
 
 
 @attrs.frozen

@@ -36,7 +36,7 @@ from typing import Any
 import docker.errors
 from twisted.logger import Logger
 
-from server.settings import Settings
+from core.settings import Settings
 
 log = Logger()
 
@@ -210,14 +210,14 @@ def remove_firewall(settings: Settings) -> None:
 
 def build_tmp_bytes(settings: Settings) -> int:
     """The build's /tmp tmpfs: a quarter of SHIPWAY_BUILD_DISK, 1 GiB at most."""
-    from server.settings import docker_bytes
+    from core.settings import docker_bytes
 
     return min(docker_bytes(settings.build_disk) // 4, 1024 ** 3)
 
 
 def build_memory_bytes(settings: Settings) -> int:
     """build_memory plus the /tmp tmpfs, whose pages the cgroup is charged for."""
-    from server.settings import docker_bytes
+    from core.settings import docker_bytes
 
     memory = docker_bytes(settings.build_memory)
     return memory + build_tmp_bytes(settings) if memory > 0 else 0

@@ -28,7 +28,7 @@ import attrs
 from builder import git_proxy_command
 from builder.fetch_guard import GuardProxy, GuardRules, parse_allow
 from builder.fetch_words import describe_failure, redact_url
-from controller.errors import BuildFailed
+from builder.errors import BuildFailed
 
 ALLOWED_SCHEMES = ("https", "http", "git")
 _POLICY_FILE = "fetch-policy.json"

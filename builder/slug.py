@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from controller.errors import BuildFailed
+from builder.errors import BuildFailed
 
 
 def _mb(n: int) -> str:

@@ -26,14 +26,14 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Iterator
 
 from dulwich.config import ConfigFile, parse_submodules
 
+from builder.errors import BuildFailed
 from builder.remote_git import fetch_commit, redact_url
-from controller.errors import BuildFailed
+from core.output import Output
 
-Output = Callable[[str], None]
 
 CHUNK = 1024 * 1024
 MAX_SYMLINK_TARGET = 4096  # PATH_MAX

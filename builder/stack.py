@@ -30,12 +30,12 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from builder import stack_ca
-from server.settings import Settings
+from core.output import Output
+from core.settings import Settings
 
-Output = Callable[[str], None]
 
 REPOSITORY = "shipway/stack"
 SUITE = "bookworm"

@@ -26,11 +26,12 @@ import re
 import tarfile
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from cryptography import x509
 
-Output = Callable[[str], None]
+from core.output import Output
+
 
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 # Where the layer puts the certificates (a folder of their own under the

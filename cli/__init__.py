@@ -1,2 +1,2 @@
 """The `shipway` command: Gigalixir's verbs over the REST API, plus `server`
-and `stack:build` which run the platform itself."""
+(the composition root's own command) and `stack:build`."""

@@ -47,7 +47,7 @@ def netrc_path() -> Path:
 
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, atomically."""
-    from server.private_files import write_private as write_secret
+    from core.private_files import write_private as write_secret
 
     write_secret(path, text.encode("utf-8"))
 

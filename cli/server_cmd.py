@@ -1,93 +1,11 @@
-"""`shipway server` and `shipway stack:build`: the commands that run the
-platform on this machine rather than talk to it."""
+"""`shipway server` (server/command.py, the composition root's own command)
+and `shipway stack:build`: the commands that run the platform on this machine
+rather than talk to it."""
 from __future__ import annotations
-
-import json
-import sys
 
 import click
 
-
-def _settings(ctx_params: dict, config_file: str | None):
-    from server.settings import load_settings
-
-    return load_settings(ctx_params, config_file=config_file)
-
-
-@click.group("server", invoke_without_command=True)
-@click.option("--data-dir", default=None, help="State directory [SHIPWAY_DATA_DIR, ~/.shipway].")
-@click.option("--http-port", type=int, default=None, help="API and git smart-HTTP port [5000].")
-@click.option("--ssh-port", type=int, default=None, help="git over SSH port [2222].")
-@click.option("--router-port", type=int, default=None, help="nginx router port [8080].")
-@click.option("--base-domain", default=None, help="Apps are served at APP.<base domain> [localhost].")
-@click.option("--database-url", default=None, help="postgresql://... (default: SQLite in the data dir).")
-@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="YAML settings file [SHIPWAY_CONFIG].")
-@click.option("--print-config", is_flag=True, help="Print the settings in force and exit.")
-@click.pass_context
-def server(ctx: click.Context, config_file: str | None, print_config: bool, **params) -> None:
-    """Run the Shipway platform (API, git, builds, runner, router)."""
-    ctx.ensure_object(dict)
-    try:
-        settings, origin = _settings(params, config_file)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc))
-    ctx.obj["settings"] = settings
-    if ctx.invoked_subcommand is not None:
-        return
-    if print_config:
-        import attrs
-
-        shown = attrs.asdict(settings, value_serializer=lambda _i, _a, v: str(v) if hasattr(v, "parts") else v)
-        for secret in ("master_key", "api_key_secret", "s3_secret_access_key"):
-            if shown.get(secret):
-                shown[secret] = "***"
-        click.echo(json.dumps({"settings": shown, "origin": origin}, indent=2, default=str))
-        return
-    from server.main import run
-
-    run(settings)
-
-
-@server.command("rotate-key")
-@click.pass_context
-def rotate_key(ctx: click.Context) -> None:
-    """Re-encrypt all config under a new master key."""
-    from controller.store import open_controller
-
-    controller = open_controller(ctx.obj["settings"])
-    count = controller.rotate_master_key()
-    click.echo(f"Re-encrypted {count} values under the new key.")
-
-
-@server.command("stop-router")
-@click.pass_context
-def stop_router(ctx: click.Context) -> None:
-    """Stop the router (nginx), which a stopped server leaves serving the
-    apps: every app goes offline until the server starts again."""
-    import socket
-
-    from router.nginx import NginxRouter
-
-    settings = ctx.obj["settings"]
-    # Asked where this machine's server listens, not at its public name
-    # (which may not lead back here, or go through a proxy).
-    host = settings.bind_host if settings.bind_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    try:
-        socket.create_connection((host, settings.http_port), timeout=3).close()
-        running = True
-    except OSError:
-        running = False
-    if running:  # its supervision would start nginx again at once
-        raise click.ClickException(
-            f"shipway server is running (port {settings.http_port}): stop it first")
-    router = NginxRouter(settings)
-    pid = router.pid()
-    if pid is None:
-        click.echo("The router is not running.")
-        return
-    router.stop()
-    click.echo(f"Stopped the router (nginx {pid}).")
+from server.command import server
 
 
 @click.command("stack:build")
@@ -96,7 +14,7 @@ def stack_build(data_dir: str | None) -> None:
     """Build the stack image from Debian packages (debootstrap + docker import)."""
     from builder.stack import ensure_stack_image
     from builder.stack_ca import TrustError
-    from server.settings import load_settings
+    from core.settings import load_settings
 
     settings, _ = load_settings({"data_dir": data_dir})
     try:
@@ -109,7 +27,3 @@ def stack_build(data_dir: str | None) -> None:
 def register(group: click.Group) -> None:
     group.add_command(server)
     group.add_command(stack_build)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    server(sys.argv[1:])

@@ -4,7 +4,7 @@ handler in a thread.
 
 Everything that can block (the database, password hashing, deploys) runs in
 the reactor's thread pool; the reactor thread only parses the request and
-writes the answer. Errors are mapped here, once: `ShipwayError` → its status
+writes the answer. Errors are mapped here, once (controller/http_errors.py): a user error → its status
 and `{"error", "code"}`; `NotImplementedError` (a part not built yet) → 501;
 anything else → 500 with a generic message and the traceback in the log only.
 
@@ -28,8 +28,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from controller.api_routes import ROUTES, Route, match
-from controller.api_views import Call, Follow
-from controller.errors import BadRequest, DeployFailed, ShipwayError, Unauthorized
+from controller.api_views import ApiParts, Call, Follow
+from controller.errors import BadRequest, ShipwayError, Unauthorized
+from controller.http_errors import error_json, http_status
 from controller.models import User
 
 log = Logger(namespace="shipway.api")
@@ -66,7 +67,7 @@ class ApiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, services: Any, run_in_thread: RunInThread = threads.deferToThread,
+    def __init__(self, services: ApiParts, run_in_thread: RunInThread = threads.deferToThread,
                  call_on_reactor: Callable[..., Any] | None = None) -> None:
         super().__init__()
         self.services = services
@@ -242,10 +243,7 @@ def error_payload(failure: Failure, route: Route) -> tuple[int, dict[str, Any]]:
     """The one mapping from an exception to an HTTP answer."""
     exc = failure.value
     if isinstance(exc, ShipwayError):
-        payload = exc.to_json()
-        if isinstance(exc, DeployFailed) and exc.log_tail:
-            payload["log_tail"] = exc.log_tail
-        return exc.status, payload
+        return http_status(exc), error_json(exc)
     if isinstance(exc, NotImplementedError):
         log.warn("{method} {path}: not implemented yet: {error}", method=route.method,
                  path=route.path, error=str(exc))
@@ -316,7 +314,7 @@ def _write(request: Request, status: int, payload: Any) -> None:
     request.finish()
 
 
-def make_api_resource(services: Any) -> Resource:
+def make_api_resource(services: ApiParts) -> Resource:
     """Mounted at `/api` by `server/web.py`."""
     return ApiResource(services)
 

@@ -5,19 +5,32 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import attrs
 
 from controller.errors import BadRequest
 from controller.models import App, Build, Domain, Release, SshKey, User
+from controller.service import Controller
+from core.settings import Settings
+from logger.store import LogStore
+from runner.interface import IRunner
+
+
+class ApiParts(Protocol):
+    """The parts the API reads (the composition root's Services has them)."""
+
+    settings: Settings
+    controller: Controller
+    runner: IRunner
+    logs: LogStore | None
 
 
 @attrs.frozen
 class Call:
     """One authenticated request, as a handler sees it (in a worker thread)."""
 
-    services: Any  # server.services.Services
+    services: ApiParts
     user: User | None
     params: dict[str, str]
     body: dict[str, Any] | None
@@ -28,7 +41,7 @@ class Call:
     client: str | None = None  # the caller's address (login throttling)
 
     @property
-    def controller(self) -> Any:
+    def controller(self) -> Controller:
         return self.services.controller
 
     @property
@@ -114,7 +127,7 @@ def app_json(settings: Any, app: App, user: User) -> dict[str, Any]:
 def size_json(settings: Any, app: App) -> dict[str, Any]:
     """Each replica's size and the limits it means (`size` null: the
     server's defaults; `memory_mb` 0: no memory limit)."""
-    from controller.formation import size_limits
+    from core.specs import size_limits
 
     # The embedded runner's engine is this machine's: its CPUs cap the size's.
     memory, cpus = size_limits(settings, app.replica_size, os.cpu_count() or 1)

@@ -15,7 +15,7 @@ from controller.db import Database
 from controller.errors import Unavailable
 from controller.models import App, User
 from controller.service import Controller, Deployer
-from server.settings import Settings
+from core.settings import Settings
 
 log = Logger(namespace="shipway.controller")
 

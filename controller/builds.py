@@ -1,14 +1,19 @@
-"""Builds: the push history of an app (who pushed what, how it went)."""
+"""Builds: the push history of an app (who pushed what, how it went), and
+what a push's slug becomes: a release, deployed (`deploy_slug`, the one call
+the pipeline makes)."""
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
 
+from controller.base import log, silent
 from controller.db import builds, now
 from controller.slug_pruning import SlugPruningMixin
 from controller.errors import BadRequest, NotFound
-from controller.models import App, Build, User
+from controller.models import App, Build, Release, Slug, User
+from core.output import Output
+from storage.interface import ISlugStore
 
 MAX_OUTPUT = 64 * 1024  # keep the tail: that is where a build says why it failed
 
@@ -21,6 +26,33 @@ def to_build(row: Any) -> Build:
 
 
 class BuildsMixin(SlugPruningMixin):
+    def deploy_slug(self, app: App, slug: Slug, description: str, created_by: str,
+                    output: Output | None = None, hot: bool = False,
+                    slugs: ISlugStore | None = None,
+                    deploy_output: Output | None = None) -> Release:
+        """Push → release → deploy, in one call: under the app's release
+        lock (a config change or a rollback waits for it, and it for them),
+        a new release of `slug` with the current config, deployed through
+        `deploy_release` (`hot`: upgraded in place where possible), then the
+        slugs nothing keeps pruned from `slugs`. The deploy's own lines go
+        to `deploy_output` (default `output`): the deployer records them in
+        the app's logs itself. DeployFailed propagates (the release is then
+        marked failed and the previous one serves on)."""
+        output = output or silent
+        with self.serialized(app, output):
+            release = self.create_release(app, slug, description, created_by)
+            output(f"-----> Released v{release.version}")
+            release = self.deploy_release(app, release, deploy_output or output, hot=hot)
+            if slugs is not None:
+                # issue 14: under the release lock, so no rollback picks a
+                # slug while it goes. The deploy succeeded: a failure here
+                # is logged and never fails it.
+                try:
+                    self.prune_slugs(app, slugs, output)
+                except Exception:  # noqa: BLE001
+                    log.failure("controller: pruning the slugs of {app} failed", app=app.name)
+            return release
+
     def start_build(self, app: App, user: User, ref: str, commit: str) -> Build:
         with self.db.write() as conn:
             build_id = conn.execute(builds.insert().values(

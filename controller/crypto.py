@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from controller.errors import BadRequest
-from server.private_files import create_private_once, write_private
+from core.private_files import create_private_once, write_private
 
 KEYRING_FILE = "master.keys"
 API_KEY_SECRET_FILE = "api-key.secret"

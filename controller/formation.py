@@ -18,7 +18,6 @@ from controller.errors import BadRequest
 from controller.models import App, User
 from controller.service import Output
 from controller.config import ConfigMixin
-from server.settings import Settings, docker_bytes
 
 DEFAULT_FORMATION = {"web": 1}
 MAX_REPLICAS = 100
@@ -36,19 +35,6 @@ def check_size(size: object, largest: float) -> float | None:
                          f"{largest:g} (GiB of memory and CPUs), or null for the server's "
                          "default")
     return float(size)
-
-
-def size_limits(settings: Settings, size: float | None,
-                host_cpus: int) -> tuple[int, float]:
-    """A replica's memory limit in bytes (0: none) and its CPUs: size S is
-    S GiB and S CPUs, as Gigalixir sizes replicas; None is the server's
-    run_memory and run_cpus. Docker refuses a CPU limit above the host's
-    CPUs, so a bigger size gets all of them."""
-    if size is None:
-        memory, cpus = docker_bytes(settings.run_memory), settings.run_cpus
-    else:
-        memory, cpus = int(round(size * 1024)) * 1024 * 1024, size
-    return memory, min(cpus, float(max(1, host_cpus)))
 
 
 PROCESS_TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")

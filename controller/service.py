@@ -16,13 +16,13 @@ from typing import Any, Callable, Literal, Protocol
 from controller.models import (
     App, AppSecrets, Build, Domain, Release, Slug, SshKey, User,
 )
+from core.output import Output
 
 Need = Literal["read", "write", "owner"]
-Output = Callable[[str], None]
 
 
 class Deployer(Protocol):
-    """Makes a release live (see `runner/deploy.py`). Raises DeployFailed."""
+    """Makes a release live (see `controller/deploys.py`). Raises DeployFailed."""
 
     def deploy(self, app: App, release: Release, output: Output,
                hot: bool = False) -> None: ...
@@ -174,6 +174,14 @@ class Controller:
                        created_by: str) -> Release:
         """Next version (never reused, safe under concurrency) with the slug
         and a snapshot of the current config; status "pending"."""
+        raise NotImplementedError
+
+    def deploy_slug(self, app: App, slug: Slug, description: str, created_by: str,
+                    output: Output | None = None, hot: bool = False, slugs: Any = None,
+                    deploy_output: Output | None = None) -> Release:
+        """Push → release → deploy, the one call of the pipeline: under the
+        app's release lock, a release of `slug` with the current config,
+        deployed (hot or restart), then unused slugs pruned from `slugs`."""
         raise NotImplementedError
 
     def deploy_release(self, app: App, release: Release, output: Output | None = None,

@@ -27,6 +27,7 @@ from controller.base import log, silent
 from controller.db import now, releases, slugs
 from controller.domains import DomainsMixin
 from controller.models import App
+from storage.interface import ISlugStore
 
 KEPT_STATUSES = ("succeeded", "pending", "deploying")
 
@@ -58,7 +59,7 @@ class SlugPruningMixin(DomainsMixin):
             return None
         return {r.version for r in runner.replicas(app.name)}
 
-    def prune_slugs(self, app: App, store: Any,
+    def prune_slugs(self, app: App, store: ISlugStore,
                     output: Callable[[str], None] | None = None) -> list[str]:
         """Delete the app's slugs nothing keeps (see the module doc) from
         `store` (an ISlugStore); returns the keys deleted. Call it with the

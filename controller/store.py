@@ -15,7 +15,7 @@ from controller.db import Database
 from controller.keys import KeysMixin
 from controller.migrations import migrate
 from controller.users import UsersMixin
-from server.settings import Settings
+from core.settings import Settings
 
 
 class Store(UsersMixin, KeysMixin, BuildsMixin):

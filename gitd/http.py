@@ -24,7 +24,7 @@ from controller.login_throttle import LoginThrottled
 from gitd.body import BadBody, BodyTooLarge, RequestBody, is_gzip
 from gitd.bridge import ThreadOutput
 from gitd.receive import ProtocolFailure
-from gitd.service import SERVICES, git_service
+from gitd.service import SERVICES, GitParts, git_service
 from gitd.upload import run_upload_pack
 
 log = Logger()
@@ -89,7 +89,7 @@ def _log_stderr(data: bytes) -> None:
 class GitRepoResource(Resource):
     isLeaf = True
 
-    def __init__(self, services: Any, app_name: str) -> None:
+    def __init__(self, services: GitParts, app_name: str) -> None:
         super().__init__()
         self.git = git_service(services)
         self.controller = services.controller

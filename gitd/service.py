@@ -4,20 +4,33 @@ then hand bytes to the objects made here."""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Callable, Protocol
 
 from controller.errors import NotFound
 from controller.models import App, User
+from controller.service import Controller
+from core.settings import Settings
 from gitd.ingest import Source
 from gitd.receive import ReceivePack
 from gitd.repos import RepoStore
+from hooks.pipeline import Pipeline
+from runner.interface import IRunner
+
+
+class GitParts(Protocol):
+    """The parts gitd uses (the composition root's Services has them)."""
+
+    settings: Settings
+    controller: Controller
+    pipeline: Pipeline
+    runner: IRunner
 
 # git service name -> the access it needs on the app
 SERVICES = {"git-receive-pack": "write", "git-upload-pack": "read"}
 
 
 class GitService:
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: GitParts) -> None:
         self.services = services
         self.settings = services.settings
         self.controller = services.controller
@@ -67,7 +80,7 @@ class GitService:
 _by_services: dict[int, GitService] = {}
 
 
-def git_service(services: Any) -> GitService:
+def git_service(services: GitParts) -> GitService:
     """One GitService per Services (HTTP builds a resource per request)."""
     found = _by_services.get(id(services))
     if found is None or found.services is not services:

@@ -34,7 +34,7 @@ from controller.keys import fingerprint
 from controller.models import User
 from gitd.bridge import ThreadInput, ThreadOutput
 from gitd.receive import ProtocolFailure
-from gitd.service import SERVICES, GitService, git_service, parse_repo_arg
+from gitd.service import SERVICES, GitParts, GitService, git_service, parse_repo_arg
 from gitd.sessions import Sessions
 from gitd.tunnel import open_replica_tunnel
 from gitd.upload import run_upload_pack
@@ -290,7 +290,7 @@ class GitSSHFactory(factory.SSHFactory):
         return None
 
 
-def make_ssh_factory(services: Any) -> factory.SSHFactory:
+def make_ssh_factory(services: GitParts) -> factory.SSHFactory:
     git = git_service(services)
     sessions = Sessions(services.controller, services.settings.ssh_session_recheck)
     if hasattr(services.controller, "on_revoke"):  # removals end sessions at once

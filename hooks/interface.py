@@ -7,9 +7,10 @@ from typing import Callable
 import attrs
 
 from controller.models import App, User
+from core.output import Output
 
 ZERO_SHA = "0" * 40
-Progress = Callable[[str], None]  # one line of output for the pusher
+Progress = Output  # one line of output for the pusher
 
 
 @attrs.frozen

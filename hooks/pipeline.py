@@ -6,8 +6,9 @@ ref moves. A push to main/master builds, releases and deploys under the app's
 push lock; other branches are only stored. Everything the pusher should see
 goes through `progress`, one line at a time, as it happens.
 
-Pure orchestration: the builder, slug store, controller and deployer do the
-work; this module owns no storage.
+Pure orchestration: the builder and slug store make the slug, and one
+controller call (`deploy_slug`) makes the release and deploys it; this
+module owns no storage and no release lock.
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from typing import Any
 from dulwich.repo import Repo
 from twisted.logger import Logger
 
-from builder.interface import BuildRequest, BuildResult
+from builder.interface import BuildRequest, BuildResult, IBuilder
 from controller.errors import BuildFailed, DeployFailed, ShipwayError
 from controller.models import App, Build, Release, Slug
+from controller.service import Controller
+from core.settings import Settings
 from hooks.interface import ZERO_SHA, Progress, Push, PushOutcome, RefUpdate
 from hooks.lock import PushInProgress, PushLocks
-from storage.interface import SlugStoreFull
+from logger.store import LogStore
+from storage.interface import ISlugStore, SlugStoreFull
 
 log = Logger()
 
@@ -42,7 +46,7 @@ class _Rejected(Exception):
 class _Transcript:
     """Tees every line to the pusher, keeps it for the build record and adds
     it to the app's logs (`record`). The deployer logs its own lines, so
-    `record` is switched off while it runs."""
+    they go through `unrecorded`."""
 
     def __init__(self, progress: Progress, record: Progress | None = None) -> None:
         self.progress = progress
@@ -50,11 +54,18 @@ class _Transcript:
         self.lines: list[str] = []
 
     def __call__(self, line: str) -> None:
+        self._emit(line, self.record)
+
+    def unrecorded(self, line: str) -> None:
+        """To the pusher and the build record, not to the app's logs."""
+        self._emit(line, None)
+
+    def _emit(self, line: str, record: Progress | None) -> None:
         for part in str(line).rstrip("\n").split("\n"):
             self.lines.append(part)
             self.progress(part)
-            if self.record is not None:
-                self.record(part)
+            if record is not None:
+                record(part)
 
     def text(self) -> str:
         return "\n".join(self.lines) + ("\n" if self.lines else "")
@@ -77,8 +88,8 @@ def ref_value(repo_path: Path, ref: str) -> str:
 
 
 class Pipeline:
-    def __init__(self, settings: Any, *, controller: Any, builder: Any, slugs: Any,
-                 logs: Any = None) -> None:
+    def __init__(self, settings: Settings, *, controller: Controller, builder: IBuilder,
+                 slugs: ISlugStore | None, logs: LogStore | None = None) -> None:
         self.settings = settings
         self.controller = controller
         self.builder = builder
@@ -161,14 +172,7 @@ class Pipeline:
                     "in place if only module code changed")
             result = self._build(app, push.repo_path, commit, push.options.clean, out)
             slug = self._store_slug(app, commit, result, out)
-            # A config change or a rollback waits for this deploy to end
-            # (and this one for theirs): see controller.base.release_lock.
-            with self.controller.serialized(app, out):
-                release = self._step("release", lambda: self.controller.create_release(
-                    app, slug, f"Deploy {commit[:7]}", push.user.email))
-                out(f"-----> Released v{release.version}")
-                self._release(app, release, out, hot=push.options.hot)
-                self._prune_slugs(app, out)  # issue 14: under the release lock
+            release = self._release(app, slug, commit, push, out)
             version = release.version
             out(f"-----> {app.name} is live at {self.app_url(app)}")
             out(f"-----> Done in {time.monotonic() - started:.1f}s")
@@ -215,28 +219,20 @@ class Pipeline:
             dict(result.process_types), list(result.buildpacks),
             unpacked_size=result.unpacked_size))
 
-    def _prune_slugs(self, app: App, out: _Transcript) -> None:
-        """Slugs no recent release and no replica uses leave the store
-        (controller/slug_pruning.py). The deploy already succeeded: a
-        failure here is logged and never fails the push."""
+    def _release(self, app: App, slug: Slug, commit: str, push: Push,
+                 out: _Transcript) -> Release:
+        """The controller makes the release and deploys it, under the app's
+        release lock (controller.builds.deploy_slug); the deploy's lines are
+        not recorded as build lines (the deployer logs them itself)."""
         try:
-            self.controller.prune_slugs(app, self.slugs, out)
-        except Exception:  # noqa: BLE001
-            log.failure("pipeline: pruning the slugs of {app} failed", app=app.name)
-
-    def _release(self, app: App, release: Release, out: _Transcript, hot: bool = False) -> None:
-        record, out.record = out.record, None
-        try:
-            self._step("deployer", lambda: self.controller.deploy_release(
-                app, release, out, hot=hot))
+            return self._step("release", lambda: self.controller.deploy_slug(
+                app, slug, f"Deploy {commit[:7]}", push.user.email, out,
+                hot=push.options.hot, slugs=self.slugs, deploy_output=out.unrecorded))
         except DeployFailed as failed:
-            out.record = record
             out(f"-----> Deploy failed: {failed.message}")
             for line in failed.log_tail:
                 out(f"       {line}")
             raise _Rejected("deploy failed") from None
-        finally:
-            out.record = record
 
     @staticmethod
     def _step(what: str, call: Any) -> Any:

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from logger.store import LogStore
 from runner.containers import ROLE
-from server.settings import Settings
+from core.settings import Settings
 
 log = Logger()
 

@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from router.interface import IRouter, Route
 from router.nginx_conf import GENERATION_HEADER, GENERATION_HOST, Layout, check_route, render
-from server.settings import Settings
+from core.settings import Settings
 
 log = Logger()
 

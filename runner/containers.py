@@ -27,10 +27,9 @@ import docker.errors
 
 from builder.networks import ensure_app_network
 from builder.stack import APP_UID
-from controller.formation import size_limits
-from runner.interface import HealthCheck, ReleaseSpec
+from core.specs import HealthCheck, ReleaseSpec, size_limits
 from runner.run_disk import FILES_IN, check_slug_fits, run_storage
-from server.settings import Settings
+from core.settings import Settings
 
 WEB = "web"
 CONTAINER_PORT = 5000  # PORT inside every container (as on Heroku)
@@ -135,7 +134,7 @@ def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
 
 def replica_limits(settings: Settings, spec: ReleaseSpec, host_cpus: int) -> tuple[int, float]:
     """A replica's memory limit in bytes (0: none) and its CPUs, before any
-    tmpfs (controller.formation.size_limits)."""
+    tmpfs (core.specs.size_limits)."""
     return size_limits(settings, spec.size, host_cpus)
 
 

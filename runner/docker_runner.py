@@ -1,8 +1,9 @@
 """The Docker runner: releases as run containers on this machine, behind the
 router, kept at the desired count by a supervision thread (`supervision.py`).
 
-State lives in Docker (labels on every container) and in the controller (the
-current release and formation), so a restarted server rebuilds everything it
+State lives in Docker (labels on every container) and in the desired state
+the controller publishes (runner.interface.IDesiredState: the current
+release's spec and the app's names), so a restarted server rebuilds everything it
 needs by looking: running containers of the current release are adopted, not
 restarted; containers of other releases or of deleted apps are removed.
 
@@ -20,21 +21,21 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from controller.errors import DeployFailed, NotFound
 from builder.networks import ensure_firewall, remove_app_network
-from router.interface import Route
-from router.nginx import hostnames_for
+from router.interface import IRouter, Route
 from runner.containers import HOST_KEY_VAR, Containers, Replica, Unhealthy
 from runner.gateway import KeySigner, bridge_gateway, gateway_url, rebase_url
-from runner.interface import IRunner, ReleaseSpec, ReplicaState, Output
+from runner.errors import DeployFailed
+from runner.interface import IDesiredState, IRunner, Output, ReleaseSpec, ReplicaState
 from runner.supervision import SupervisionMixin, _quiet
-from server.settings import Settings
+from core.settings import Settings
+from storage.interface import ISlugStore
 from storage.local import LocalSlugStore
 
 log = Logger()
@@ -46,8 +47,8 @@ SLUG_CACHE_PER_APP = 5
 
 @implementer(IRunner)
 class DockerRunner(SupervisionMixin):
-    def __init__(self, settings: Settings, slugs: Any, router: Any, controller: Any,
-                 containers: Containers | None = None) -> None:
+    def __init__(self, settings: Settings, slugs: ISlugStore, router: IRouter,
+                 state: IDesiredState, containers: Containers | None = None) -> None:
         self.settings = settings
         self.slugs = slugs
         # Run containers download slugs from the host's gateway listener,
@@ -58,7 +59,7 @@ class DockerRunner(SupervisionMixin):
             slugs if isinstance(slugs, LocalSlugStore)
             else LocalSlugStore(settings, root=settings.data_dir / "slug-cache"))
         self.router = router
-        self.controller = controller
+        self.state = state  # what should run: the controller's answer
         self._containers = containers
         self._image: str | None = None
         self._gateway: str | None = None
@@ -408,16 +409,15 @@ class DockerRunner(SupervisionMixin):
 
     def _route(self, app: str) -> None:
         """Point the router at the app's healthy web replicas (503 if none)."""
-        try:
-            domains = self.controller.app_domains(self.controller.app_by_name(app))
-        except NotFound:
+        hostnames = self.state.hostnames(app)  # read now: domains change between deploys
+        if hostnames is None:  # the app is gone
             return
         upstreams = [("127.0.0.1", r.host_port)
                      for r in sorted(self._live.get(app, {}).values(), key=lambda r: r.created)
                      if r.is_web and r.host_port and r.id not in self._retiring]
         try:
             self.router.set_route(Route(app=app,
-                                        hostnames=hostnames_for(self.settings, app, domains),
+                                        hostnames=hostnames,
                                         upstreams=upstreams))
         except Exception:
             self._unrouted.add(app)  # supervision routes it again

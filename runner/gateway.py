@@ -20,16 +20,23 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.web.resource import NoResource, Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Site
 
-from server.settings import Settings
+from core.errors import NotFound
+from core.settings import Limits, Settings
 
 log = Logger()
+
+# An app's authorized_keys lines by app name (core.errors.NotFound: no such app).
+KeysFor = Callable[[str], list[str]]
+# The composition root's site for untrusted clients (bounded request bodies).
+SiteFactory = Callable[[Resource, Limits], Site]
 
 
 def bridge_gateway(client: object) -> str:
@@ -104,9 +111,9 @@ class KeysResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, controller: object, signer: KeySigner) -> None:
+    def __init__(self, keys_for: KeysFor, signer: KeySigner) -> None:
         super().__init__()
-        self.controller = controller
+        self.keys_for = keys_for  # the controller's answer; NotFound for no such app
         self.signer = signer
 
     def render_GET(self, request):  # noqa: N802 (Twisted's name)
@@ -122,8 +129,7 @@ class KeysResource(Resource):
             return b"bad or expired signature\n"
 
         def lookup() -> bytes:
-            app = self.controller.app_by_name(app_name)  # type: ignore[attr-defined]
-            lines = self.controller.authorized_keys(app)  # type: ignore[attr-defined]
+            lines = self.keys_for(app_name)
             return "".join(line.strip() + "\n" for line in lines).encode()
 
         def done(body: bytes) -> None:
@@ -133,8 +139,6 @@ class KeysResource(Resource):
             request.finish()
 
         def failed(failure) -> None:
-            from controller.errors import NotFound
-
             request.setResponseCode(404 if failure.check(NotFound) else 500)
             if not failure.check(NotFound):
                 log.failure("runner: keys lookup failed for {app}", failure, app=app_name)
@@ -155,16 +159,15 @@ class GatewayRoot(Resource):
         return NoResource()
 
 
-def listen_gateway(services: object) -> None:
-    """Open the gateway listener (called by the composition root). Skipped
-    when the main listener already covers the gateway (bind_host 0.0.0.0)."""
+def listen_gateway(settings: Settings, slugs_resource: Resource | None, keys_for: KeysFor,
+                   make_site: SiteFactory) -> None:
+    """Open the gateway listener (called by the composition root, which
+    hands in the slug downloads, the keys lookup and its bounded-request
+    site factory). Skipped when the main listener already covers the
+    gateway (bind_host 0.0.0.0)."""
     import docker
     from twisted.internet import reactor
-    from server.web import make_site
 
-    from storage.http import make_slug_resource
-
-    settings: Settings = services.settings  # type: ignore[attr-defined]
     try:
         client = docker.from_env()
         try:
@@ -177,8 +180,7 @@ def listen_gateway(services: object) -> None:
         return
     if settings.bind_host in ("0.0.0.0", gateway):
         return
-    root = GatewayRoot(make_slug_resource(services),
-                       KeysResource(services.controller, KeySigner(settings)))  # type: ignore[attr-defined]
+    root = GatewayRoot(slugs_resource, KeysResource(keys_for, KeySigner(settings)))
     # Run containers hold untrusted code: their request bodies are bounded
     # too, so none can fill the host's disk through Twisted's spooling.
     site = make_site(root, settings.limits)

@@ -1,59 +1,39 @@
 """The runner contract: it knows releases and replicas, not git or users."""
 from __future__ import annotations
 
-import datetime as dt
-from typing import Callable
-
-import attrs
 from zope.interface import Interface
 
-Output = Callable[[str], None]
+from core.output import Output
+from core.specs import HealthCheck, ReleaseSpec, ReplicaState
+
+__all__ = ["HealthCheck", "IDesiredState", "IRunner", "Output", "ReleaseSpec", "ReplicaState"]
 
 
-@attrs.frozen
-class HealthCheck:
-    path: str = "/"
-    timeout: int = 60  # seconds for a replica to answer after start
-    interval: float = 0.5
-    # Error answers (5xx) after which a replica fails at once, each followed
-    # by a wait (runner.containers.ERROR_WAIT); 0: only the timeout decides.
-    attempts: int = 0
+class IDesiredState(Interface):
+    """What should run, as the controller knows it: supervision reads it to
+    adopt, repair and remove replicas, and routing to learn an app's names.
+    The controller implements it (controller/deploys.py); the runner never
+    sees apps, users or database rows."""
 
+    def app_names() -> set[str]:
+        """The names of every app that exists now."""
 
-@attrs.frozen
-class ReleaseSpec:
-    """Everything needed to run one release of one app."""
+    def exists(app: str) -> bool:
+        """Whether the app exists now."""
 
-    app: str
-    version: int
-    slug_key: str
-    process_types: dict[str, str]
-    env: dict[str, str]
-    formation: dict[str, int]
-    health: HealthCheck = HealthCheck()
-    slug_size: int | None = None  # compressed bytes
-    slug_unpacked_size: int | None = None  # the tar's bytes, None if unknown
-    # Each replica's size (ps:scale --size): GiB of memory and CPUs; None
-    # runs the server's defaults. See runner.containers.replica_limits.
-    size: float | None = None
+    def current_spec(app: str) -> ReleaseSpec | None:
+        """The spec of the app's live release, None before its first
+        deploy. Raises core.errors.NotFound when the app is gone."""
 
-
-@attrs.frozen
-class ReplicaState:
-    app: str
-    version: int
-    process_type: str
-    container_id: str
-    state: str  # "starting", "running", "exited", ...
-    host_port: int | None  # web replicas: the 127.0.0.1 port
-    started_at: dt.datetime | None
+    def hostnames(app: str) -> list[str] | None:
+        """The names the app answers to now, None when the app is gone."""
 
 
 class IRunner(Interface):
     def deploy(spec: ReleaseSpec, output: Output) -> None:
         """Zero-downtime switch to `spec`: start new replicas, wait for health,
         route to them, stop the old ones. On failure leave the old replicas
-        serving and raise controller.errors.DeployFailed with log lines."""
+        serving and raise runner.errors.DeployFailed with log lines."""
 
     def hot_upgrade(spec: ReleaseSpec, output: Output) -> None:
         """Upgrade the running replicas to `spec` without restarting them

@@ -7,7 +7,7 @@ import attrs
 
 from builder.stack import APP_UID
 from runner.interface import ReleaseSpec
-from server.settings import Settings, docker_bytes
+from core.settings import Settings, docker_bytes
 
 
 class SlugTooBig(Exception):

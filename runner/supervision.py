@@ -18,8 +18,10 @@ import attrs
 from twisted.logger import Logger
 
 from builder.networks import app_networks, remove_app_network
-from controller.errors import DeployFailed, NotFound
+from core.errors import NotFound
+from core.output import quiet as _quiet
 from runner.containers import Replica
+from runner.errors import DeployFailed
 from runner.interface import ReleaseSpec
 
 log = Logger()
@@ -27,10 +29,6 @@ log = Logger()
 SUPERVISE_INTERVAL = 2.0  # seconds between supervision passes
 ADOPT_EVERYTHING = ""  # in _unadopted: the first sweep itself failed
 ORPHAN_INTERVAL = 15.0  # seconds between checks for containers of deleted apps
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 class SupervisionMixin:
@@ -54,7 +52,7 @@ class SupervisionMixin:
         are gone are left to the orphan sweep, which checks each under its
         app's lock."""
         try:
-            apps = [a.name for a in self.controller.all_apps()]
+            apps = sorted(self.state.app_names())
             self._remove_orphans()
         except Exception:  # noqa: BLE001
             log.failure("runner: adopting failed; supervision will try again")
@@ -70,8 +68,6 @@ class SupervisionMixin:
         a deploy that came first (the API is open while this runs) has set
         what runs, and is not undone. It never waits for the lock: a deploy
         holding it would stall the boot or a supervision pass."""
-        from runner.deploy import release_spec
-
         try:
             with self._lock_if_free(name) as got:
                 if not got:
@@ -79,14 +75,13 @@ class SupervisionMixin:
                 if name in self._desired:
                     self._unadopted.discard(name)
                     return
-                app = self.controller.app_by_name(name)
-                release = self.controller.current_release(app)
+                found = self.state.current_spec(name)  # NotFound: the app is gone
                 mine = self.docker.list(name)
-                if release is None or release.slug_id is None:
+                if found is None:
                     self._retire(mine)
                     self._unadopted.discard(name)
                     return
-                spec = release_spec(self.settings, self.controller, app, release)
+                spec = found
                 keep: dict[str, Replica] = {}
                 per_type: dict[str, int] = defaultdict(int)
                 # Replicas of the stored size first (a resize cut off by a
@@ -250,16 +245,13 @@ class SupervisionMixin:
         # Containers first, then apps: a container listed here belongs to an
         # app created before the app list was read, so it cannot be mistaken.
         containers = self.docker.list()
-        names = {a.name for a in self.controller.all_apps()}
+        names = self.state.app_names()
         for r in containers:
             if r.app in names or r.id in self._retiring:
                 continue
             with self._lock(r.app):
-                try:
-                    self.controller.app_by_name(r.app)
+                if self.state.exists(r.app):
                     continue
-                except NotFound:
-                    pass
                 log.info("runner: removing {name} (app {app} is gone)", name=r.name, app=r.app)
                 self._desired.pop(r.app, None)
                 self._live.pop(r.app, None)
@@ -267,9 +259,7 @@ class SupervisionMixin:
         self._remove_unused_networks()
         for app in set(self.router.routes()) - names:
             with self._lock(app):
-                try:
-                    self.controller.app_by_name(app)
-                except NotFound:
+                if not self.state.exists(app):
                     self.router.remove_route(app)
 
     def _remove_unused_networks(self) -> None:

@@ -1,2 +1,2 @@
-"""The composition root: settings, the wiring of every part into one Twisted
-reactor (`shipway server`), and the services object handed down to each part."""
+"""The composition root: builds every part from the one settings object and
+wires them into one Twisted reactor (`shipway server`); nothing below imports it."""

@@ -14,7 +14,7 @@ from twisted.internet import reactor, threads
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from server.services import Services
-from server.settings import Settings
+from core.settings import Settings
 
 log = Logger()
 
@@ -22,11 +22,11 @@ log = Logger()
 def build_services(settings: Settings) -> Services:
     """Construct every part; no listening, no Docker calls yet."""
     from builder.docker_builder import DockerBuilder
+    from controller.deploys import Deployer, DesiredState
     from controller.store import open_controller
     from hooks.pipeline import Pipeline
     from logger.store import LogStore
     from router.nginx import NginxRouter
-    from runner.deploy import Deployer
     from runner.docker_runner import DockerRunner
     from storage.factory import make_slug_store
 
@@ -36,7 +36,8 @@ def build_services(settings: Settings) -> Services:
     slugs = make_slug_store(settings)
     builder = DockerBuilder(settings)
     router = NginxRouter(settings)
-    runner = DockerRunner(settings, slugs=slugs, router=router, controller=controller)
+    runner = DockerRunner(settings, slugs=slugs, router=router,
+                          state=DesiredState(settings, controller))
     logs = LogStore()
     controller.set_deployer(Deployer(settings, controller=controller, runner=runner,
                                      logs=logs))
@@ -63,10 +64,15 @@ def listen(services: Services) -> None:
     reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
     reactor.listenTCP(settings.ssh_port, make_ssh_factory(services),
                       interface=settings.bind_host)
-    if settings.runner == "docker":
+    if settings.runner == "docker":  # slugs and SSH keys for run containers
         from runner.gateway import listen_gateway
+        from storage.http import make_slug_resource
 
-        listen_gateway(services)  # slugs and SSH keys for run containers
+        controller = services.controller
+        listen_gateway(settings,
+                       make_slug_resource(services.slugs, services.runner.local_slugs),
+                       lambda app: controller.authorized_keys(controller.app_by_name(app)),
+                       make_site)
 
 
 def _start_background(services: Services) -> None:
@@ -113,6 +119,7 @@ def run(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m server`: the same as `shipway server` (for tests and scripts)."""
-    from cli.main import main as cli_main
+    from server.command import server
 
-    cli_main(["server", *(argv if argv is not None else sys.argv[1:])])
+    server.main(args=list(argv if argv is not None else sys.argv[1:]),
+                prog_name="shipway server")

@@ -1,20 +1,30 @@
-"""The parts of one Shipway process, built once and passed down explicitly."""
+"""The parts of one Shipway process, built once and passed down explicitly,
+each typed by its interface where the parts meet."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from server.settings import Settings
+from core.settings import Settings
+
+if TYPE_CHECKING:  # the composition root names every part; none is imported to run
+    from builder.interface import IBuilder
+    from controller.service import Controller
+    from hooks.pipeline import Pipeline
+    from logger.store import LogStore
+    from router.interface import IRouter
+    from runner.interface import IRunner
+    from storage.interface import ISlugStore
 
 
 @attrs.define
 class Services:
     settings: Settings
-    controller: Any  # controller.service.Controller
-    slugs: Any  # storage.interface.ISlugStore
-    builder: Any  # builder.interface.IBuilder
-    router: Any  # router.interface.IRouter
-    runner: Any  # runner.interface.IRunner
-    pipeline: Any  # hooks.pipeline.Pipeline
-    logs: Any = None  # logger.store.LogStore (None: no log history)
+    controller: Controller
+    slugs: ISlugStore
+    builder: IBuilder
+    router: IRouter
+    runner: IRunner
+    pipeline: Pipeline
+    logs: LogStore | None = None  # None: no log history

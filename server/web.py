@@ -9,7 +9,7 @@ from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request, Site
 
 from server.services import Services
-from server.settings import Limits
+from core.settings import Limits
 
 
 def body_limit(path: bytes, limits: Limits) -> int:
@@ -83,7 +83,8 @@ class Root(Resource):
 
         self.services = services
         self.putChild(b"api", make_api_resource(services))
-        slug_resource = make_slug_resource(services)
+        slug_resource = make_slug_resource(services.slugs,
+                                           getattr(services.runner, "local_slugs", None))
         if slug_resource is not None:
             self.putChild(b"slugs", slug_resource)
 

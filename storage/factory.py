@@ -1,7 +1,7 @@
 """Picks the slug store backend named by `settings.slug_store`."""
 from __future__ import annotations
 
-from server.settings import Settings
+from core.settings import Settings
 from storage.interface import ISlugStore
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from twisted.web import resource, static
 from twisted.web.server import Request
 
+from storage.interface import ISlugStore
 from storage.local import LocalSlugStore
 
 
@@ -37,11 +38,11 @@ class SlugResource(resource.Resource):
     render_HEAD = render_GET
 
 
-def make_slug_resource(services: Any) -> resource.Resource | None:
-    """The resource for the slugs Shipway signs itself: the Docker runner's
-    (the local store, or its host cache of slugs kept in S3), else the local
-    store; None when every slug URL is an S3 presigned one."""
-    signed_here = getattr(services.runner, "local_slugs", None)
-    if signed_here is None and isinstance(services.slugs, LocalSlugStore):
-        signed_here = services.slugs
+def make_slug_resource(slugs: ISlugStore | None,
+                       signed_here: LocalSlugStore | None = None) -> resource.Resource | None:
+    """The resource for the slugs Shipway signs itself: `signed_here` (the
+    Docker runner's: the local store, or its host cache of slugs kept in S3),
+    else the local store; None when every slug URL is an S3 presigned one."""
+    if signed_here is None and isinstance(slugs, LocalSlugStore):
+        signed_here = slugs
     return SlugResource(signed_here) if signed_here is not None else None

@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 from zope.interface import implementer
 
-from server.private_files import load_or_create_secret
-from server.settings import Settings
+from core.private_files import load_or_create_secret
+from core.settings import Settings
 from storage.interface import ISlugStore, SlugStoreFull
 
 # Errors that mean "no room": a full file system or the user's disk quota.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from zope.interface import implementer
 
-from server.settings import Settings
+from core.settings import Settings
 from storage.interface import ISlugStore, SlugStoreFull
 from storage.local import check_key
 

@@ -207,7 +207,7 @@ def remove_docker_objects(instance: str) -> None:
             pass
     try:
         from builder.networks import remove_firewall
-        from server.settings import Settings
+        from core.settings import Settings
 
         remove_firewall(Settings(instance=instance))
     except Exception:
@@ -349,7 +349,7 @@ def _drop_database(base: str, name: str) -> None:
 def stack_image() -> str:
     """The stack image, built on first need (kept between runs)."""
     from builder.stack import ensure_stack_image
-    from server.settings import load_settings
+    from core.settings import load_settings
 
     settings, _ = load_settings({}, environ={})
     return ensure_stack_image(settings, output=lambda line: print(line, flush=True))

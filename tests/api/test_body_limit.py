@@ -8,7 +8,7 @@ from typing import Any
 from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 
-from server.settings import Limits
+from core.settings import Limits
 from server.web import body_limit, make_site
 
 LIMITS = Limits(request_body_bytes=1000, repo_bytes=5000)

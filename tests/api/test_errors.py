@@ -19,7 +19,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from controller.api import ApiResource
 from controller.errors import Conflict, DeployFailed
 from controller.models import User
-from server.settings import Settings
+from core.settings import Settings
 
 ME = User(id=1, email="me@example.com", created_at=None)  # type: ignore[arg-type]
 

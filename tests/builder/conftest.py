@@ -9,7 +9,7 @@ import pytest
 
 from builder.docker_builder import DockerBuilder
 from builder.interface import BuildRequest, BuildResult
-from server.settings import Settings
+from core.settings import Settings
 from tests.builder.helpers import git_daemon
 from tests.conftest import remove_docker_objects, unique
 

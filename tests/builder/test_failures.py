@@ -81,7 +81,7 @@ def test_leftovers_are_removed_after_kill_9(tmp_path: Path, make_builder, run_bu
         from pathlib import Path
         from builder.docker_builder import DockerBuilder
         from builder.interface import BuildRequest
-        from server.settings import Settings
+        from core.settings import Settings
         b = DockerBuilder(Settings(data_dir=Path({str(s.data_dir)!r}), instance={s.instance!r},
                                    stack_image={s.stack_image!r}))
         b.build(BuildRequest(app="app", repo_path=Path({str(repo)!r}), commit={sha!r}, env={{}}),

@@ -8,7 +8,7 @@ import docker
 import pytest
 
 from builder import stack
-from server.settings import Settings
+from core.settings import Settings
 
 
 def test_mirror_from_one_line_and_deb822_sources(tmp_path: Path) -> None:

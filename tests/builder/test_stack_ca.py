@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from builder import stack, stack_ca
-from server.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from tests.builder.helpers import make_app, slug_file
 from builder.docker_builder import DockerBuilder
 from builder.interface import BuildRequest

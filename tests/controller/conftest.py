@@ -9,7 +9,7 @@ import pytest
 
 from controller.models import App, User
 from controller.store import Store, open_controller
-from server.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture

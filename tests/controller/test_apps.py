@@ -8,7 +8,7 @@ import pytest
 
 from controller.errors import BadRequest, Conflict, Forbidden, NotFound
 from controller.ssh_host_keys import public_host_key
-from server.settings import Limits
+from core.settings import Limits
 
 
 @pytest.fixture

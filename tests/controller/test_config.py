@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from controller import db
 from controller.crypto import DecryptError
 from controller.errors import BadRequest, DeployFailed, NotFound, TooLarge, Unavailable
-from server.settings import Limits
+from core.settings import Limits
 
 SECRET = "s3cr3t-value-that-must-not-be-on-disk"
 

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from controller.db import engine_url
 from controller.errors import BadRequest, Conflict
 from controller.migrations import SCRIPTS, alembic_config
-from server.settings import Limits
+from core.settings import Limits
 
 
 def test_url_mapping():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.http_errors import http_status
 from controller.login_throttle import LoginThrottle, LoginThrottled, Policy
 
 
@@ -30,7 +31,7 @@ def test_backoff_doubles_and_is_capped() -> None:
     t.failed("a@x.test", "1.2.3.4")
     with pytest.raises(LoginThrottled) as locked:
         t.check("a@x.test", "9.9.9.9")  # the account is locked, from any address
-    assert locked.value.retry_after == 2 and locked.value.status == 429
+    assert locked.value.retry_after == 2 and http_status(locked.value) == 429
     waits = []
     for _ in range(6):
         clock.now += 61

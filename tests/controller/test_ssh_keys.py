@@ -10,7 +10,7 @@ import pytest
 
 from controller.errors import BadRequest, Conflict, NotFound
 from controller.keys import parse_public_key
-from server.settings import Limits
+from core.settings import Limits
 
 
 def keygen(tmp_path: Path, kind: str, bits: int | None = None, comment: str = "me@host") -> Path:

@@ -21,7 +21,7 @@ from controller.store import open_controller
 from hooks.interface import ZERO_SHA, Push, PushOptions, RefUpdate
 from hooks.lock import PushInProgress, PushLocks
 from hooks.pipeline import Pipeline
-from server.settings import load_settings
+from core.settings import load_settings
 
 
 class FailingBuilder:

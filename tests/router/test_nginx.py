@@ -14,7 +14,7 @@ import requests
 
 from router.interface import Route
 from router.nginx import NginxRouter, RouterError, _alive, _children
-from server.settings import Settings
+from core.settings import Settings
 from tests.conftest import free_port
 
 

@@ -17,13 +17,13 @@ import docker
 import pytest
 import requests
 
+from controller.deploys import Deployer, DesiredState
 from controller.models import App, Release
 from controller.store import open_controller
 from router.nginx import NginxRouter
-from runner.deploy import Deployer
 from runner.docker_runner import DockerRunner
 from runner.gateway import bridge_gateway
-from server.settings import load_settings
+from core.settings import load_settings
 from storage.factory import make_slug_store
 from tests.conftest import ROOT, free_port, remove_docker_objects, unique
 
@@ -69,7 +69,7 @@ class Rig:
 
     def new_runner(self) -> DockerRunner:
         runner = DockerRunner(self.settings, slugs=self.slugs, router=self.router,
-                              controller=self.controller)
+                              state=DesiredState(self.settings, self.controller))
         self.controller.set_deployer(Deployer(self.settings, controller=self.controller,
                                               runner=runner))
         return runner

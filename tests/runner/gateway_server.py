@@ -10,18 +10,18 @@ from twisted.internet import reactor
 
 from controller.store import open_controller
 from runner.gateway import listen_gateway
-from server.services import Services
-from server.settings import load_settings
+from core.settings import load_settings
+from server.web import make_site
 from storage.factory import make_slug_store
+from storage.http import make_slug_resource
 
 
 def main() -> None:
     settings, _ = load_settings()  # SHIPWAY_* from the test's environment
     controller = open_controller(settings)
-    services = Services(settings=settings, controller=controller,
-                        slugs=make_slug_store(settings), builder=None, router=None,
-                        runner=None, pipeline=None)
-    listen_gateway(services)
+    listen_gateway(settings, make_slug_resource(make_slug_store(settings)),
+                   lambda app: controller.authorized_keys(controller.app_by_name(app)),
+                   make_site)
     print("ready", flush=True)
     reactor.run()
 

@@ -8,7 +8,7 @@ import pytest
 
 from runner.run_disk import SlugTooBig, check_slug_fits, run_storage
 from runner.interface import ReleaseSpec
-from server.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 MB = 1024 * 1024
 

@@ -11,7 +11,7 @@ import pytest
 from controller.errors import DeployFailed
 from runner.docker_runner import DockerRunner
 from runner.interface import ReleaseSpec
-from server.settings import Settings
+from core.settings import Settings
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.docker]
@@ -27,7 +27,7 @@ class FullDiskStore:
 
 def test_a_full_disk_fails_the_deploy_clearly_and_keeps_what_is_stored(tmp_path) -> None:
     settings = Settings(data_dir=tmp_path, instance=unique("t"))
-    runner = DockerRunner(settings, FullDiskStore(), router=None, controller=None)
+    runner = DockerRunner(settings, FullDiskStore(), router=None, state=None)
     runner._image = "not-needed"  # the failure comes before any container
     cache = tmp_path / "slug-cache" / "app"
     cache.mkdir(parents=True)

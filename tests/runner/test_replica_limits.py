@@ -9,7 +9,7 @@ from controller.errors import BadRequest
 from controller.formation import check_size
 from runner.containers import replica_limits
 from runner.interface import ReleaseSpec
-from server.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 MIB = 1024 * 1024
 

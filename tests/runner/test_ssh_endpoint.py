@@ -10,7 +10,7 @@ import pytest
 from runner.containers import HOST_KEY_VAR, Replica
 from runner.docker_runner import DockerRunner
 from runner.interface import ReleaseSpec
-from server.settings import load_settings
+from core.settings import load_settings
 
 
 class _Listed:
@@ -38,7 +38,7 @@ KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nthe app's\n-----END OPENSSH PRIVATE 
 def _runner(tmp_path: Path, replicas: list[Replica],
             files: dict[tuple[str, str], str] | None = None) -> DockerRunner:
     settings, _ = load_settings(overrides={"data_dir": str(tmp_path)}, environ={})
-    runner = DockerRunner(settings, slugs=None, router=None, controller=None,
+    runner = DockerRunner(settings, slugs=None, router=None, state=None,
                           containers=_Listed(replicas, files))  # type: ignore[arg-type]
     runner._desired["demo"] = ReleaseSpec(app="demo", version=3, slug_key="demo/x.tar.gz",
                                           process_types={"web": "serve"},

@@ -18,7 +18,7 @@ import pytest
 
 from builder.networks import app_network_name, build_network_name
 from runner.gateway import bridge_gateway
-from server.settings import Settings
+from core.settings import Settings
 from tests.e2e.helpers import fetch, new_app, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from server.settings import Settings
+from core.settings import Settings
 from storage.factory import make_slug_store
 from storage.local import LocalSlugStore
 from tests.conftest import ROOT, free_port

@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from controller.store import Store, open_controller
-from server.settings import Settings
+from core.settings import Settings
 from storage.interface import SlugStoreFull
 from storage.local import LocalSlugStore
 

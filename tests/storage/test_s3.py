@@ -10,7 +10,7 @@ import boto3
 import pytest
 import requests
 
-from server.settings import Settings
+from core.settings import Settings
 from storage.factory import make_slug_store
 from storage.s3 import S3SlugStore
 from tests.conftest import unique

@@ -1,5 +1,7 @@
-"""The controller's Deployer: turns a release into a `ReleaseSpec` and hands
-it to the runner, one operation per app at a time.
+"""The controller's side of deploys: turns a release into a plain
+`ReleaseSpec` and hands it to the runner (`Deployer`, one operation per app
+at a time), and answers the runner's supervision about what should run
+(`DesiredState`, the controller's implementation of runner.interface.IDesiredState).
 
 Deploy, config change, rollback and restart all become `runner.deploy` of a
 spec (fresh replicas, health-checked, then routed); a formation change
@@ -9,14 +11,19 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from controller.errors import DeployFailed
+from controller.errors import DeployFailed, NotFound
 from controller.models import App, Release
-from runner.interface import HealthCheck, ReleaseSpec
-from server.settings import Settings
+from controller.service import Controller
+from core.output import Output
+from core.settings import Settings
+from core.specs import HealthCheck, ReleaseSpec
+from logger.store import LogStore
+from router.nginx import hostnames_for
+from runner.interface import IDesiredState, IRunner
 
 log = Logger()
 
@@ -45,7 +52,7 @@ def health_check(settings: Settings, env: dict[str, str]) -> HealthCheck:
                        attempts=max(0, min(attempts, 1000)))
 
 
-def release_spec(settings: Settings, controller: Any, app: App, release: Release) -> ReleaseSpec:
+def release_spec(settings: Settings, controller: Controller, app: App, release: Release) -> ReleaseSpec:
     """Everything the runner needs to run `release` of `app`."""
     if release.slug_id is None:
         raise DeployFailed(f"release v{release.version} has no slug to run")
@@ -57,17 +64,57 @@ def release_spec(settings: Settings, controller: Any, app: App, release: Release
     # The size as stored now: `app` may have been read before a ps:scale
     # --size that came while this release was being built.
     size = controller.app_by_name(app.name).replica_size
+    hostnames = hostnames_for(settings, app.name, controller.app_domains(app))
     return ReleaseSpec(app=app.name, version=release.version, slug_key=slug.storage_key,
                        process_types=process_types, env=env, formation=formation,
                        health=health_check(settings, env), slug_size=slug.size,
-                       slug_unpacked_size=slug.unpacked_size, size=size)
+                       slug_unpacked_size=slug.unpacked_size, size=size,
+                       hostnames=tuple(hostnames))
+
+
+def current_spec(settings: Settings, controller: Controller, app: App) -> ReleaseSpec | None:
+    """The spec of what is live now, None before the first deploy."""
+    release = controller.current_release(app)
+    if release is None or release.slug_id is None:
+        return None
+    return release_spec(settings, controller, app, release)
+
+
+@implementer(IDesiredState)
+class DesiredState:
+    """What supervision reads: the controller's apps, live releases and
+    domains, as names and plain specs."""
+
+    def __init__(self, settings: Settings, controller: Controller) -> None:
+        self.settings = settings
+        self.controller = controller
+
+    def app_names(self) -> set[str]:
+        return {a.name for a in self.controller.all_apps()}
+
+    def exists(self, app: str) -> bool:
+        try:
+            self.controller.app_by_name(app)
+        except NotFound:
+            return False
+        return True
+
+    def current_spec(self, app: str) -> ReleaseSpec | None:
+        return current_spec(self.settings, self.controller, self.controller.app_by_name(app))
+
+    def hostnames(self, app: str) -> list[str] | None:
+        try:
+            domains = self.controller.app_domains(self.controller.app_by_name(app))
+        except NotFound:
+            return None
+        return hostnames_for(self.settings, app, domains)
 
 
 class Deployer:
     """Implements controller.service.Deployer over an IRunner."""
 
-    def __init__(self, settings: Settings, controller: Any, runner: Any,
-                 logs: Any = None) -> None:
+    def __init__(self, settings: Settings, controller: Controller, runner: IRunner,
+                 logs: LogStore | None = None) -> None:
         self.settings = settings
         self.controller = controller
         self.runner = runner
@@ -75,7 +122,7 @@ class Deployer:
         self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
         self._locks_guard = threading.Lock()
 
-    def _tee(self, app: App, output: Any) -> Any:
+    def _tee(self, app: App, output: Output) -> Output:
         if self.logs is None:
             return output
         record = self.logs.writer(app.name, "shipway", "deploy")
@@ -90,7 +137,7 @@ class Deployer:
         with self._locks_guard:
             return self._locks[app]
 
-    def deploy(self, app: App, release: Release, output: Any, hot: bool = False) -> None:
+    def deploy(self, app: App, release: Release, output: Output, hot: bool = False) -> None:
         with self._lock(app.name):
             spec = release_spec(self.settings, self.controller, app, release)
             if hot:
@@ -98,13 +145,13 @@ class Deployer:
             else:
                 self.runner.deploy(spec, self._tee(app, output))
 
-    def apply_formation(self, app: App, output: Any) -> None:
+    def apply_formation(self, app: App, output: Output) -> None:
         with self._lock(app.name):
             spec = self._current_spec(app)
             if spec is not None:  # else the formation applies at the first deploy
                 self.runner.scale(spec, self._tee(app, output))
 
-    def restart(self, app: App, output: Any) -> None:
+    def restart(self, app: App, output: Output) -> None:
         with self._lock(app.name):
             spec = self._current_spec(app)
             if spec is not None:
@@ -112,10 +159,7 @@ class Deployer:
 
     def _current_spec(self, app: App) -> ReleaseSpec | None:
         """The spec of what is live now, None before the first deploy."""
-        release = self.controller.current_release(app)
-        if release is None or release.slug_id is None:
-            return None
-        return release_spec(self.settings, self.controller, app, release)
+        return current_spec(self.settings, self.controller, app)
 
     def destroy(self, app: App) -> None:
         with self._lock(app.name):
