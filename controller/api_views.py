@@ -13,6 +13,7 @@ from controller.errors import BadRequest
 from controller.models import App, Build, Domain, Release, SshKey, User
 from controller.service import Controller
 from core.settings import Settings
+from core.specs import ReplicaState
 from logger.store import LogStore
 from runner.interface import IRunner
 
@@ -110,7 +111,7 @@ def ssh_key_json(key: SshKey) -> dict[str, Any]:
             "created_at": when(key.created_at)}
 
 
-def app_urls(settings: Any, name: str) -> dict[str, str]:
+def app_urls(settings: Settings, name: str) -> dict[str, str]:
     return {
         "git_http": f"http://{settings.public_host}:{settings.http_port}/{name}.git",
         "git_ssh": f"ssh://git@{settings.public_host}:{settings.ssh_port}/{name}.git",
@@ -118,13 +119,13 @@ def app_urls(settings: Any, name: str) -> dict[str, str]:
     }
 
 
-def app_json(settings: Any, app: App, user: User) -> dict[str, Any]:
+def app_json(settings: Settings, app: App, user: User) -> dict[str, Any]:
     return {"name": app.name, "owner": app.owner_email,
             "role": "owner" if app.owner_id == user.id else "collaborator",
             "created_at": when(app.created_at), "urls": app_urls(settings, app.name)}
 
 
-def size_json(settings: Any, app: App) -> dict[str, Any]:
+def size_json(settings: Settings, app: App) -> dict[str, Any]:
     """Each replica's size and the limits it means (`size` null: the
     server's defaults; `memory_mb` 0: no memory limit)."""
     from core.specs import size_limits
@@ -160,7 +161,7 @@ def build_json(build: Build) -> dict[str, Any]:
             "started_at": when(build.started_at), "finished_at": when(build.finished_at)}
 
 
-def replica_json(replica: Any) -> dict[str, Any]:
+def replica_json(replica: ReplicaState) -> dict[str, Any]:
     """A runner.interface.ReplicaState."""
     uptime = None
     if replica.state == "running" and replica.started_at is not None:

@@ -17,6 +17,7 @@ from controller.models import (
     App, AppSecrets, Build, Domain, Release, Slug, SshKey, User,
 )
 from core.output import Output
+from storage.interface import ISlugStore
 
 Need = Literal["read", "write", "owner"]
 
@@ -177,7 +178,8 @@ class Controller:
         raise NotImplementedError
 
     def deploy_slug(self, app: App, slug: Slug, description: str, created_by: str,
-                    output: Output | None = None, hot: bool = False, slugs: Any = None,
+                    output: Output | None = None, hot: bool = False,
+                    slugs: ISlugStore | None = None,
                     deploy_output: Output | None = None) -> Release:
         """Push → release → deploy, the one call of the pipeline: under the
         app's release lock, a release of `slug` with the current config,
