@@ -69,8 +69,9 @@ def listen(services: Services) -> None:
         from storage.http import make_slug_resource
 
         controller = services.controller
-        listen_gateway(settings,
-                       make_slug_resource(services.slugs, services.runner.local_slugs),
+        # The Docker runner's slugs (its host cache of a store elsewhere).
+        local = getattr(services.runner, "local_slugs", None)
+        listen_gateway(settings, make_slug_resource(services.slugs, local),
                        lambda app: controller.authorized_keys(controller.app_by_name(app)),
                        make_site)
 
