@@ -58,13 +58,21 @@ class HAProxyProcess:
             pid = int(Path(self.layout.pid).read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        if not _alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if self.layout.conf_dir.encode() in cmdline else None
+        # The master re-executes itself once started (and on each reload):
+        # while it does, its command line reads empty for a moment.
+        for _ in range(20):
+            if not _alive(pid):
+                return None
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return None
+            if self.layout.conf_dir.encode() in cmdline:
+                return pid
+            if cmdline:
+                return None  # another program: a stale pid file
+            time.sleep(0.01)
+        return None
 
     def reload(self) -> None:
         """Apply a changed `00-main.cfg`: the master re-executes and a new
