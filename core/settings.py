@@ -241,6 +241,8 @@ class Settings:
     # Every container and volume this server makes carries the Docker label
     # shipway.instance=<instance>, so two servers (or test runs) on one Docker
     # engine never adopt or remove each other's.
+    # --- issue 15, item 8: unless set, load_settings takes the data dir's own
+    # (generated once, kept in <data dir>/instance; core/instance.py). ---
     instance: str = "default"
     limits: Limits = attrs.field(factory=Limits)
 
@@ -330,6 +332,13 @@ def load_settings(
 
     for name, value in list(values.items()):
         values[name] = _coerce(_FIELDS[name], value)
+    # --- issue 15, item 8: the instance is the data dir's unless set --------
+    if "instance" not in values:
+        from core.instance import instance_for
+
+        data_dir = _path(values.get("data_dir") or _FIELDS["data_dir"].default)
+        values["instance"], origin["instance"] = instance_for(data_dir)
+    # --- end issue 15, item 8 ---
     # issue 19: the server's proxy and index variables, unless set explicitly.
     if "build_env" not in values:
         values["build_env"] = BuildEnv.from_environ(environ)

@@ -22,6 +22,8 @@ def _settings(ctx_params: dict, config_file: str | None):
 @click.option("--router-port", type=int, default=None, help="nginx router port [8080].")
 @click.option("--base-domain", default=None, help="Apps are served at APP.<base domain> [localhost].")
 @click.option("--database-url", default=None, help="postgresql://... (default: SQLite in the data dir).")
+@click.option("--instance", default=None,
+              help="Label of this server's containers [SHIPWAY_INSTANCE; kept in the data dir].")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="YAML settings file [SHIPWAY_CONFIG].")
 @click.option("--print-config", is_flag=True, help="Print the settings in force and exit.")
