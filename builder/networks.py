@@ -18,6 +18,10 @@ container on any bridge reaches every address of the host through its own
 network's gateway (Linux delivers to a local address whatever the
 interface), so no listener per network is needed.
 
+Each network's subnet is chosen by Shipway from SHIPWAY_NETWORK_POOL
+(builder/subnets.py), not from Docker's default pools (about 30 networks
+on the whole engine).
+
 Bridge interfaces are named by Shipway (`sw` + a hash of the instance, then
 `a` + a hash of the app, or `b` for builds) instead of Docker's `br-<id>`,
 so that one wildcard rule (`-i swXXXXX+`) covers every network of this
@@ -34,14 +38,17 @@ import threading
 from typing import Any
 
 import docker.errors
+import docker.types
 from twisted.logger import Logger
 
+from builder import subnets
 from core.settings import Settings
 
 log = Logger()
 
 ROLE_APP, ROLE_BUILD = "app-network", "build-network"
 _lock = threading.Lock()
+_CREATE_ATTEMPTS = 20  # subnets tried when others take theirs at the same moment
 _firewalls: set[tuple[str, int]] = set()  # (instance, port) set up by this process
 
 
@@ -84,16 +91,30 @@ def _get(client: Any, name: str) -> Any | None:
 
 def _ensure(client: Any, settings: Settings, name: str, labels: dict[str, str],
             options: dict[str, str]) -> str:
+    """Make the network on a subnet of SHIPWAY_NETWORK_POOL (builder/subnets.py)
+    unless it exists. A subnet another server took meanwhile makes Docker
+    refuse ("overlaps"): the next free one is tried."""
     with _lock:
-        if _get(client, name) is None:
+        if _get(client, name) is not None:
+            return name
+        taken = subnets.docker_subnets(client) + subnets.host_networks()
+        for _ in range(_CREATE_ATTEMPTS):
+            subnet = subnets.free_subnet(settings, taken)  # PoolExhausted: said clearly
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+                subnet=str(subnet), gateway=subnets.gateway(subnet))])
             try:
                 client.networks.create(name, driver="bridge", labels=labels, options=options,
-                                       check_duplicate=True)
+                                       ipam=ipam, check_duplicate=True)
+                return name
             except docker.errors.APIError as exc:
-                if _get(client, name) is None:  # not another process's creation
-                    raise RuntimeError(f"could not create Docker network {name}: "
-                                       f"{exc.explanation or exc}") from exc
-    return name
+                if _get(client, name) is not None:  # another process's creation
+                    return name
+                said = str(exc.explanation or exc)
+                if "overlap" not in said.lower():
+                    raise RuntimeError(f"could not create Docker network {name}: {said}") from exc
+                taken = [*taken, subnet, *subnets.docker_subnets(client)]
+        raise RuntimeError(f"could not create Docker network {name}: every subnet tried was "
+                           "taken meanwhile by another network")
 
 
 def ensure_app_network(client: Any, settings: Settings, app: str) -> str:

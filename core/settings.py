@@ -239,6 +239,16 @@ class Settings:
     stop_grace: int = 30
     nginx_binary: str = "nginx"
     # Every container and volume this server makes carries the Docker label
+    # --- container networks' addresses (issue 14; builder/subnets.py) ---
+    # The private range each app's (and the builds') network takes a subnet
+    # of, instead of Docker's default pools (about 30 networks in all). Not
+    # used by Docker by default; parts that overlap the host's routes or any
+    # Docker network are skipped.
+    network_pool: str = "10.213.0.0/16"
+    # The prefix length of each network's subnet (26: 62 addresses, 1024
+    # networks in the default pool).
+    network_prefix: int = 26
+    # --- end container networks ---
     # shipway.instance=<instance>, so two servers (or test runs) on one Docker
     # engine never adopt or remove each other's.
     # --- issue 15, item 8: unless set, load_settings takes the data dir's own
