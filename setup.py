@@ -32,6 +32,10 @@ setup(
         # and the DNS TXT check of SHIPWAY_DOMAIN_VERIFY=dns.
         "publicsuffixlist>=1.0",
         "dnspython>=2.6",
+        # issue 16: certificates from ACME (certbot's client library), IDNA names
+        "acme>=2.0",
+        "josepy>=1.14",
+        "idna>=3.4",
     ],
     extras_require={
         "test": ["pytest>=8", "moto[server]>=5.0", "pytest-timeout>=2.3",

@@ -55,6 +55,7 @@ class Layout:
     user: str | None = None  # "nobody nogroup" when the master runs as root
     threads: int = 1
     maxconn: int = 20000
+    https_port: int = 0  # issue 16 item 3: the TLS frontend (0: none)
 
     @property
     def conf_dir(self) -> str:
@@ -82,6 +83,27 @@ class Layout:
 
     def chunk_path(self, chunk: int) -> str:
         return f"{self.conf_dir}/50-slots-{chunk:04d}.cfg"
+
+    # --- issue 16 item 3: TLS files (router/haproxy_tls.py writes them) ------
+    @property
+    def tls_dir(self) -> str:
+        return f"{self.dir}/tls"
+
+    @property
+    def crt_list(self) -> str:
+        return f"{self.tls_dir}/crt-list.txt"
+
+    @property
+    def default_cert(self) -> str:
+        return f"{self.tls_dir}/default.pem"
+
+    @property
+    def acme_map(self) -> str:
+        return f"{self.dir}/acme.map"
+
+    @property
+    def https_only_map(self) -> str:
+        return f"{self.dir}/https-only.map"
 
 
 def slot_backend(slot: int) -> str:
@@ -149,9 +171,9 @@ frontend shipway_http
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Port %[dst_port]
     http-request set-header X-Request-Start t=%[date(0,ms)]
-    use_backend %[req.hdr(host),lower,word(1,:),regsub(\\.$,),map({layout.map_path})]
+{render_tls_rules(layout)}    use_backend %[req.hdr(host),lower,word(1,:),regsub(\\.$,),map({layout.map_path})]
     default_backend {NOT_FOUND_BACKEND}
-
+{render_https_frontend(layout)}
 backend {NOT_FOUND_BACKEND}
     http-request return status 404 content-type text/html string {_quote(_NOT_FOUND_PAGE)}
 """
@@ -187,3 +209,40 @@ def render_chunk(chunk: int, apps_by_slot: Mapping[int, tuple[str, Mapping[str, 
 
 def render_map(entries: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{host} {backend}\n" for host, backend in entries)
+
+
+# --- issue 16 items 3 and 4: the TLS frontend, ACME answers, HTTPS-only ------
+_HOST = "req.hdr(host),lower,word(1,:),regsub(\\.$,)"
+
+
+def render_tls_rules(layout: Layout) -> str:
+    """Rules of the plain HTTP frontend: answer pending HTTP-01 tokens from
+    `acme.map` (token -> key authorization, changed at run time), and
+    redirect the hostnames in `https-only.map` to the https port."""
+    if not layout.https_port:
+        return ""
+    port = "" if layout.https_port == 443 else f":{layout.https_port}"
+    return (
+        "    acl acme_path path_beg /.well-known/acme-challenge/\n"
+        f"    http-request set-var(txn.acme) path,field(4,/),map({layout.acme_map}) if acme_path\n"
+        "    http-request return status 200 content-type text/plain "
+        "lf-string %[var(txn.acme)] if acme_path { var(txn.acme) -m found }\n"
+        f"    http-request redirect code 301 location https://%[{_HOST}]{port}%[capture.req.uri] "
+        f"if !acme_path {{ {_HOST},map({layout.https_only_map}) -m found }}\n")
+
+
+def render_https_frontend(layout: Layout) -> str:
+    """The TLS frontend: the certificate by SNI from the crt-list (changed at
+    run time with `add ssl crt-list`), the default certificate for any other
+    name; then the same routing by Host as plain HTTP."""
+    if not layout.https_port:
+        return ""
+    return f"""
+frontend shipway_https
+    bind {layout.listen_host}:{layout.https_port} ssl crt {layout.default_cert} crt-list {layout.crt_list} alpn http/1.1
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Port %[dst_port]
+    http-request set-header X-Request-Start t=%[date(0,ms)]
+    use_backend %[{_HOST},map({layout.map_path})]
+    default_backend {NOT_FOUND_BACKEND}
+"""
