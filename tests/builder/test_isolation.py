@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from builder import build_disk
 from tests.builder.helpers import make_app, slug_file
 from tests.conftest import ROOT
 
@@ -25,6 +26,9 @@ ls -A "$2" | sort > "$out/cache-before"
 echo "$SHIPWAY_APP_MARK" > "$2/mark-$(cat "$3/MARK")"
 ( find / -xdev -name "$(cat "$3/HOSTMARK")" 2>/dev/null || true ) > "$out/host-find"
 cat /proc/self/mountinfo | awk '{print $5}' > "$out/mounts"
+# mount point, the path of the source filesystem it shows, type, source
+awk '{for (i = 7; $i != "-"; i++); print $5, $4, $(i + 1), $(i + 2)}' /proc/self/mountinfo \
+  > "$out/mount-details"
 echo "probe ran"
 """
 
@@ -48,13 +52,26 @@ def test_build_container_is_confined(tmp_path: Path, builder, run_build) -> None
     assert slug_file(a1.slug_path, "probe/uid").strip() == "1000"
     assert slug_file(a1.slug_path, "probe/sockets").strip() == "sockets:"
     assert slug_file(a1.slug_path, "probe/host-find").strip() == ""
-    mounts = slug_file(a1.slug_path, "probe/mounts").split()
-    # Only the app's build volume, and nothing of the host (such as this
-    # checkout or the home directory it may live in).
+    # Nothing of the host (this checkout, the home directory or any folder
+    # they live in, the Docker socket) is visible: no mount shows a part of
+    # them (a bind mount's root is the host path it shows), nor sits where
+    # they are. Mount points such as /tmp may share a name with a host
+    # folder (a checkout under /tmp) without showing any of it.
+    details = [line.split() for line in
+               slug_file(a1.slug_path, "probe/mount-details").splitlines()]
+    by_point = {d[0]: d for d in details}
     host_dirs = {str(ROOT), str(Path.home()), *(str(p) for p in ROOT.parents if p != Path("/"))}
-    assert "/workspace" in mounts and not any(
-        m in host_dirs or m.startswith(("/var/run/docker", *(d + "/" for d in host_dirs)))
-        for m in mounts)
+    for point, root, _fstype, _source in details:
+        assert not (root in host_dirs or root.startswith(tuple(d + "/" for d in host_dirs))), root
+        assert not (point in {str(ROOT), str(Path.home())} or point.startswith(
+            ("/var/run/docker", "/run/docker", str(ROOT) + "/", str(Path.home()) + "/"))), point
+    # The workspace is the app's own build disk: an ext4 image on a loop
+    # device (builder/build_disk.py) where the server can make one, else its
+    # Docker volume; /tmp is a tmpfs.
+    assert "/workspace" in by_point and by_point["/tmp"][2] == "tmpfs"
+    if build_disk.usable(builder.settings):
+        assert by_point["/workspace"][2] == "ext4"
+        assert by_point["/workspace"][3].startswith("/dev/loop")
     # the cache persists for the same app ...
     builder.wait_for_cleanup("appa")
     [standby] = docker.from_env().containers.list(filters={"label": [
@@ -64,6 +81,9 @@ def test_build_container_is_confined(tmp_path: Path, builder, run_build) -> None
     # ... in the standby container a1's build left (test_standby), which is
     # confined just the same
     assert slug_file(a2.slug_path, "probe/hostname").strip() == standby.id[:12]
+    # Docker mounts nothing of the host into it: only the app's build volume.
+    assert [(m["Type"], m["Destination"]) for m in standby.attrs["Mounts"]] == \
+        [("volume", "/workspace")]
     for probe in ("capeff", "nonewprivs", "uid", "sockets", "host-find", "mounts"):
         assert slug_file(a2.slug_path, f"probe/{probe}") == slug_file(a1.slug_path, f"probe/{probe}")
     # ... another app sees none of it ...
