@@ -143,6 +143,12 @@ class Settings:
     # the router shares them with the replicas and Docker's port proxies,
     # and a worker per core made them contend (bench/router_overhead.py).
     router_workers: int = 0
+    # --- issue 16 (router): the proxy the router drives: "haproxy" (changed
+    # at run time, never reloaded per route change) or "nginx" (the former
+    # router, reloaded per change; kept as the benchmarks' peer).
+    router_proxy: str = attrs.field(default="haproxy",
+                                    validator=attrs.validators.in_(["haproxy", "nginx"]))
+    # --- end issue 16 (router) ---
     base_domain: str = "localhost"
     database_url: str | None = None
     master_key: str | None = None

@@ -30,6 +30,7 @@ from zope.interface import implementer
 from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, SERVER_SLOTS, Layout, dynamic_server_name,
                                  normalize_hostname, render_chunk, render_main, render_map,
                                  slot_backend, slot_server_names)
+from router.haproxy_overlays import MAINT_BACKEND, MAINT_FILE, OverlaysMixin, render_maintenance
 from router.haproxy_process import HAProxyProcess, RouterError, maxconn  # noqa: F401 (re-exported)
 from router.haproxy_runtime import Runtime
 from router.interface import IRouter, Route
@@ -53,7 +54,7 @@ def _write(path: str, text: str) -> None:
 
 
 @implementer(IRouter)
-class HAProxyRouter:
+class HAProxyRouter(OverlaysMixin):
     def __init__(self, settings: Settings, slots: int = DEFAULT_SLOTS, threads: int = 0,
                  binary: str = "haproxy", server_slots: int = SERVER_SLOTS) -> None:
         self.settings = settings
@@ -80,6 +81,7 @@ class HAProxyRouter:
         self._drainer: threading.Thread | None = None
         self._started = False
         self._wanted = False
+        self._init_overlays()
 
     # --- IRouter -----------------------------------------------------------
     def start(self) -> None:
@@ -92,6 +94,11 @@ class HAProxyRouter:
             main = render_main(self.layout)
             settings_changed = self._read(self.layout.main_conf) != main
             _write(self.layout.main_conf, main)
+            # Maintenance mode's shared backend (router/haproxy_overlays.py).
+            maint_path = f"{self.layout.conf_dir}/{MAINT_FILE}"
+            maint = render_maintenance()
+            settings_changed = settings_changed or self._read(maint_path) != maint
+            _write(maint_path, maint)
             for chunk in range(self._nslots // CHUNK):
                 path = self.layout.chunk_path(chunk)
                 if not os.path.exists(path):
@@ -100,8 +107,11 @@ class HAProxyRouter:
                 _write(self.layout.map_path, "")
             if self.pid() is None:
                 self.process.launch()
-            elif settings_changed:
-                self.reload()
+                self._reapply_overlays()  # maintenance and canaries, from memory
+            else:
+                if settings_changed:
+                    self.reload()
+                self.adopt_overlays()
             self._started = True
             if self._drainer is None or not self._drainer.is_alive():
                 self._drainer = threading.Thread(target=self._drain_loop, daemon=True,
@@ -137,6 +147,8 @@ class HAProxyRouter:
             if slot is None:
                 slot = self._assign_slot()
             backend = slot_backend(slot)
+            # While the app is in maintenance its names lead to that backend.
+            target = MAINT_BACKEND if route.app in self._maintenance else backend
             owners = self._owners
             commands: list[str] = []
             servers = dict(self._servers.get(route.app, {}))  # upstream -> server name
@@ -147,9 +159,9 @@ class HAProxyRouter:
             for host in route.hostnames:
                 owner = owners.get(host)
                 if owner is None:
-                    commands.append(f"add map {path} {host} {backend}")
+                    commands.append(f"add map {path} {host} {target}")
                 elif owner != route.app:
-                    commands.append(f"set map {path} {host} {backend}")
+                    commands.append(f"set map {path} {host} {target}")
                     self._drop_hostname(owner, host)
             for host in (old.hostnames if old else []):
                 if host not in route.hostnames:
@@ -167,6 +179,7 @@ class HAProxyRouter:
             owners.update((h, route.app) for h in route.hostnames)
             self._routes[route.app], self._slots[route.app] = route, slot
             self._persist(slot, hostnames_changed=not old or old.hostnames != route.hostnames)
+            self._after_route_change(route.app)
 
     def remove_route(self, app: str) -> None:
         with self._lock:
@@ -184,8 +197,10 @@ class HAProxyRouter:
             self._drain_wakeup.notify_all()
             for host in old.hostnames:
                 self._owners.pop(host, None)
+            self._drop_canary_servers(app, backend)
             del self._routes[app], self._slots[app]
             self._persist(slot, hostnames_changed=True)
+            self._after_route_change(app)
 
     # --- for the runner, the supervisor and tests ----------------------------
     def routes(self) -> dict[str, Route]:
@@ -205,6 +220,10 @@ class HAProxyRouter:
 
     def pid(self) -> int | None:
         return self.process.pid()
+
+    @staticmethod
+    def _drain_timeout() -> float:
+        return DRAIN_TIMEOUT
 
     def reload(self) -> None:
         """Apply a changed `00-main.cfg` (see HAProxyProcess.reload)."""
@@ -232,6 +251,7 @@ class HAProxyRouter:
                 # A free slot is in maintenance, which closed its idle
                 # connections: none can reach the previous address.
                 commands += [f"set server {backend}/{name} addr {host} port {port}",
+                             f"set server {backend}/{name} weight 1",  # a canary may have changed it
                              f"set server {backend}/{name} state ready"]
                 return name
         name = dynamic_server_name(host, port)

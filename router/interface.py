@@ -34,3 +34,13 @@ class IRouter(Interface):
 
     def ensure_running() -> None:
         """Start the proxy again, with its routes, if it died (supervision)."""
+
+    # Issue 16, item 5: overlays on an app's route, kept by the router across
+    # route changes and put back after the proxy restarts.
+    def set_maintenance(app: str, on: bool) -> None:
+        """Answer 503 with Retry-After for the app's names (its replicas
+        keep running), or serve it again at once."""
+
+    def set_canary(app: str, canary: str | None, percent: int = 0) -> None:
+        """Send `percent` % of the app's requests to the replicas of the app
+        `canary` (None: no canary)."""

@@ -333,6 +333,14 @@ class NginxRouter:
             if not orphans:
                 return
 
+    # Issue 16: nginx is kept only as the benchmarks' peer (reloaded per
+    # change); maintenance and canaries are the HAProxy router's.
+    def set_maintenance(self, app: str, on: bool) -> None:
+        raise RouterError("maintenance mode needs the haproxy router (SHIPWAY_ROUTER_PROXY)")
+
+    def set_canary(self, app: str, canary: str | None, percent: int = 0) -> None:
+        raise RouterError("canaries need the haproxy router (SHIPWAY_ROUTER_PROXY)")
+
     def _wait_generation(self, generation: int) -> None:
         """A fresh connection served by the new generation: new workers run."""
         deadline = time.monotonic() + APPLY_TIMEOUT

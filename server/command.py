@@ -19,7 +19,7 @@ def _settings(ctx_params: dict, config_file: str | None):
 @click.option("--data-dir", default=None, help="State directory [SHIPWAY_DATA_DIR, ~/.shipway].")
 @click.option("--http-port", type=int, default=None, help="API and git smart-HTTP port [5000].")
 @click.option("--ssh-port", type=int, default=None, help="git over SSH port [2222].")
-@click.option("--router-port", type=int, default=None, help="nginx router port [8080].")
+@click.option("--router-port", type=int, default=None, help="router (HTTP proxy) port [8080].")
 @click.option("--base-domain", default=None, help="Apps are served at APP.<base domain> [localhost].")
 @click.option("--database-url", default=None, help="postgresql://... (default: SQLite in the data dir).")
 @click.option("--instance", default=None,
@@ -66,11 +66,11 @@ def rotate_key(ctx: click.Context) -> None:
 @server.command("stop-router")
 @click.pass_context
 def stop_router(ctx: click.Context) -> None:
-    """Stop the router (nginx), which a stopped server leaves serving the
+    """Stop the router's proxy, which a stopped server leaves serving the
     apps: every app goes offline until the server starts again."""
     import socket
 
-    from router.nginx import NginxRouter
+    from server.main import make_router
 
     settings = ctx.obj["settings"]
     # Asked where this machine's server listens, not at its public name
@@ -81,13 +81,13 @@ def stop_router(ctx: click.Context) -> None:
         running = True
     except OSError:
         running = False
-    if running:  # its supervision would start nginx again at once
+    if running:  # its supervision would start the proxy again at once
         raise click.ClickException(
             f"shipway server is running (port {settings.http_port}): stop it first")
-    router = NginxRouter(settings)
+    router = make_router(settings)
     pid = router.pid()
     if pid is None:
         click.echo("The router is not running.")
         return
     router.stop()
-    click.echo(f"Stopped the router (nginx {pid}).")
+    click.echo(f"Stopped the router ({settings.router_proxy} {pid}).")

@@ -19,6 +19,19 @@ from core.settings import Settings
 log = Logger()
 
 
+def make_router(settings: Settings):
+    """The router the settings name: HAProxy changed at run time (the
+    default), or the former nginx router (reloaded per change), kept as the
+    benchmarks' peer."""
+    if settings.router_proxy == "nginx":
+        from router.nginx import NginxRouter
+
+        return NginxRouter(settings)
+    from router.haproxy import HAProxyRouter
+
+    return HAProxyRouter(settings)
+
+
 def build_services(settings: Settings) -> Services:
     """Construct every part; no listening, no Docker calls yet."""
     from builder.docker_builder import DockerBuilder
@@ -26,7 +39,6 @@ def build_services(settings: Settings) -> Services:
     from controller.store import open_controller
     from hooks.pipeline import Pipeline
     from logger.store import LogStore
-    from router.nginx import NginxRouter
     from runner.docker_runner import DockerRunner
     from storage.factory import make_slug_store
 
@@ -35,7 +47,7 @@ def build_services(settings: Settings) -> Services:
     controller = open_controller(settings)
     slugs = make_slug_store(settings)
     builder = DockerBuilder(settings)
-    router = NginxRouter(settings)
+    router = make_router(settings)
     runner = DockerRunner(settings, slugs=slugs, router=router,
                           state=DesiredState(settings, controller))
     logs = LogStore()
@@ -100,10 +112,10 @@ def _start_background(services: Services) -> None:
 
 
 def run(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT. Run containers and nginx are left running
+    """Run until SIGTERM/SIGINT. Run containers and the proxy are left running
     for the next start to adopt, after a crash and after a clean stop alike:
     restarting or upgrading Shipway never takes an app offline (a clean stop
-    ends supervision and builds; `shipway server stop-router` stops nginx)."""
+    ends supervision and builds; `shipway server stop-router` stops the proxy)."""
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     services = build_services(settings)
     # Before the ports open: no push of this process can be in flight yet.
