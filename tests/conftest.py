@@ -19,6 +19,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# --- issue 16 item 7: a real ACME server (pebble) for the TLS tests ---------
+from tests.pebble import Pebble, pebble  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
