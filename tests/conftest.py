@@ -260,6 +260,12 @@ def _stop_nginx(data_dir: Path) -> None:
             os.kill(int(pid_file.read_text().strip()), signal.SIGQUIT)
         except (OSError, ValueError):
             pass
+    # Issue 16 (router): the HAProxy router's master (SIGTERM stops its workers).
+    for pid_file in data_dir.glob("**/haproxy.pid"):
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        except (OSError, ValueError, IndexError):
+            pass
 
 
 @pytest.fixture
