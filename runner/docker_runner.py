@@ -33,6 +33,7 @@ from runner.containers import HOST_KEY_VAR, Containers, Replica, Unhealthy
 from runner.gateway import KeySigner, bridge_gateway, gateway_url, rebase_url
 from runner.errors import DeployFailed
 from runner.interface import IDesiredState, IRunner, Output, ReleaseSpec, ReplicaState
+from runner.serving import serving_version
 from runner.supervision import SupervisionMixin, _quiet
 from core.settings import Settings
 from storage.interface import ISlugStore
@@ -279,6 +280,13 @@ class DockerRunner(SupervisionMixin):
                 container_id=r.id[:12], state=state, host_port=r.host_port,
                 started_at=dt.datetime.fromtimestamp(r.created, dt.timezone.utc)))
         return states
+
+    def serving_version(self, app: str) -> int | None:
+        # issue 15 item 8: read from the engine and the router (runner/serving.py).
+        routes = getattr(self.router, "routes", None)
+        return serving_version([(r.version, r.state, r.stopping, r.host_port)
+                                for r in self.docker.list(app)],
+                               routes().get(app) if routes is not None else None)
 
     def ssh_endpoint(self, app: str, replica: str | None) -> tuple[str, int]:
         running = [r for r in self.docker.list(app) if r.state == "running" and r.ssh_port

@@ -51,6 +51,11 @@ class IRunner(Interface):
     def replicas(app: str) -> list[ReplicaState]:
         """The app's replicas as Docker sees them now."""
 
+    def serving_version(app: str) -> int | None:
+        """The release whose replicas run and are routed now, read from
+        what runs (also before `start`: settling a release a crash left
+        deploying); None when none is, or it is not one release."""
+
     def ssh_endpoint(app: str, replica: str | None) -> tuple[str, int]:
         """Where the SSH server of the app's running replica listens (the
         replica whose container id starts with `replica`, else the first web

@@ -88,13 +88,19 @@ def listen(services: Services) -> None:
                        make_site)
 
 
-def _start_background(services: Services) -> None:
+def _start_background(services: Services, interrupted: list | None = None) -> None:
     def boot() -> None:
         services.builder.cleanup_leftovers()
         try:
             services.router.start()
         except Exception:  # noqa: BLE001 (supervision starts it again)
             log.failure("shipway: the router did not start; supervision will retry")
+        # issue 15 item 8: once the router's routes are known and before the
+        # runner adopts (it keeps the replicas of the current release).
+        if interrupted:
+            from controller.settle import settle
+
+            settle(services.controller, interrupted, services.runner.serving_version)
         services.runner.start()
         if collector is not None:
             collector.start()
@@ -119,10 +125,14 @@ def run(settings: Settings) -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     services = build_services(settings)
     # Before the ports open: no push of this process can be in flight yet.
-    services.controller.fail_interrupted()
+    # Releases left deploying are settled once the runner can say which
+    # release serves (issue 15 item 8, controller/settle.py).
+    from controller.settle import interrupted_deploys
+
+    interrupted = interrupted_deploys(services.controller)
     reactor.suggestThreadPoolSize(32)
     listen(services)
-    reactor.callWhenRunning(_start_background, services)
+    reactor.callWhenRunning(_start_background, services, interrupted)
     reactor.addSystemEventTrigger("before", "shutdown", services.runner.stop)
     reactor.addSystemEventTrigger("before", "shutdown",
                                   lambda: services.builder.close(timeout=30))
