@@ -19,22 +19,27 @@ def _web(user: User, app: str) -> list[dict]:
 
 
 def _limits(container_id: str) -> tuple[int, int, int]:
-    """The container's memory limit, its CPUs in nano-CPUs, and the size of
-    its in-memory /workspace (0 if on a volume), which the limit includes."""
+    """The container's memory limit, its CPUs in nano-CPUs, and the sizes of
+    its in-memory disk (every tmpfs: /workspace, /tmp, /shipway) added up:
+    the limit is the replica's size plus that disk (SHIPWAY_RUN_DISK), whose
+    pages the memory cgroup is charged for (runner/run_disk.py)."""
     host = docker.from_env().containers.get(container_id).attrs["HostConfig"]
-    tmpfs = (host.get("Tmpfs") or {}).get("/workspace", "")
-    sizes = [int(opt[5:]) for opt in tmpfs.split(",") if opt.startswith("size=")]
-    return host["Memory"], host["NanoCpus"], sizes[0] if sizes else 0
+    sizes = [int(opt[5:]) for options in (host.get("Tmpfs") or {}).values()
+             for opt in options.split(",") if opt.startswith("size=")]
+    return host["Memory"], host["NanoCpus"], sum(sizes)
 
 
 def test_replica_size_is_applied_and_a_size_too_small_is_refused(make_server, tmp_path) -> None:
+    # A small run disk (64 MiB, on top of the size's memory), so that the
+    # size is what decides whether v2's 200 MiB fit below.
     server = make_server(env={"SHIPWAY_STOP_GRACE": "2", "SHIPWAY_RUN_MEMORY": "384m",
-                              "SHIPWAY_RUN_CPUS": "0.5"})
+                              "SHIPWAY_RUN_CPUS": "0.5", "SHIPWAY_RUN_DISK": "64m"})
     user, app = new_app(server, tmp_path / "home", "procfile", "size",
                         env={"HEALTHCHECK_TIMEOUT": "20"})
     user.push()
     [first] = _web(user, app)
     memory, cpus, tmpfs = _limits(first["container_id"])
+    assert tmpfs == 64 * MIB  # SHIPWAY_RUN_DISK
     assert (memory - tmpfs, cpus) == (384 * MIB, 500_000_000)  # the server's defaults
 
     # A quarter: new replicas with 256 MiB and a quarter of a CPU, no request lost.
@@ -56,7 +61,7 @@ def test_replica_size_is_applied_and_a_size_too_small_is_refused(make_server, tm
     memory, cpus, tmpfs = _limits(serving["container_id"])
     assert (memory - tmpfs, cpus) == (256 * MIB, 250_000_000)
 
-    # ...not in a tenth: refused, the size stays a quarter, v2's replica serves on.
+    # ...not in a tenth (102 MiB, 166 with the disk): refused, the size stays a quarter, v2's replica serves on.
     with Prober(server, app) as probe:
         failed = user.shipway("-a", app, "ps:scale", "--size", "0.1", check=False)
     assert failed.returncode != 0 and "failed to start" in failed.stderr, failed.stderr
