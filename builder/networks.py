@@ -12,6 +12,9 @@ front of them: tenants never share a network.
   (runner/gateway.py's listener: slugs and SSH keys), never on another port
   or address: an iptables chain of this server's own, jumped to from INPUT
   for every bridge whose name starts with the server's prefix.
+- Nothing of these networks reaches the link-local range (169.254.0.0/16: a
+  cloud host's metadata service and its credentials): a second chain,
+  jumped to from Docker's DOCKER-USER (the FORWARD path), rejects it.
 
 The gateway listener keeps one address, the default bridge's gateway: a
 container on any bridge reaches every address of the host through its own
@@ -64,6 +67,14 @@ def bridge_prefix(settings: Settings) -> str:
 def chain_name(settings: Settings) -> str:
     """This server's iptables chain (iptables allows 28 characters)."""
     return "SHIPWAY-" + _hash(settings.instance, 12)
+
+
+def forward_chain_name(settings: Settings) -> str:
+    """This server's chain for what its containers send through the host."""
+    return chain_name(settings) + "-FWD"
+
+
+LINK_LOCAL = "169.254.0.0/16"  # cloud metadata services (169.254.169.254) live here
 
 
 def app_network_name(settings: Settings, app: str) -> str:
@@ -180,16 +191,39 @@ def firewall_rules(settings: Settings) -> list[list[str]]:
     ]
 
 
-def _jump(settings: Settings) -> list[str]:
-    return ["INPUT", "-i", bridge_prefix(settings) + "+", "-m", "comment", "--comment",
-            f"shipway instance {settings.instance}"[:255], "-j", chain_name(settings)]
+def forward_rules(settings: Settings) -> list[list[str]]:
+    """What the containers may not reach through the host: the link-local
+    range, where a cloud host's metadata service answers with its
+    credentials. REJECT, not DROP: a connect fails at once, and the packet
+    never leaves the machine."""
+    return [["-d", LINK_LOCAL, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
+            ["-d", LINK_LOCAL, "-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]]
+
+
+def _jump(settings: Settings, hook: str = "INPUT") -> list[str]:
+    chain = chain_name(settings) if hook == "INPUT" else forward_chain_name(settings)
+    return [hook, "-i", bridge_prefix(settings) + "+", "-m", "comment", "--comment",
+            f"shipway instance {settings.instance}"[:255], "-j", chain]
+
+
+def _install(chain: str, rules: list[list[str]], jump: list[str]) -> None:
+    """The chain rewritten whole with `rules`, and `jump` to it first in its hook."""
+    if _iptables("-n", "-L", chain, check=False).returncode != 0:
+        _iptables("-N", chain)
+    _iptables("-F", chain)
+    for rule in rules:
+        _iptables("-A", chain, *rule)
+    if _iptables("-C", *jump, check=False).returncode != 0:
+        _iptables("-I", *jump[:1], "1", *jump[1:])
 
 
 def ensure_firewall(settings: Settings) -> bool:
-    """Install this server's chain and its INPUT jump, idempotently (rewritten
-    whole, so a changed port is taken). False, with a warning, where
-    iptables cannot be used (not root): the networks still isolate tenants
-    from each other, not from the host."""
+    """Install this server's chains, idempotently (rewritten whole, so a
+    changed port is taken): the INPUT one, and the one jumped to from
+    Docker's DOCKER-USER (the FORWARD path) keeping containers from the
+    link-local range. False, with a warning, where iptables cannot be used
+    (not root): the networks still isolate tenants from each other, not from
+    the host."""
     key = (settings.instance, settings.http_port)
     with _lock:
         if key in _firewalls:
@@ -197,16 +231,14 @@ def ensure_firewall(settings: Settings) -> bool:
         if shutil.which("iptables") is None:
             log.warn("runner: no iptables; containers can reach every port of the host")
             return False
-        chain = chain_name(settings)
         try:
-            if _iptables("-n", "-L", chain, check=False).returncode != 0:
-                _iptables("-N", chain)
-            _iptables("-F", chain)
-            for rule in firewall_rules(settings):
-                _iptables("-A", chain, *rule)
-            jump = _jump(settings)
-            if _iptables("-C", *jump, check=False).returncode != 0:
-                _iptables("-I", *jump[:1], "1", *jump[1:])
+            _install(chain_name(settings), firewall_rules(settings), _jump(settings))
+            # DOCKER-USER: made by Docker, before its own FORWARD rules, for this.
+            if _iptables("-n", "-L", "DOCKER-USER", check=False).returncode != 0:
+                _iptables("-N", "DOCKER-USER")
+                _iptables("-I", "FORWARD", "1", "-j", "DOCKER-USER")
+            _install(forward_chain_name(settings), forward_rules(settings),
+                     _jump(settings, "DOCKER-USER"))
         except (subprocess.SubprocessError, OSError) as exc:
             said = getattr(exc, "stderr", "") or str(exc)
             log.warn("runner: could not set up the host firewall for containers: {error}",
@@ -217,13 +249,15 @@ def ensure_firewall(settings: Settings) -> bool:
 
 
 def remove_firewall(settings: Settings) -> None:
-    """Remove this server's chain and jump (for a server taken down for good)."""
+    """Remove this server's chains and jumps (for a server taken down for good)."""
     with _lock:
-        jump = _jump(settings)
-        while _iptables("-C", *jump, check=False).returncode == 0:
-            _iptables("-D", *jump, check=False)
-        _iptables("-F", chain_name(settings), check=False)
-        _iptables("-X", chain_name(settings), check=False)
+        for hook, chain in (("INPUT", chain_name(settings)),
+                            ("DOCKER-USER", forward_chain_name(settings))):
+            jump = _jump(settings, hook)
+            while _iptables("-C", *jump, check=False).returncode == 0:
+                _iptables("-D", *jump, check=False)
+            _iptables("-F", chain, check=False)
+            _iptables("-X", chain, check=False)
         _firewalls.discard((settings.instance, settings.http_port))
 
 
