@@ -149,6 +149,19 @@ class Settings:
     router_proxy: str = attrs.field(default="haproxy",
                                     validator=attrs.validators.in_(["haproxy", "nginx"]))
     # --- end issue 16 (router) ---
+    # --- issue 16 (TLS): the router's https port (TLS by SNI), ACME, and
+    # the platform's own certificate (API and git over HTTPS).
+    https_port: int = 8443
+    acme_directory: str | None = None  # None: no ACME (always so for base domain localhost)
+    acme_email: str | None = None
+    acme_ca_bundle: str | None = None  # a PEM the ACME client trusts (private ACME server)
+    # Renewal at this fraction of a certificate's lifetime; a failed issuance
+    # is retried after acme_retry_seconds, doubling per failure (at most a day).
+    acme_renew_fraction: float = 2 / 3
+    acme_retry_seconds: int = 60
+    tls_cert: str | None = None  # PEM chain for the API and git over HTTPS
+    tls_key: str | None = None
+    # --- end issue 16 (TLS) ---
     base_domain: str = "localhost"
     database_url: str | None = None
     master_key: str | None = None

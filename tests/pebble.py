@@ -51,6 +51,11 @@ class Pebble:
         requests.post(f"{self.challtestsrv}/add-a", json={"host": host, "addresses": [address]},
                       timeout=5).raise_for_status()
 
+    def unresolve(self, host: str) -> None:
+        """Back to the default answer (127.0.0.1)."""
+        requests.post(f"{self.challtestsrv}/clear-a", json={"host": host},
+                      timeout=5).raise_for_status()
+
 
 def _tls_files(dir: Path) -> tuple[Path, Path, Path]:
     """A CA and a certificate for 127.0.0.1 and localhost (pebble's HTTPS)."""

@@ -62,8 +62,11 @@ def test_a_failed_issuance_says_why_and_plain_http_still_works(routed, pebble: P
     router, tls = routed
     pebble.resolve("broken.example", "127.0.0.2")  # nothing listens there
     acme = ACMEClient(pebble.directory, new_account_key_pem(), ca_bundle=pebble.ca_bundle)
-    with pytest.raises(IssueError) as e:
-        acme.issue("broken.example", tls)
+    try:
+        with pytest.raises(IssueError) as e:
+            acme.issue("broken.example", tls)
+    finally:
+        pebble.unresolve("broken.example")
     assert "broken.example" in str(e.value) and "\n" not in str(e.value)
     c = http.client.HTTPConnection("127.0.0.1", router.layout.listen_port, timeout=5)
     c.request("GET", "/", headers={"Host": "broken.example"})

@@ -65,8 +65,9 @@ def ca() -> _CA:
     return _CA()
 
 
-def tls_router(tmp_path: Path) -> tuple[HAProxyRouter, TLSManager]:
-    settings = Settings(data_dir=tmp_path / "data", router_port=free_port(), base_domain="localhost")
+def tls_router(tmp_path: Path, router_port: int | None = None) -> tuple[HAProxyRouter, TLSManager]:
+    settings = Settings(data_dir=tmp_path / "data", router_port=router_port or free_port(),
+                        base_domain="localhost")
     router = HAProxyRouter(settings, threads=1)
     if not router.layout.https_port:  # until the server passes --https-port itself
         router.layout = attrs.evolve(router.layout, https_port=free_port())

@@ -1,0 +1,251 @@
+"""Certificates for every routed hostname, from ACME, kept in the database.
+
+Several Shipway processes share one database, so the chain and key of each
+hostname are stored there, encrypted with the keyring the config vars use
+(AAD `certificate:<hostname>`), with the status users see in `domains
+--json` (pending, issued, failed), `not_after` and the last error. The
+manager's `tick()` issues what is pending, retries what failed (backoff:
+acme_retry_seconds doubling per failure, at most a day) and renews at
+acme_renew_fraction (2/3) of a certificate's lifetime; each issued
+certificate is loaded into the router without a reload. A failed issuance
+leaves plain HTTP alone; a renewal that fails keeps the old certificate.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any, Callable, Iterable, Protocol
+
+import attrs
+import sqlalchemy as sa
+from twisted.logger import Logger
+
+from controller.crypto import Keyring
+from controller.db import Database, UTCDateTime, metadata, now
+from router.acme import ACMEClient, IssueError, Issued, new_account_key_pem
+
+log = Logger(namespace="shipway.certificates")
+
+MAX_BACKOFF = dt.timedelta(days=1)
+
+certificates = sa.Table(
+    "certificates", metadata,
+    sa.Column("hostname", sa.String(253), primary_key=True),
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("fullchain_ct", sa.Text, nullable=True),
+    sa.Column("key_ct", sa.Text, nullable=True),
+    sa.Column("not_before", UTCDateTime, nullable=True),
+    sa.Column("not_after", UTCDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+acme_accounts = sa.Table(
+    "acme_accounts", metadata,
+    sa.Column("directory", sa.String(500), primary_key=True),
+    sa.Column("key_ct", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+@attrs.frozen
+class CertificateStatus:
+    hostname: str
+    status: str  # pending, issued, failed
+    not_after: dt.datetime | None
+    error: str | None
+
+    def json(self) -> dict[str, Any]:
+        return {"status": self.status, "error": self.error,
+                "not_after": self.not_after.isoformat() if self.not_after else None}
+
+
+class CertificateTarget(Protocol):
+    """The router's TLS side (router.haproxy_tls.TLSManager)."""
+
+    def install(self, hostname: str, pem: str) -> None: ...
+
+    def remove(self, hostname: str) -> None: ...
+
+    def add_challenge(self, token: str, key_authorization: str) -> None: ...
+
+    def remove_challenge(self, token: str) -> None: ...
+
+
+def _aad(hostname: str) -> str:
+    return f"certificate:{hostname}"
+
+
+class CertificateStore:
+    """The certificates table: wanted names, results, what is due."""
+
+    def __init__(self, db: Database, keyring: Keyring, renew_fraction: float = 2 / 3,
+                 retry_seconds: int = 60) -> None:
+        self.db, self.keyring = db, keyring
+        self.renew_fraction, self.retry_seconds = renew_fraction, retry_seconds
+
+    def want(self, app_id: int, hostnames: Iterable[str]) -> list[str]:
+        """Make the app's certificate names exactly `hostnames` (new ones
+        pending); returns the names forgotten (the router stops serving them)."""
+        names = set(hostnames)
+        with self.db.write() as conn:
+            rows = conn.execute(sa.select(certificates.c.hostname, certificates.c.app_id)
+                                .where(certificates.c.hostname.in_(names)
+                                       | (certificates.c.app_id == app_id))).all()
+            have = {r.hostname: r.app_id for r in rows}
+            gone = [h for h, a in have.items() if a == app_id and h not in names]
+            moved = [h for h, a in have.items() if a != app_id and h in names]
+            if gone or moved:  # a name that moved to another app gets a fresh certificate
+                conn.execute(certificates.delete().where(certificates.c.hostname.in_(gone + moved)))
+            for host in sorted(names - (set(have) - set(moved))):
+                conn.execute(certificates.insert().values(
+                    hostname=host, app_id=app_id, status="pending", failures=0,
+                    updated_at=now()))
+        return gone + moved
+
+    def forget(self, hostname: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(certificates.delete().where(certificates.c.hostname == hostname))
+
+    def statuses(self, hostnames: Iterable[str]) -> dict[str, CertificateStatus]:
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(certificates).where(
+                certificates.c.hostname.in_(list(hostnames)))).all()
+        return {r.hostname: CertificateStatus(r.hostname, r.status, r.not_after, r.error)
+                for r in rows}
+
+    def due(self, at: dt.datetime | None = None) -> list[str]:
+        """Names to issue now: pending or failed past their retry time, and
+        issued ones past the renewal point of their lifetime."""
+        at = at or now()
+        out = []
+        with self.db.read() as conn:
+            for r in conn.execute(sa.select(certificates)).all():
+                if r.next_attempt_at is not None and r.next_attempt_at > at:
+                    continue
+                if r.status in ("pending", "failed"):
+                    out.append(r.hostname)
+                elif r.not_before and r.not_after and at >= self.renew_at(r.not_before, r.not_after):
+                    out.append(r.hostname)
+        return out
+
+    def renew_at(self, not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime:
+        return not_before + (not_after - not_before) * self.renew_fraction
+
+    def issued(self) -> dict[str, str]:
+        """hostname -> PEM (chain + key) of every issued certificate."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(certificates).where(
+                certificates.c.fullchain_ct.is_not(None))).all()
+        return {r.hostname: (self.keyring.decrypt(r.fullchain_ct, _aad(r.hostname)).rstrip("\n")
+                             + "\n" + self.keyring.decrypt(r.key_ct, _aad(r.hostname)))
+                for r in rows}
+
+    def record_issued(self, cert: Issued) -> bool:
+        """Store a new certificate; False if the name was forgotten meanwhile."""
+        with self.db.write() as conn:
+            return bool(conn.execute(certificates.update().where(
+                certificates.c.hostname == cert.hostname).values(
+                status="issued", error=None, failures=0, next_attempt_at=None,
+                fullchain_ct=self.keyring.encrypt(cert.fullchain_pem, _aad(cert.hostname)),
+                key_ct=self.keyring.encrypt(cert.key_pem, _aad(cert.hostname)),
+                not_before=cert.not_before, not_after=cert.not_after,
+                updated_at=now())).rowcount)
+
+    def record_failure(self, hostname: str, error: str) -> None:
+        """Failed (or, with a certificate still valid, issued with the error),
+        retried after a doubling delay."""
+        with self.db.write() as conn:
+            row = conn.execute(sa.select(certificates).where(
+                certificates.c.hostname == hostname)).first()
+            if row is None:
+                return
+            delay = min(MAX_BACKOFF, dt.timedelta(seconds=self.retry_seconds * 2 ** min(row.failures, 20)))
+            keeps = row.not_after is not None and row.not_after > now()
+            conn.execute(certificates.update().where(certificates.c.hostname == hostname).values(
+                status="issued" if keeps else "failed", error=error[:500],
+                failures=row.failures + 1, next_attempt_at=now() + delay, updated_at=now()))
+
+    def account_key(self, directory: str) -> str:
+        """The ACME account key for `directory`, made once and shared."""
+        with self.db.write() as conn:
+            row = conn.execute(sa.select(acme_accounts).where(
+                acme_accounts.c.directory == directory)).first()
+            if row is not None:
+                return self.keyring.decrypt(row.key_ct, f"acme-account:{directory}")
+            key = new_account_key_pem()
+            conn.execute(acme_accounts.insert().values(
+                directory=directory, created_at=now(),
+                key_ct=self.keyring.encrypt(key, f"acme-account:{directory}")))
+            return key
+
+
+class CertificateManager:
+    """Issues, renews and loads certificates (run `tick` in a thread)."""
+
+    def __init__(self, store: CertificateStore, target: CertificateTarget,
+                 acme_factory: Callable[[], ACMEClient]) -> None:
+        self.store, self.target, self._acme_factory = store, target, acme_factory
+        self._acme: ACMEClient | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Put every stored certificate into the router (start, proxy restart)."""
+        for host, pem in self.store.issued().items():
+            try:
+                self.target.install(host, pem)
+            except Exception as e:  # one bad row never blocks the others
+                log.warn("certificates: could not load {host}: {e}", host=host, e=e)
+
+    def sync(self, app_id: int, hostnames: Iterable[str]) -> None:
+        """The app's routed names changed: forget the certificates of names gone."""
+        for host in self.store.want(app_id, hostnames):
+            self.target.remove(host)
+
+    def forget(self, hostname: str) -> None:
+        self.store.forget(hostname)
+        self.target.remove(hostname)
+
+    def tick(self, at: dt.datetime | None = None) -> list[str]:
+        """Issue every due name; returns the names issued."""
+        with self._lock:
+            return [h for h in self.store.due(at) if self.issue(h)]
+
+    def issue(self, hostname: str) -> bool:
+        """Issue (or renew) one name now and load it; False on failure."""
+        try:
+            if self._acme is None:
+                self._acme = self._acme_factory()
+            cert = self._acme.issue(hostname, self.target)
+        except IssueError as e:
+            log.warn("certificates: {host}: {e}", host=hostname, e=str(e))
+            self.store.record_failure(hostname, str(e))
+            return False
+        if self.store.record_issued(cert):
+            self.target.install(hostname, cert.pem)
+            log.info("certificates: {host} issued until {t}", host=hostname, t=cert.not_after)
+            return True
+        return False
+
+
+def acme_enabled(directory: str | None, base_domain: str) -> bool:
+    """ACME runs when a directory is set (base domain localhost: only then)."""
+    return bool(directory)
+
+
+def make_manager(db: Database, keyring: Keyring, settings: Any,
+                 target: CertificateTarget) -> CertificateManager | None:
+    """The manager for these settings, or None when ACME is off."""
+    if not acme_enabled(settings.acme_directory, settings.base_domain):
+        return None
+    store = CertificateStore(db, keyring, settings.acme_renew_fraction, settings.acme_retry_seconds)
+
+    def factory() -> ACMEClient:
+        return ACMEClient(settings.acme_directory, store.account_key(settings.acme_directory),
+                          email=settings.acme_email, ca_bundle=settings.acme_ca_bundle)
+
+    return CertificateManager(store, target, factory)
