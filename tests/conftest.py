@@ -86,12 +86,15 @@ class ShipwayServer:
     """One `python -m server` process with its own data dir and ports."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 database_url: str | None = None) -> None:
+                 database_url: str | None = None, instance_from_data_dir: bool = False) -> None:
         self.data_dir = data_dir
         self.http_port = free_port()
         self.ssh_port = free_port()
         self.router_port = free_port()
-        self.instance = unique("test")
+        # issue 15 item 8: instance_from_data_dir leaves SHIPWAY_INSTANCE
+        # unset, so the server takes its data dir's own (read after start).
+        self.instance_from_data_dir = instance_from_data_dir
+        self.instance = "" if instance_from_data_dir else unique("test")
         self.database_url = database_url
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
@@ -103,8 +106,10 @@ class ShipwayServer:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("SHIPWAY_INSTANCE", None)
+        if not self.instance_from_data_dir:
+            env["SHIPWAY_INSTANCE"] = self.instance
         env.update({
-            "SHIPWAY_INSTANCE": self.instance,
             "PYTHONUNBUFFERED": "1",
             # issue 14: every test client is 127.0.0.1, so one address stands
             # for many clients here; tests of that throttle set their own.
@@ -131,6 +136,10 @@ class ShipwayServer:
                 raise RuntimeError(f"shipway server exited:\n{self.log()}")
             try:
                 if requests.get(self.url + "/api/health", timeout=2).status_code == 200:
+                    if self.instance_from_data_dir:
+                        from core.instance import read_instance
+
+                        self.instance = read_instance(self.data_dir) or ""
                     return self
             except requests.RequestException:
                 pass
@@ -167,7 +176,12 @@ class ShipwayServer:
         return TestUser(email=email, password=password, api_key=r.json()["api_key"], server=self)
 
     def cleanup_docker(self) -> None:
-        remove_docker_objects(self.instance)
+        if self.instance_from_data_dir:  # what the server took (never "default")
+            from core.instance import read_instance
+
+            self.instance = read_instance(self.data_dir) or ""
+        if self.instance and self.instance != "default":
+            remove_docker_objects(self.instance)
 
 
 class TestUser:
