@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from cli import access, account, apps, config_cmd, domains, logs, ps, releases, server_cmd
+from cli import maintenance  # issue 16: maintenance:on|off, canary:set|unset
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,7 +17,7 @@ def cli(url: str | None, as_json: bool, app_name: str | None) -> None:
 
 
 server_cmd.register(cli)
-for module in (account, apps, config_cmd, releases, ps, logs, domains, access):
+for module in (account, apps, config_cmd, releases, ps, logs, domains, access, maintenance):
     module.register(cli)
 
 

@@ -204,3 +204,30 @@ def logs(call: Call) -> dict[str, Any] | Follow:
     first = [line.format() for line in store.tail(app.name, lines) if id(line) not in early]
     return Follow(first=first, attach=lambda sink: feed.attach(lambda line: sink(line.format())),
                   stop=stop)
+
+
+# --- issue 16, item 5: maintenance mode and canary (controller/maintenance.py) ---
+
+def _overlays(call: Call) -> Any:
+    from controller.maintenance import RouteOverlays
+
+    return RouteOverlays(call.controller, getattr(call.services, "router", None))
+
+
+def get_maintenance(call: Call) -> dict[str, Any]:
+    return _overlays(call).status(call.me, call.params["app"])
+
+
+def set_maintenance(call: Call) -> dict[str, Any]:
+    on = call.field("maintenance", bool)
+    return _overlays(call).set_maintenance(call.me, call.params["app"], on)
+
+
+def set_canary(call: Call) -> dict[str, Any]:
+    canary = call.field("canary", str)
+    weight = call.field("weight", int)
+    return _overlays(call).set_canary(call.me, call.params["app"], canary, weight)
+
+
+def unset_canary(call: Call) -> dict[str, Any]:
+    return _overlays(call).set_canary(call.me, call.params["app"], None)

@@ -66,6 +66,11 @@ ROUTES: list[Route] = [
     R("DELETE", "/apps/{app}/collaborators/{email}", apps.remove_collaborator),
     R("GET", "/apps/{app}/builds", apps.list_builds),
     R("GET", "/apps/{app}/logs", apps.logs),
+    # issue 16, item 5: maintenance mode and canary
+    R("GET", "/apps/{app}/maintenance", apps.get_maintenance),
+    R("PUT", "/apps/{app}/maintenance", apps.set_maintenance, body=True),
+    R("PUT", "/apps/{app}/canary", apps.set_canary, body=True),
+    R("DELETE", "/apps/{app}/canary", apps.unset_canary),
 ]
 
 

@@ -40,6 +40,7 @@ from core.settings import Settings
 log = Logger()
 
 DRAIN_TIMEOUT = 30.0
+WATCH_INTERVAL = 0.5  # a dead proxy is started again within about this (issue: 2 s)
 DEFAULT_SLOTS = 4 * CHUNK  # grown (by a settings-style reload) only when all are used
 
 _BACKEND_LINE = re.compile(r"^backend (app\d{5})(?:  # app (\S+))?$")
@@ -79,6 +80,7 @@ class HAProxyRouter(OverlaysMixin):
         self._draining: dict[tuple[str, str], tuple[float, tuple[str, int]]] = {}
         self._drain_wakeup = threading.Condition(self._lock)
         self._drainer: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         self._started = False
         self._wanted = False
         self._init_overlays()
@@ -117,6 +119,10 @@ class HAProxyRouter(OverlaysMixin):
                 self._drainer = threading.Thread(target=self._drain_loop, daemon=True,
                                                  name="haproxy-drain")
                 self._drainer.start()
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(target=self._watch_loop, daemon=True,
+                                                 name="haproxy-watch")
+                self._watcher.start()
 
     def ensure_running(self) -> None:
         """Start HAProxy again from its files if it died (the supervisor's hook)."""
@@ -125,6 +131,12 @@ class HAProxyRouter(OverlaysMixin):
                 if self._started:
                     log.warn("router: haproxy is not running; starting it again")
                 self.start()
+
+    def detach(self) -> None:
+        """Stop supervising the proxy and leave it serving (what a stopped
+        `shipway server` does; the next control plane adopts it)."""
+        with self._lock:
+            self._wanted = False
 
     def stop(self) -> None:
         """Soft-stop HAProxy (SIGUSR1: in-flight requests finish)."""
@@ -328,6 +340,17 @@ class HAProxyRouter(OverlaysMixin):
             return Path(path).read_text()
         except OSError:
             return ""
+
+    def _watch_loop(self) -> None:
+        """Supervision of the proxy itself, faster than the runner's pass
+        (which also calls ensure_running): a killed HAProxy serves again,
+        with its routes and overlays, within WATCH_INTERVAL plus its start."""
+        while self._wanted:
+            time.sleep(WATCH_INTERVAL)
+            try:
+                self.ensure_running()
+            except Exception:  # noqa: BLE001 (tried again next time)
+                log.failure("router: haproxy could not be started again")
 
     def _drain_loop(self) -> None:
         """Delete each draining server once its sessions reach 0 (or at its

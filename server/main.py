@@ -59,6 +59,9 @@ def build_services(settings: Settings) -> Services:
                         builder=builder, router=router, runner=runner, pipeline=pipeline,
                         logs=logs)
     controller.on_destroy(lambda app: logs.drop(app.name))
+    from controller.maintenance import RouteOverlays  # issue 16: states go with the app
+
+    controller.on_destroy(lambda app: RouteOverlays(controller, router).forget(app.name))
     controller.on_destroy(lambda app: slugs.delete_prefix(f"{app.name}/"))
     controller.on_destroy(lambda app: builder.remove_cache(app.name))
     from gitd.repos import RepoStore  # noqa: E402 (the repo goes with the app)
@@ -93,8 +96,15 @@ def _start_background(services: Services, interrupted: list | None = None) -> No
         services.builder.cleanup_leftovers()
         try:
             services.router.start()
+            # Issue 16: maintenance states and canaries, from the database.
+            from controller.maintenance import RouteOverlays
+
+            RouteOverlays(services.controller, services.router).restore()
         except Exception:  # noqa: BLE001 (supervision starts it again)
             log.failure("shipway: the router did not start; supervision will retry")
+        from server.tls import start_certificates  # issue 16 item 3 (ACME)
+
+        reactor.callFromThread(start_certificates, services)
         # issue 15 item 8: once the router's routes are known and before the
         # runner adopts (it keeps the replicas of the current release).
         if interrupted:

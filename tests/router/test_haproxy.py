@@ -218,12 +218,14 @@ def test_killed_haproxy_restarts_with_its_routes(settings: Settings, router: HAP
 
     # A new control plane (a restarted `shipway server`) adopts it as it is.
     pid = router.pid()
+    router.detach()  # the old control plane is gone
     again = HAProxyRouter(settings, threads=1)
     again.start()
     assert again.pid() == pid
     assert again.routes() == router.routes()
     again.set_route(Route("api", ["api.localhost"], [ups[0].addr]))
     assert get(settings, "api.localhost") == (200, "u0")
+    again.stop()
 
 
 def test_settings_reload_drops_nothing(settings: Settings, router: HAProxyRouter,
