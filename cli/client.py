@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -46,6 +47,21 @@ class _Bearer(requests.auth.AuthBase):
         return request
 
 
+# --- issue 16 item 4: the server's certificate is verified (the system's
+# CAs, or SHIPWAY_CA_BUNDLE: a PEM file for a private CA).
+def ca_bundle() -> str | bool:
+    bundle = os.environ.get("SHIPWAY_CA_BUNDLE")
+    if bundle and not os.path.isfile(bundle):
+        raise ServerError(f"SHIPWAY_CA_BUNDLE: no such file: {bundle}")
+    return bundle or True
+
+
+def tls_refused(url: str) -> str:
+    return (f"the TLS certificate of {url} is not trusted (for a private CA, "
+            "set SHIPWAY_CA_BUNDLE to its PEM file)")
+# --- end issue 16 item 4
+
+
 class Client:
     def __init__(self, url: str, api_key: str | None = None) -> None:
         self.url = url
@@ -64,9 +80,11 @@ class Client:
             response = requests.request(method, f"{self.url}/api{path}", json=body,
                                         headers=headers, timeout=(TIMEOUT[0], read_timeout),
                                         auth=_Bearer(self.api_key if auth else None),
-                                        stream=progress is not None)
+                                        stream=progress is not None, verify=ca_bundle())
             if progress and response.headers.get("Content-Type", "").startswith(NDJSON):
                 return self._streamed(response, progress)
+        except requests.exceptions.SSLError:
+            raise ServerError(tls_refused(self.url)) from None
         except requests.ConnectionError:
             raise ServerError(f"cannot reach the Shipway server at {self.url} "
                               "(is it running? set --url or SHIPWAY_URL)") from None

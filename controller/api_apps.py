@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from controller.api_views import (
-    Call, Follow, app_json, build_json, domain_json, output_collector, release_json, replica_json,
-    size_json,
+    Call, Follow, app_json, build_json, certificate_statuses, domain_json, output_collector,
+    release_json, replica_json, size_json,
 )
 from controller.errors import BadRequest, TooManyRequests
 from controller.ssh_host_keys import public_host_key
@@ -138,7 +138,9 @@ def restart(call: Call) -> dict[str, Any]:
 # --- domains, collaborators, builds ------------------------------------------------
 
 def list_domains(call: Call) -> list[dict[str, Any]]:
-    return [domain_json(d) for d in call.controller.list_domains(call.me, call.params["app"])]
+    found = call.controller.list_domains(call.me, call.params["app"])
+    certs = certificate_statuses(call, [d.hostname for d in found])  # issue 16
+    return [domain_json(d, certs.get(d.hostname)) for d in found]
 
 
 def add_domain(call: Call) -> dict[str, Any]:

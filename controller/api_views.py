@@ -145,9 +145,12 @@ def release_json(release: Release | None) -> dict[str, Any] | None:
             "slug_pruned": release.slug_pruned}
 
 
-def domain_json(domain: Domain) -> dict[str, Any]:
+def domain_json(domain: Domain, certificate: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"hostname": domain.hostname, "created_at": when(domain.created_at),
                             "verified": domain.verified}
+    # Issue 16: the name's TLS certificate (status pending/issued/failed,
+    # not_after, error); null when ACME is off.
+    body["certificate"] = certificate
     if domain.challenge is not None:  # SHIPWAY_DOMAIN_VERIFY=dns: what to create
         body["challenge"] = {"type": "TXT", "name": domain.challenge[0],
                              "value": domain.challenge[1]}
@@ -172,3 +175,16 @@ def replica_json(replica: ReplicaState) -> dict[str, Any]:
             "container_id": replica.container_id, "state": replica.state,
             "host_port": replica.host_port, "started_at": when(replica.started_at),
             "uptime_seconds": uptime}
+
+
+def certificate_statuses(call: Call, hostnames: list[str]) -> dict[str, dict[str, Any]]:
+    """Issue 16: each name's certificate as `domains --json` shows it; names
+    not yet seen by the certificate manager are pending (none when ACME is off)."""
+    from controller.certificates import CertificateStore, acme_enabled
+
+    settings = call.services.settings
+    if not acme_enabled(settings.acme_directory, settings.base_domain):
+        return {}
+    found = CertificateStore(call.controller.db, call.controller.keyring).statuses(hostnames)
+    pending = {"status": "pending", "not_after": None, "error": None}
+    return {h: found[h].json() if h in found else pending for h in hostnames}

@@ -107,6 +107,24 @@ class CertificateStore:
                     updated_at=now()))
         return gone + moved
 
+    def reconcile(self, wanted: dict[str, int]) -> list[str]:
+        """Make the table hold exactly the names in `wanted` (hostname -> app
+        id), in one transaction: new names pending, names gone (or moved to
+        another app) deleted. Returns the names deleted."""
+        with self.db.write() as conn:
+            have = {r.hostname: r.app_id for r in conn.execute(
+                sa.select(certificates.c.hostname, certificates.c.app_id)).all()}
+            gone = [h for h, a in have.items() if wanted.get(h) != a]
+            for i in range(0, len(gone), 500):
+                conn.execute(certificates.delete().where(
+                    certificates.c.hostname.in_(gone[i:i + 500])))
+            new = [{"hostname": h, "app_id": a, "status": "pending", "failures": 0,
+                    "updated_at": now()}
+                   for h, a in wanted.items() if have.get(h) != a]
+            if new:
+                conn.execute(certificates.insert(), new)
+        return gone
+
     def forget(self, hostname: str) -> None:
         with self.db.write() as conn:
             conn.execute(certificates.delete().where(certificates.c.hostname == hostname))
@@ -206,6 +224,14 @@ class CertificateManager:
         for host in self.store.want(app_id, hostnames):
             self.target.remove(host)
 
+    def reconcile(self, wanted: dict[str, int]) -> None:
+        """Every routed name (hostname -> app id): forget the others."""
+        for host in self.store.reconcile(wanted):
+            try:
+                self.target.remove(host)
+            except Exception as e:
+                log.warn("certificates: could not unload {host}: {e}", host=host, e=e)
+
     def forget(self, hostname: str) -> None:
         self.store.forget(hostname)
         self.target.remove(hostname)
@@ -230,6 +256,18 @@ class CertificateManager:
             log.info("certificates: {host} issued until {t}", host=hostname, t=cert.not_after)
             return True
         return False
+
+
+def routed_names(db: Database, app_hostname: Callable[[str], str]) -> dict[str, int]:
+    """hostname -> app id for every name the router serves: APP.<base
+    domain> and each verified custom domain."""
+    from controller.db import apps, domains
+
+    with db.read() as conn:
+        out = {app_hostname(r.name): r.id for r in conn.execute(sa.select(apps.c.id, apps.c.name))}
+        out.update((r.hostname, r.app_id) for r in conn.execute(
+            sa.select(domains.c.hostname, domains.c.app_id).where(domains.c.verified_at.is_not(None))))
+    return out
 
 
 def acme_enabled(directory: str | None, base_domain: str) -> bool:

@@ -21,6 +21,11 @@ def _settings(ctx_params: dict, config_file: str | None):
 @click.option("--ssh-port", type=int, default=None, help="git over SSH port [2222].")
 @click.option("--router-port", type=int, default=None, help="router (HTTP proxy) port [8080].")
 @click.option("--base-domain", default=None, help="Apps are served at APP.<base domain> [localhost].")
+# --- issue 16: TLS (apps by SNI on the https port; the API and git over HTTPS)
+@click.option("--https-port", type=int, default=None, help="router HTTPS (TLS by SNI) port [8443].")
+@click.option("--tls-cert", default=None, help="PEM chain: serve the API and git over HTTPS.")
+@click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
+@click.option("--public-host", default=None, help="Host name in git remotes and URLs [127.0.0.1].")
 @click.option("--database-url", default=None, help="postgresql://... (default: SQLite in the data dir).")
 @click.option("--instance", default=None,
               help="Label of this server's containers [SHIPWAY_INSTANCE; kept in the data dir].")

@@ -48,6 +48,9 @@ def build_services(settings: Settings) -> Services:
     slugs = make_slug_store(settings)
     builder = DockerBuilder(settings)
     router = make_router(settings)
+    from server.tls import with_https  # issue 16 item 3: the https frontend
+
+    router = with_https(router, settings)
     runner = DockerRunner(settings, slugs=slugs, router=router,
                           state=DesiredState(settings, controller))
     logs = LogStore()
@@ -76,7 +79,9 @@ def listen(services: Services) -> None:
 
     settings = services.settings
     site = make_site(make_root(services), settings.limits)
-    reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
+    from server.tls import listen_http  # issue 16 item 4: HTTPS with --tls-cert/--tls-key
+
+    listen_http(settings, site)
     reactor.listenTCP(settings.ssh_port, make_ssh_factory(services),
                       interface=settings.bind_host)
     if settings.runner == "docker":  # slugs and SSH keys for run containers

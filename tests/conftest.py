@@ -91,6 +91,7 @@ class ShipwayServer:
         self.http_port = free_port()
         self.ssh_port = free_port()
         self.router_port = free_port()
+        self.https_port = free_port()  # issue 16: the router's TLS port (never a shared 8443)
         # issue 15 item 8: instance_from_data_dir leaves SHIPWAY_INSTANCE
         # unset, so the server takes its data dir's own (read after start).
         self.instance_from_data_dir = instance_from_data_dir
@@ -114,6 +115,7 @@ class ShipwayServer:
             # issue 14: every test client is 127.0.0.1, so one address stands
             # for many clients here; tests of that throttle set their own.
             "SHIPWAY_LOGIN_THROTTLE_ADDRESS_FAILURES": "1000000",
+            "SHIPWAY_HTTPS_PORT": str(self.https_port),  # issue 16
         })
         if self.database_url:
             env["SHIPWAY_DATABASE_URL"] = self.database_url

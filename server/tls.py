@@ -1,0 +1,109 @@
+"""The platform's own HTTPS (issue 16 item 4): the API and git smart HTTP
+served over TLS on the http port when the server has a certificate
+(`--tls-cert` chain and `--tls-key`), with Twisted's TLS transport."""
+from __future__ import annotations
+
+import re
+
+from OpenSSL import crypto
+from twisted.internet import reactor, ssl
+from twisted.web.server import Site
+
+from core.settings import Settings
+
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+class TLSConfigError(ValueError):
+    """The certificate or key given to the server is unusable (one line)."""
+
+
+def certificate_options(cert_path: str, key_path: str) -> ssl.CertificateOptions:
+    """Options serving the chain in `cert_path` (leaf first) with `key_path`."""
+    try:
+        with open(cert_path) as f:
+            chain = _PEM_CERT.findall(f.read())
+        with open(key_path) as f:
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
+    except OSError as e:
+        raise TLSConfigError(f"cannot read {e.filename}: {e.strerror}") from None
+    except crypto.Error:
+        raise TLSConfigError(f"--tls-key {key_path}: not a PEM private key") from None
+    if not chain:
+        raise TLSConfigError(f"--tls-cert {cert_path}: no PEM certificate in it")
+    certs = [crypto.load_certificate(crypto.FILETYPE_PEM, c.encode()) for c in chain]
+    try:
+        return ssl.CertificateOptions(privateKey=key, certificate=certs[0],
+                                      extraCertChain=certs[1:], raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+    except Exception:
+        raise TLSConfigError("--tls-key does not match the first certificate of --tls-cert") from None
+
+
+def listen_http(settings: Settings, site: Site) -> None:
+    """The API port: TLS when a certificate is configured, plain HTTP else."""
+    if settings.tls_cert or settings.tls_key:
+        if not (settings.tls_cert and settings.tls_key):
+            raise TLSConfigError("--tls-cert and --tls-key go together")
+        options = certificate_options(settings.tls_cert, settings.tls_key)
+        reactor.listenSSL(settings.http_port, site, options, interface=settings.bind_host)
+    else:
+        reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
+
+
+# --- the router's TLS frontend and the certificates' manager ---------------
+CERTIFICATE_INTERVAL = 5.0  # seconds between two reconciliations of the names
+
+
+def with_https(router: object, settings: Settings) -> object:
+    """Give the HAProxy router its https frontend (settings.https_port; 0:
+    none) and the files it needs before it starts."""
+    from router.haproxy import HAProxyRouter
+    from router.haproxy_tls import TLSManager
+
+    if not isinstance(router, HAProxyRouter) or not settings.https_port:
+        return router
+    if router.layout.https_port != settings.https_port:
+        import attrs
+
+        router.layout = attrs.evolve(router.layout, https_port=settings.https_port)
+        router.process.layout = router.layout
+    TLSManager(router.layout, router.runtime).prepare()
+    return router
+
+
+def start_certificates(services: object) -> None:
+    """With an ACME directory: every few seconds (in a thread), match the
+    certificates to the routed names (domains:remove forgets one), then
+    issue what is pending, retry what failed (after its backoff) and renew
+    what reached 2/3 of its lifetime, loading each into the proxy."""
+    from twisted.internet import task, threads
+    from twisted.logger import Logger
+
+    from controller.certificates import make_manager, routed_names
+    from router.haproxy import HAProxyRouter
+    from router.haproxy_tls import TLSManager
+
+    settings, router, controller = services.settings, services.router, services.controller
+    if not isinstance(router, HAProxyRouter) or not settings.https_port:
+        return
+    manager = make_manager(controller.db, controller.keyring, settings,
+                           TLSManager(router.layout, router.runtime))
+    if manager is None:
+        return
+    log = Logger(namespace="shipway.certificates")
+    busy: list[bool] = []
+
+    def once() -> None:
+        manager.reconcile(routed_names(controller.db, settings.app_hostname))
+        manager.tick()
+
+    def step() -> None:
+        if busy:
+            return
+        busy.append(True)
+        d = threads.deferToThread(once)
+        d.addErrback(lambda f: log.failure("certificates: reconciliation failed", f))
+        d.addBoth(lambda _: busy.clear())
+
+    threads.deferToThread(manager.load).addBoth(
+        lambda _: task.LoopingCall(step).start(CERTIFICATE_INTERVAL))
