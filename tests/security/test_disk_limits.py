@@ -3,15 +3,22 @@ its layer unchecked, unpacked slugs had no limit, builds wrote to the host's
 disk at will.
 
 Against a real server: a replica that writes 1.5 GB stops at its limit with
-ENOSPC (a read-only root, fixed-size tmpfs) while the host's free disk
-barely moves; a slug that unpacks past SHIPWAY_RUN_DISK (by its recorded
+ENOSPC (a read-only root, fixed-size tmpfs) while its container layer on
+the host's disk stays empty; a slug that unpacks past SHIPWAY_RUN_DISK (by its recorded
 size, or by many tiny files that only the unpack finds too big) fails its
 deploy clearly while the previous release keeps answering; a build that
-writes past SHIPWAY_BUILD_DISK fails clearly."""
+writes past SHIPWAY_BUILD_DISK fails clearly, its disk image never taking
+more of the host's disk than that.
+
+What reached the host's disk is read from the container's own layer and
+the build's own disk image, never from the host's free space, which other
+processes move at the same time."""
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import subprocess
+from pathlib import Path
 
 import docker
 import pytest
@@ -30,8 +37,11 @@ def _replica(server, app: str):
     return container
 
 
-def _host_free() -> int:
-    return shutil.disk_usage("/var/lib/docker").free
+def _layer_bytes(container) -> int:
+    """What the container wrote to its copy-on-write layer on the host's disk."""
+    said = subprocess.run(["docker", "inspect", "--size", "--format", "{{.SizeRw}}", container.id],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    return int(said or 0)
 
 
 def test_a_replica_stops_at_its_disk_limit(make_server, tmp_path) -> None:
@@ -39,9 +49,9 @@ def test_a_replica_stops_at_its_disk_limit(make_server, tmp_path) -> None:
     user, app = new_app(server, tmp_path / "home", "procfile", "dd")
     user.push()
     replica = _replica(server, app)
-    free = _host_free()
+    layer = _layer_bytes(replica)
     written = 0
-    for path in ("/tmp/fill", "/app/fill", "/fill", "/home/fill"):
+    for path in ("/tmp/fill", "/app/fill", "/fill", "/home/fill", "/shipway-in/fill"):
         result = replica.exec_run(
             ["bash", "-c", f"dd if=/dev/zero of={path} bs=1M count=1536 2>&1; "
                            f"stat -c %s {path} 2>/dev/null || echo 0"], user="1000:1000")
@@ -50,7 +60,9 @@ def test_a_replica_stops_at_its_disk_limit(make_server, tmp_path) -> None:
             "Permission denied" in said, said
         written += int(said.split()[-1])
     assert written <= 1024 * MB  # SHIPWAY_RUN_DISK for all its paths together
-    assert free - _host_free() < 150 * MB  # none of it on the host's disk
+    assert _layer_bytes(replica) - layer < 1 * MB  # none of it on the host's disk
+    # and no volume it may write to: its one volume is read-only to it
+    assert [m["Destination"] for m in replica.attrs["Mounts"]] == ["/shipway-in"]
     replica.exec_run(["rm", "-f", "/tmp/fill", "/app/fill"], user="1000:1000")
     assert fetch(server, app).status_code == 200  # its own problem, and it still serves
 
@@ -96,8 +108,14 @@ def test_a_build_that_writes_past_its_disk_fails(make_server, tmp_path) -> None:
         "scripts": {"postinstall": "dd if=/dev/zero of=/tmp/fill bs=1M count=100; "
                                    "dd if=/dev/zero of=fill bs=1M count=400"}}))
     user.commit("a build that writes 500 MB")
-    free = _host_free()
     push = user.push(check=False)
     assert push.returncode != 0
     assert "the build ran out of disk: a build may write at most 256m" in push.stderr
-    assert free - _host_free() < 250 * MB  # at most the build disk
+    # It wrote into the app's build disk image, which holds at most its size
+    # of the host's disk (192 MB, /tmp being a tmpfs), not into a volume's
+    # plain directory.
+    [image] = Path(server.data_dir, "build-disks").glob(f"*-{app}.img")
+    assert os.stat(image).st_blocks * 512 <= 192 * MB
+    volumes = docker.from_env().volumes.list(filters={"label": [
+        f"shipway.instance={server.instance}", f"shipway.app={app}"]})
+    assert volumes and all(v.attrs["Options"]["device"].startswith("/dev/loop") for v in volumes)
