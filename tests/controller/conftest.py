@@ -7,9 +7,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from controller.deploys import DesiredState, Deployer
 from controller.models import App, User
 from controller.store import Store, open_controller
 from core.settings import Settings
+from runner.memory import MemoryRunner
 
 
 @pytest.fixture
@@ -43,12 +45,15 @@ def app(store: Store, owner: User) -> App:
     return store.create_app(owner, "demo-app")
 
 
-class RecordingDeployer:
-    """A Deployer-protocol object for injecting faults: it records what the
-    controller asked for, and raises `fail_with` from deploy when set. It
-    stands in for the runner (another part), never for the controller."""
+class RecordingDeployer(Deployer):
+    """The real Deployer over the in-memory runner (runner/memory.py), so
+    every deploy builds a real release spec and runs real (in-memory)
+    replicas; it records what the controller asked of it, and raises
+    `fail_with` from deploy when set (an injected fault)."""
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, store: Store) -> None:
+        self.memory = MemoryRunner(state=DesiredState(store.settings, store))
+        super().__init__(store.settings, controller=store, runner=self.memory)
         self.store = store
         self.fail_with: BaseException | None = None
         self.deployed: list[tuple[str, int]] = []
@@ -60,24 +65,28 @@ class RecordingDeployer:
 
     def deploy(self, app: App, release: Any, output: Callable[[str], None],
                hot: bool = False) -> None:
-        if self.store is not None:
-            self.status_during_deploy.append(self.store.get_release(app, release.version).status)
+        self.status_during_deploy.append(self.store.get_release(app, release.version).status)
         output(f"deploying v{release.version}")
         self.deployed.append((app.name, release.version))
         if self.fail_with is not None:
             raise self.fail_with
+        super().deploy(app, release, output, hot=hot)
 
     def apply_formation(self, app: App, output: Callable[[str], None]) -> None:
         self.formations.append(app.name)
+        super().apply_formation(app, output)
 
     def restart(self, app: App, output: Callable[[str], None]) -> None:
         self.restarts.append(app.name)
+        super().restart(app, output)
 
     def destroy(self, app: App) -> None:
         self.destroyed.append(app.name)
+        super().destroy(app)
 
     def refresh_route(self, app: App) -> None:
         self.routes.append(app.name)
+        super().refresh_route(app)
 
 
 @pytest.fixture

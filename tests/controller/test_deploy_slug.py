@@ -23,7 +23,9 @@ def test_a_push_is_released_and_deployed_in_one_call(store, owner, app, deployer
     # The pusher hears of the release; the deployer's lines go their own way
     # (the deployer records them in the app's logs itself).
     assert said == ["-----> Released v1"]
-    assert deploy_lines == ["deploying v1"]
+    assert deploy_lines[:2] == ["deploying v1", "-----> Starting 1 web replica(s) of v1"]
+    # ... and the release runs: the in-memory runner's replicas serve v1.
+    assert deployer.memory.serving_version(app.name) == 1
 
 
 def test_the_release_is_made_under_the_app_release_lock(store, owner, app, deployer,

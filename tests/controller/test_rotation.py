@@ -68,7 +68,7 @@ def test_interrupted_rotation_still_decrypts_and_a_rerun_finishes(store, owner, 
     for release in reopened.list_releases(owner, filled.name):
         reopened.release_env(filled, release)
     # New writes in the meantime go under the new key.
-    reopened.set_deployer(RecordingDeployer())
+    reopened.set_deployer(RecordingDeployer(reopened))
     reopened.set_config(owner, filled.name, {"D": "delta"})
     count = reopened.rotate_master_key()
     assert count == len(tokens(reopened))
