@@ -87,11 +87,13 @@ def test_app_names_get_acme_certificates_served_by_sni(acme_server: ShipwayServe
     conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.https_port)),
                                 server_hostname=custom)
     conn.request("GET", "/")
-    assert conn.getresponse().status == 200
+    answer = conn.getresponse()
+    assert answer.status == 200 and answer.read()
     first = peer_cert(server.https_port, custom).serial_number
     wait_for(lambda: peer_cert(server.https_port, custom).serial_number != first, timeout=90)
     conn.request("GET", "/")
-    assert conn.getresponse().status == 200
+    answer = conn.getresponse()
+    assert answer.status == 200 and answer.read()
     conn.close()
     assert int(next(server.data_dir.glob("**/haproxy.pid")).read_text().split()[0]) == pid
     # domains:remove stops serving the name over TLS and forgets its certificate.
