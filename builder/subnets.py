@@ -14,6 +14,7 @@ takes the next (networks.py).
 from __future__ import annotations
 
 import ipaddress
+import socket
 import subprocess
 from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Network
@@ -57,7 +58,7 @@ def host_networks() -> list[IPv4Network]:
     addresses = []
     for addrs in psutil.net_if_addrs().values():
         for addr in addrs:
-            if addr.family.name == "AF_INET" and addr.netmask:
+            if addr.family == socket.AF_INET and addr.netmask:
                 addresses.append(f"{addr.address}/{addr.netmask}")
     try:
         routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"],
