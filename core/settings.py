@@ -238,6 +238,10 @@ class Settings:
     # --- end issue 14 block ---
     # Run containers.
     runner: str = "docker"
+    # --- issue 15 item 5: "memory" runs builds and replicas in memory
+    # (builder/memory.py, runner/memory.py): API tests without Docker. ---
+    builder: str = attrs.field(default="docker",
+                               validator=attrs.validators.in_(("docker", "memory")))
     run_memory: str = attrs.field(default="512m", validator=_docker_size)
     run_cpus: float = 1.0
     # No longer used: every replica's /app is a tmpfs of run_disk's share

@@ -32,27 +32,51 @@ def make_router(settings: Settings):
     return HAProxyRouter(settings)
 
 
+# --- issue 15 item 5: `runner: memory` / `builder: memory` (no Docker) -------
+def make_builder(settings: Settings):
+    """The builder the settings name: Docker (the default) or in-memory
+    (builder/memory.py: the pushed tree with its Procfile as the slug)."""
+    if settings.builder == "memory":
+        from builder.memory import MemoryBuilder
+
+        return MemoryBuilder(settings)
+    from builder.docker_builder import DockerBuilder
+
+    return DockerBuilder(settings)
+
+
+def make_runner(settings: Settings, slugs, router, state):
+    """The runner the settings name: Docker (the default) or in-memory
+    (runner/memory.py: replicas as records, for API tests without Docker;
+    it routes nothing, as nothing of it listens)."""
+    if settings.runner == "memory":
+        from runner.memory import MemoryRunner
+
+        return MemoryRunner(state=state, slugs=slugs)
+    from runner.docker_runner import DockerRunner
+
+    return DockerRunner(settings, slugs=slugs, router=router, state=state)
+# --- end issue 15 item 5 ---
+
+
 def build_services(settings: Settings) -> Services:
     """Construct every part; no listening, no Docker calls yet."""
-    from builder.docker_builder import DockerBuilder
     from controller.deploys import Deployer, DesiredState
     from controller.store import open_controller
     from hooks.pipeline import Pipeline
     from logger.store import LogStore
-    from runner.docker_runner import DockerRunner
     from storage.factory import make_slug_store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
     controller = open_controller(settings)
     slugs = make_slug_store(settings)
-    builder = DockerBuilder(settings)
+    builder = make_builder(settings)
     router = make_router(settings)
     from server.tls import with_https  # issue 16 item 3: the https frontend
 
     router = with_https(router, settings)
-    runner = DockerRunner(settings, slugs=slugs, router=router,
-                          state=DesiredState(settings, controller))
+    runner = make_runner(settings, slugs, router, DesiredState(settings, controller))
     logs = LogStore()
     controller.set_deployer(Deployer(settings, controller=controller, runner=runner,
                                      logs=logs))
