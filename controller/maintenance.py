@@ -98,12 +98,13 @@ class RouteOverlays:
         """Apply every stored state to the router (at server start; the
         router keeps them across its own restarts)."""
         router = self._router()
+        own, other = _apps.alias("own"), _apps.alias("other")
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.select(_apps.c.name, overlays.c.maintenance,
-                          sa.select(_apps.c.name).where(_apps.c.id == overlays.c.canary_app_id)
-                          .scalar_subquery(), overlays.c.canary_weight)
-                .select_from(overlays.join(_apps, _apps.c.id == overlays.c.app_id))).all()
+                sa.select(own.c.name, overlays.c.maintenance, other.c.name,
+                          overlays.c.canary_weight)
+                .select_from(overlays.join(own, own.c.id == overlays.c.app_id)
+                             .outerjoin(other, other.c.id == overlays.c.canary_app_id))).all()
         for name, maintenance, canary, weight in rows:
             try:
                 router.set_maintenance(name, bool(maintenance))

@@ -28,10 +28,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, SERVER_SLOTS, Layout, dynamic_server_name,
-                                 normalize_hostname, render_chunk, render_main, render_map,
+                                 normalize_hostname, render_chunk, render_main,
                                  slot_backend, slot_server_names)
 from router.haproxy_overlays import MAINT_BACKEND, MAINT_FILE, OverlaysMixin, render_maintenance
 from router.haproxy_process import HAProxyProcess, RouterError, maxconn  # noqa: F401 (re-exported)
+from router.haproxy_mapfile import MapWriter
 from router.haproxy_runtime import Runtime
 from router.interface import IRouter, Route
 from router.nginx_conf import check_route
@@ -84,6 +85,7 @@ class HAProxyRouter(OverlaysMixin):
         self._started = False
         self._wanted = False
         self._init_overlays()
+        self._map_writer = MapWriter(self.layout.map_path, self._lock, self._map_entries)
 
     # --- IRouter -----------------------------------------------------------
     def start(self) -> None:
@@ -92,6 +94,7 @@ class HAProxyRouter(OverlaysMixin):
         with self._lock:
             self._wanted = True
             Path(self.layout.conf_dir).mkdir(parents=True, exist_ok=True)
+            self._map_writer.flush()  # this process's last changes, before reading back
             self._load_files()
             main = render_main(self.layout)
             settings_changed = self._read(self.layout.main_conf) != main
@@ -301,8 +304,10 @@ class HAProxyRouter(OverlaysMixin):
                    for a, s in self._slots.items() if s // CHUNK == chunk}
         _write(self.layout.chunk_path(chunk), render_chunk(chunk, by_slot, self.server_slots))
         if hostnames_changed:
-            _write(self.layout.map_path, render_map(
-                (h, slot_backend(self._slots[a])) for h, a in self._owners.items()))
+            # The host map grows with the number of apps (one line per name):
+            # written behind the change (coalesced, MapWriter), so that a
+            # change costs the same at 10,000 apps; start() flushes it first.
+            self._map_writer.changed()
 
     def _load_files(self) -> None:
         """Routes from the chunk files and the map (the router's only state)."""
@@ -376,6 +381,13 @@ class HAProxyRouter(OverlaysMixin):
                         self._draining.pop((b, n), None)
                 self._drain_wakeup.notify_all()
                 self._drain_wakeup.wait(0.1)
+
+    def _map_entries(self) -> list[tuple[str, str]]:
+        return [(h, slot_backend(self._slots[a])) for h, a in self._owners.items()]
+
+    def flush(self) -> None:
+        """Write the host map now (tests and tools reading the files)."""
+        self._map_writer.flush()
 
     def _delete_server(self, backend: str, name: str, cut: bool) -> None:
         try:

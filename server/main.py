@@ -125,12 +125,14 @@ def _start_background(services: Services, interrupted: list | None = None) -> No
         services.builder.cleanup_leftovers()
         try:
             services.router.start()
-            # Issue 16: maintenance states and canaries, from the database.
+        except Exception:  # noqa: BLE001 (supervision starts it again)
+            log.failure("shipway: the router did not start; supervision will retry")
+        try:  # Issue 16: maintenance states and canaries, from the database.
             from controller.maintenance import RouteOverlays
 
             RouteOverlays(services.controller, services.router).restore()
-        except Exception:  # noqa: BLE001 (supervision starts it again)
-            log.failure("shipway: the router did not start; supervision will retry")
+        except Exception:  # noqa: BLE001 (the apps are served all the same)
+            log.failure("shipway: maintenance states and canaries were not restored")
         from server.tls import start_certificates  # issue 16 item 3 (ACME)
 
         reactor.callFromThread(start_certificates, services)

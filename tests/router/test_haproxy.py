@@ -132,6 +132,7 @@ def test_routes_by_host_added_replaced_removed(settings: Settings, router: HAPro
     # Never a new process: every change went through the runtime API.
     assert router.pid() == pid
     assert router.runtime.raw("show info").count("Pid: ") == 1
+    router.flush()  # the host map file is written behind the change
     assert "web.localhost" not in Path(router.layout.map_path).read_text()
     assert "api.localhost" in Path(router.layout.map_path).read_text()
 
