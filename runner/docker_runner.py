@@ -283,8 +283,10 @@ class DockerRunner(SupervisionMixin):
 
     def serving_version(self, app: str) -> int | None:
         # issue 15 item 8: read from the engine and the router (runner/serving.py).
+        # A replica upgraded in place runs the release its hot-version says.
         routes = getattr(self.router, "routes", None)
-        return serving_version([(r.version, r.state, r.stopping, r.host_port)
+        return serving_version([((r.state == "running" and self._hot_version(r)) or r.version,
+                                 r.state, r.stopping, r.host_port)
                                 for r in self.docker.list(app)],
                                routes().get(app) if routes is not None else None)
 
