@@ -43,13 +43,13 @@ def test_slow_request_in_flight_during_a_redeploy_completes(make_server, tmp_pat
     (user.src / "serve.py").write_text(SLOW_APP)
     user.commit("slow endpoint")
     user.push()
-    assert fetch(server, app).text.startswith("release 1")
+    assert fetch(server, app).text.startswith("release v1")
 
     # A kept-alive client that never retries: one request before the deploy,
     # the next after it, on the same connection.
     kept = http.client.HTTPConnection("127.0.0.1", server.router_port, timeout=60)
     kept.request("GET", "/", headers={"Host": f"{app}.localhost"})
-    assert kept.getresponse().read().startswith(b"release 1")
+    assert kept.getresponse().read().startswith(b"release v1")
 
     slow: dict = {}
 
@@ -72,11 +72,11 @@ def test_slow_request_in_flight_during_a_redeploy_completes(make_server, tmp_pat
     # A config change is a redeploy: v2's replica replaces v1's, which leaves
     # with the slow request in flight.
     user.shipway("-a", app, "config:set", "GREETING=again")
-    wait_for(lambda: fetch(server, app).text.startswith("release 2"), timeout=60)
+    wait_for(lambda: fetch(server, app).text.startswith("release v2"), timeout=60)
     t.join(90)
-    assert slow.get("answer") == (200, "release 1\n"), slow
+    assert slow.get("answer") == (200, "release v1\n"), slow
     assert slow["done"] - started >= 11  # it really was in flight for its 12 s
 
     kept.request("GET", "/", headers={"Host": f"{app}.localhost"})
-    assert kept.getresponse().read().startswith(b"release 2")  # same connection, no retry
+    assert kept.getresponse().read().startswith(b"release v2")  # same connection, no retry
     kept.close()
