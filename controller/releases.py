@@ -126,12 +126,14 @@ class ReleasesMixin(AppsMixin):
                 raise
             return self._set_status(release, "succeeded", also=on_success)
 
-    def fail_interrupted(self) -> tuple[int, int]:
+    def fail_interrupted(self, deploying: bool = True) -> tuple[int, int]:
         # Called before the runner adopts containers: a release cut off
         # mid-deploy never became current, so its replicas are retired then.
+        # deploying=False: those are settled apart (controller/settle.py).
+        cut_off = ("pending", "deploying") if deploying else ("pending",)
         with self.db.write() as conn:
             failed_releases = conn.execute(
-                releases.update().where(releases.c.status.in_(("pending", "deploying")))
+                releases.update().where(releases.c.status.in_(cut_off))
                 .values(status="failed")).rowcount
             failed_builds = conn.execute(
                 builds.update().where(builds.c.status == "running").values(
@@ -286,4 +288,3 @@ class ReleasesMixin(AppsMixin):
             rows = conn.execute(sa.select(slugs).where(slugs.c.app_id == app.id)
                                 .order_by(slugs.c.id.desc())).all()
         return [self._to_slug(r) for r in rows]
-

@@ -197,10 +197,11 @@ class Controller:
     def list_releases(self, user: User, app: str) -> list[Release]:
         raise NotImplementedError
 
-    def fail_interrupted(self) -> tuple[int, int]:
+    def fail_interrupted(self, deploying: bool = True) -> tuple[int, int]:
         """At server start: releases still pending/deploying and builds still
         running were cut off by a crash; mark them failed so history never
-        shows work in progress that nothing is doing. (releases, builds)."""
+        shows work in progress that nothing is doing. (releases, builds).
+        `deploying=False` leaves the deploying ones to controller/settle.py."""
         raise NotImplementedError
 
     def get_release(self, app: App, version: int) -> Release:

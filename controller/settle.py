@@ -23,7 +23,7 @@ import attrs
 import sqlalchemy as sa
 from twisted.logger import Logger
 
-from controller.db import apps, builds, now, releases
+from controller.db import apps, releases
 from controller.models import App
 from controller.service import Controller
 
@@ -41,17 +41,13 @@ def interrupted_deploys(controller: Controller) -> list[Interrupted]:
     """At start, before the ports open: releases left `deploying` (to settle
     once the runner can be asked), while releases left `pending` and builds
     left running are marked failed at once (nothing of them ever ran)."""
-    with controller.db.write() as conn:
+    with controller.db.read() as conn:
         rows = conn.execute(
             sa.select(releases.c.id, releases.c.version, apps.c.name)
             .select_from(releases.join(apps, apps.c.id == releases.c.app_id))
             .where(releases.c.status == "deploying")
             .order_by(releases.c.id)).all()
-        conn.execute(releases.update().where(releases.c.status == "pending")
-                     .values(status="failed"))
-        conn.execute(builds.update().where(builds.c.status == "running").values(
-            status="failed", finished_at=now(),
-            output=builds.c.output + "\ninterrupted: the server stopped during this push\n"))
+    controller.fail_interrupted(deploying=False)
     return [Interrupted(app=r.name, version=r.version, release_id=r.id) for r in rows]
 
 

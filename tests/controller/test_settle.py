@@ -94,3 +94,18 @@ def test_when_the_runner_cannot_tell_the_release_fails(
     assert settle(restarted, interrupted_deploys(restarted), unreachable) == \
         {(app.name, v2): "failed"}
     assert interrupted_deploys(restarted) == []  # settled once
+
+
+def test_pending_releases_and_running_builds_fail_at_once_deploying_ones_wait(
+        open_store, store: Store, owner: User, app: App) -> None:
+    runner, _ = _live(store, owner, app)
+    build = store.start_build(app, owner, "refs/heads/main", "cut")
+    v2 = _crash_mid_deploy(store, owner, app, runner, "started")
+    pending = store.create_release(app, None, "config", owner.email)
+    restarted = open_store()
+    found = interrupted_deploys(restarted)
+    assert [(i.app, i.version) for i in found] == [(app.name, v2)]
+    assert _statuses(restarted, owner, app) == {1: "succeeded", v2: "deploying",
+                                                pending.version: "failed"}
+    [row] = [b for b in restarted.list_builds(owner, app.name) if b.id == build.id]
+    assert row.status == "failed" and "interrupted" in row.output
