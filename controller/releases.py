@@ -288,3 +288,4 @@ class ReleasesMixin(AppsMixin):
             rows = conn.execute(sa.select(slugs).where(slugs.c.app_id == app.id)
                                 .order_by(slugs.c.id.desc())).all()
         return [self._to_slug(r) for r in rows]
+
