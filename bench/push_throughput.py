@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import ShipwayServer, free_port  # noqa: E402
+from tests.conftest import ShipwayServer, _stop_nginx, free_port  # noqa: E402
 
 
 def make_source(path: Path) -> None:
@@ -247,6 +247,7 @@ def main() -> None:
         if server:
             server.stop()
             server.cleanup_docker()
+            _stop_nginx(server.data_dir)  # the router's proxy outlives the server
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
