@@ -270,6 +270,27 @@ def routed_names(db: Database, app_hostname: Callable[[str], str]) -> dict[str, 
     return out
 
 
+HTTPS_ONLY_VAR = "HTTPS_ONLY"  # SHIPWAY_* names are reserved to the platform
+
+
+def https_only_names(db: Database, keyring: Keyring, routed: dict[str, int]) -> set[str]:
+    """Names to redirect from plain HTTP to HTTPS: those of apps whose config
+    var HTTPS_ONLY is true, once their certificate is issued (a
+    redirect to a name without one would only trade a page for an error)."""
+    from controller.config import config_aad
+    from controller.db import config_vars
+
+    with db.read() as conn:
+        rows = conn.execute(sa.select(config_vars.c.app_id, config_vars.c.value_ct)
+                            .where(config_vars.c.name == HTTPS_ONLY_VAR)).all()
+        issued = {r.hostname for r in conn.execute(
+            sa.select(certificates.c.hostname).where(certificates.c.fullchain_ct.is_not(None)))}
+    on = {r.app_id for r in rows
+          if keyring.decrypt(r.value_ct, config_aad(r.app_id, HTTPS_ONLY_VAR)).strip().lower()
+          in ("1", "true", "yes", "on")}
+    return {h for h, a in routed.items() if a in on and h in issued}
+
+
 def acme_enabled(directory: str | None, base_domain: str) -> bool:
     """ACME runs when a directory is set (base domain localhost: only then)."""
     return bool(directory)

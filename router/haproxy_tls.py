@@ -177,6 +177,13 @@ class TLSManager:
             else:
                 self._map_del(self.layout.https_only_map, host)
 
+    def sync_https_only(self, hostnames: set[str]) -> None:
+        """Make the redirected names exactly `hostnames`."""
+        with self._lock:
+            have = set(_read_map(self.layout.https_only_map))
+            self.set_https_only(sorted(have - hostnames), False)
+            self.set_https_only(sorted(hostnames - have), True)
+
     # --- internals -------------------------------------------------------------
     def _map_set(self, path: str, key: str, value: str) -> None:
         with self._lock:

@@ -79,23 +79,25 @@ def start_certificates(services: object) -> None:
     from twisted.internet import task, threads
     from twisted.logger import Logger
 
-    from controller.certificates import make_manager, routed_names
+    from controller.certificates import https_only_names, make_manager, routed_names
     from router.haproxy import HAProxyRouter
     from router.haproxy_tls import TLSManager
 
     settings, router, controller = services.settings, services.router, services.controller
     if not isinstance(router, HAProxyRouter) or not settings.https_port:
         return
-    manager = make_manager(controller.db, controller.keyring, settings,
-                           TLSManager(router.layout, router.runtime))
+    tls = TLSManager(router.layout, router.runtime)
+    manager = make_manager(controller.db, controller.keyring, settings, tls)
     if manager is None:
         return
     log = Logger(namespace="shipway.certificates")
     busy: list[bool] = []
 
     def once() -> None:
-        manager.reconcile(routed_names(controller.db, settings.app_hostname))
+        routed = routed_names(controller.db, settings.app_hostname)
+        manager.reconcile(routed)
         manager.tick()
+        tls.sync_https_only(https_only_names(controller.db, controller.keyring, routed))
 
     def step() -> None:
         if busy:

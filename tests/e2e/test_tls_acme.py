@@ -100,6 +100,18 @@ def test_app_names_get_acme_certificates_served_by_sni(acme_server: ShipwayServe
     user.shipway("-a", app, "domains:remove", custom)
     wait_for(lambda: "shipway-default" in _issuer(server, custom), timeout=30)
     assert https_get(server.https_port, app_host, root)[0] == 200
+    # HTTPS-only (config var): plain HTTP redirects to the https port, ACME answers excepted.
+    user.shipway("-a", app, "config:set", "HTTPS_ONLY=true")
+
+    def redirect() -> str | None:
+        r = requests.get(f"http://127.0.0.1:{server.router_port}/p?q=1", headers={"Host": app_host},
+                         allow_redirects=False, timeout=10)
+        return r.status_code == 301 and r.headers["Location"]
+
+    assert wait_for(redirect, timeout=30) == f"https://{app_host}:{server.https_port}/p?q=1"
+    assert _plain(server, broken)  # the app's name without a certificate is not redirected
+    user.shipway("-a", app, "config:unset", "HTTPS_ONLY")
+    wait_for(lambda: not redirect(), timeout=30)
     pebble.unresolve(broken)
 
 
