@@ -141,6 +141,14 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     "DELETE /apps/{app}/collaborators/{email}": (_remove_collab, app_route(collab=403)),
     "GET /apps/{app}/builds": (fixed("/apps/{app}/builds"), app_route()),
     "GET /apps/{app}/logs": (fixed("/apps/{app}/logs"), app_route()),
+    # issue 16, item 5 (the app as its own canary: the permitted get the 400)
+    "GET /apps/{app}/maintenance": (fixed("/apps/{app}/maintenance"), app_route()),
+    "PUT /apps/{app}/maintenance": (fixed("/apps/{app}/maintenance", {"maintenance": False}),
+                                    app_route()),
+    "PUT /apps/{app}/canary": (lambda w, r: (f"/apps/{w.app}/canary",
+                                             {"canary": w.app, "weight": 10}),
+                               app_route(collab=400, owner=400)),
+    "DELETE /apps/{app}/canary": (fixed("/apps/{app}/canary"), app_route()),
 }
 
 

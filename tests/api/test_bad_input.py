@@ -125,6 +125,8 @@ VALID_BODY = {
     "/apps/{app}/size": {"PUT": {"size": 1}},
     "/apps/{app}/domains": {"POST": {"hostname": "a.example.com"}},
     "/apps/{app}/collaborators": {"POST": {"email": "x@example.com"}},
+    "/apps/{app}/maintenance": {"PUT": {"maintenance": True}},  # issue 16
+    "/apps/{app}/canary": {"PUT": {"canary": "other", "weight": 5}},  # issue 16
 }
 
 
