@@ -53,6 +53,7 @@ from builder.slug import SlugWriter, excludes_file, parse_slugignore
 from builder.source import export_source, new_work_dir, read_top_file
 from builder.stack import APP_UID, ensure_stack_image
 from builder.errors import BuildFailed
+from core.locks import KeyedThreadLocks
 from core.settings import Settings
 
 BUILD_DIR, CACHE_DIR, ENV_DIR = "/app", "/cache", "/shipway/env"
@@ -113,8 +114,10 @@ class DockerBuilder:
         self._standby: dict[str, _Standby] = {}
         self._standby_lock = threading.Lock()
         # app -> held while its standby is made or its cache removed, so that
-        # neither can slip in between the other's steps.
-        self._app_locks: dict[str, threading.Lock] = {}
+        # neither can slip in between the other's steps. Of this process
+        # only (core.locks.KeyedThreadLocks): the standby and the volume are
+        # named for this server's instance, which no other process builds.
+        self._app_lock = KeyedThreadLocks()
         self._closing = False
 
     @property
@@ -252,10 +255,6 @@ class DockerBuilder:
         thread.start()
 
     # --- standby containers -----------------------------------------------------------
-
-    def _app_lock(self, app: str) -> threading.Lock:
-        with self._standby_lock:
-            return self._app_locks.setdefault(app, threading.Lock())
 
     def _start_standby(self, app: str, image: str, volume: str) -> None:
         """Create and start the container the app's next build will take;

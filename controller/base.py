@@ -15,6 +15,7 @@ from controller.db import Database
 from controller.errors import Unavailable
 from controller.models import App, User
 from controller.service import Controller, Deployer
+from core.locks import Locks, NamedLock
 from core.settings import Settings
 
 log = Logger(namespace="shipway.controller")
@@ -34,31 +35,27 @@ class StoreBase(Controller):
     _deployer: Deployer | None
     _destroy_hooks: list[Callable[[App], None]]
     _hooks_lock: threading.Lock
-    _release_locks: dict[int, threading.RLock]  # app id -> its lock
+    locks: Locks  # core.locks: this process's named locks, held across processes
 
-    def release_lock(self, app: App) -> threading.RLock:
+    def release_lock(self, app: App) -> NamedLock:
         """Held from the making of a release of `app` to the end of its
         deploy, and around every other change of what runs (scale, restart,
-        resize). So the newest succeeded release, which is what "current"
-        means, is always what the runner last ran, and a config change or a
-        rollback is never made from a release whose deploy has not ended (it
-        would take the previous slug and undo a push). One process's lock:
-        the runner of this process is the only one changing what runs."""
-        with self._hooks_lock:
-            return self._release_locks.setdefault(app.id, threading.RLock())
+        resize, destroy). So the newest succeeded release, which is what
+        "current" means, is always what the runner last ran, and a config
+        change or a rollback is never made from a release whose deploy has
+        not ended (it would take the previous slug and undo a push).
+        Re-entrant in its thread (the deployer takes it again) and held
+        across every server on this database: two servers never deploy one
+        app at once, and never number two releases alike."""
+        return self.locks.get(f"app:{app.name}")
 
     @contextlib.contextmanager
     def serialized(self, app: App, output: Callable[[str], None] | None = None) -> Iterator[None]:
         """Hold `release_lock(app)`, saying so on `output` when another
         change of the app is deploying first (a user would see a hang)."""
-        lock = self.release_lock(app)
-        if not lock.acquire(blocking=False):
-            (output or silent)(f"-----> Waiting for the deploy in progress on {app.name} to end")
-            lock.acquire()
-        try:
+        with self.locks.hold(f"app:{app.name}", wait=True, on_wait=lambda: (output or silent)(
+                f"-----> Waiting for the deploy in progress on {app.name} to end")):
             yield
-        finally:
-            lock.release()
 
     def set_deployer(self, deployer: Deployer) -> None:
         self._deployer = deployer

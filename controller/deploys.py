@@ -9,8 +9,8 @@ becomes `runner.scale` of the current spec (existing replicas untouched).
 """
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+import time
+from typing import Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -119,8 +119,6 @@ class Deployer:
         self.controller = controller
         self.runner = runner
         self.logs = logs  # logger.store.LogStore: deploy lines join the app's logs
-        self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
-        self._locks_guard = threading.Lock()
 
     def _tee(self, app: App, output: Output) -> Output:
         if self.logs is None:
@@ -133,26 +131,37 @@ class Deployer:
 
         return both
 
-    def _lock(self, app: str) -> threading.RLock:
-        with self._locks_guard:
-            return self._locks[app]
+    def _lock(self, app: App) -> Any:
+        """The controller's release lock of `app` (core/locks.py): the one
+        lock guarding what runs, re-entrant, so the store's release path
+        (which holds it already) and a direct call here are serialized alike,
+        across every server on the database."""
+        return self.controller.release_lock(app)
 
     def deploy(self, app: App, release: Release, output: Output, hot: bool = False) -> None:
-        with self._lock(app.name):
+        with self._lock(app):
             spec = release_spec(self.settings, self.controller, app, release)
-            if hot:
-                self.runner.hot_upgrade(spec, self._tee(app, output))
-            else:
-                self.runner.deploy(spec, self._tee(app, output))
+            started = time.time()
+            try:
+                if hot:
+                    self.runner.hot_upgrade(spec, self._tee(app, output))
+                else:
+                    self.runner.deploy(spec, self._tee(app, output))
+            finally:
+                # Wall-clock bounds (µs), so the deploys of several servers on
+                # one database can be laid side by side from their logs.
+                log.info("app {app}: deploy of v{version} ran {start:.6f} to {end:.6f}",
+                         app=app.name, version=release.version, start=started,
+                         end=time.time())
 
     def apply_formation(self, app: App, output: Output) -> None:
-        with self._lock(app.name):
+        with self._lock(app):
             spec = self._current_spec(app)
             if spec is not None:  # else the formation applies at the first deploy
                 self.runner.scale(spec, self._tee(app, output))
 
     def restart(self, app: App, output: Output) -> None:
-        with self._lock(app.name):
+        with self._lock(app):
             spec = self._current_spec(app)
             if spec is not None:
                 self.runner.deploy(spec, self._tee(app, output))
@@ -162,7 +171,7 @@ class Deployer:
         return current_spec(self.settings, self.controller, app)
 
     def destroy(self, app: App) -> None:
-        with self._lock(app.name):
+        with self._lock(app):
             self.runner.destroy(app.name)
 
     def refresh_route(self, app: App) -> None:

@@ -15,6 +15,7 @@ from controller.db import Database
 from controller.keys import KeysMixin
 from controller.migrations import migrate
 from controller.users import UsersMixin
+from core.locks import make_locks
 from core.settings import Settings
 
 
@@ -31,7 +32,8 @@ class Store(UsersMixin, KeysMixin, BuildsMixin):
         self._deployer = None
         self._destroy_hooks = []
         self._hooks_lock = threading.Lock()
-        self._release_locks = {}
+        # Per-app locks held across processes (core/locks.py).
+        self.locks = make_locks(settings)
 
     def close(self) -> None:
         """Release database connections (tests reopen the same database)."""

@@ -25,7 +25,7 @@ from controller.models import App, Build, Release, Slug
 from controller.service import Controller
 from core.settings import Settings
 from hooks.interface import ZERO_SHA, Progress, Push, PushOutcome, RefUpdate
-from hooks.lock import PushInProgress, PushLocks
+from core.locks import Busy, Locks, make_locks
 from logger.store import LogStore
 from storage.interface import ISlugStore, SlugStoreFull
 
@@ -89,13 +89,16 @@ def ref_value(repo_path: Path, ref: str) -> str:
 
 class Pipeline:
     def __init__(self, settings: Settings, *, controller: Controller, builder: IBuilder,
-                 slugs: ISlugStore | None, logs: LogStore | None = None) -> None:
+                 slugs: ISlugStore | None, logs: LogStore | None = None,
+                 locks: Locks | None = None) -> None:
         self.settings = settings
         self.controller = controller
         self.builder = builder
         self.slugs = slugs
         self.logs = logs  # logger.store.LogStore: build lines join the app's logs
-        self.locks = PushLocks(Path(settings.data_dir) / "locks")
+        # "push:<app>": one deploying push per app, across every server
+        # process (core/locks.py); try mode, a pusher hears "busy" at once.
+        self.locks = locks if locks is not None else make_locks(settings)
 
     # --- the entry point -------------------------------------------------
     def receive(self, push: Push, progress: Progress) -> PushOutcome:
@@ -121,7 +124,8 @@ class Pipeline:
             progress(f"branch {branch} stored, not deployed (only main/master deploy)")
             return None
         try:
-            with self.locks.hold(push.app.name):
+            with self.locks.hold(f"push:{push.app.name}", reentrant=False,
+                                 busy=f"another push to {push.app.name} is in progress"):
                 if ref_value(push.repo_path, update.ref) != update.old:
                     # Another deploy moved the branch after this push began.
                     progress(f"{update.ref} changed during the push; fetch first")
@@ -130,7 +134,7 @@ class Pipeline:
                 if reason is None and push.move_ref is not None:
                     reason = push.move_ref(update)
                 return reason
-        except PushInProgress as busy:
+        except Busy as busy:
             progress(f"-----> {busy}")
             return str(busy)
 

@@ -9,7 +9,11 @@ restarted; containers of other releases or of deleted apps are removed.
 
 Per app, one operation at a time (deploy, scale, destroy, a repair by the
 supervisor) holds the app's lock; the supervisor never waits for a lock, it
-tries again on its next pass.
+tries again on its next pass. These locks are of this process only
+(core.locks.KeyedThreadLocks): they order this runner's own threads over
+containers labelled with its instance, which no other process touches; the
+app's state is guarded across processes by the controller's release lock,
+held around every deploy, scale, restart and destroy that reaches here.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from core.locks import KeyedThreadLocks
 from builder.networks import ensure_firewall, remove_app_network
 from router.interface import IRouter, Route
 from runner.containers import HOST_KEY_VAR, Containers, Replica, Unhealthy
@@ -65,8 +70,7 @@ class DockerRunner(SupervisionMixin):
         self._image: str | None = None
         self._gateway: str | None = None
         self._signer: KeySigner | None = None
-        self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
-        self._locks_guard = threading.Lock()
+        self._lock = KeyedThreadLocks()  # app -> this process's lock (see above)
         self._desired: dict[str, ReleaseSpec] = {}  # app -> the spec it should run
         self._live: dict[str, dict[str, Replica]] = {}  # app -> id -> healthy replica
         self._retiring: set[str] = set()  # container ids being stopped
@@ -83,10 +87,6 @@ class DockerRunner(SupervisionMixin):
         if self._containers is None:
             self._containers = Containers(self.settings)
         return self._containers
-
-    def _lock(self, app: str) -> threading.RLock:
-        with self._locks_guard:
-            return self._locks[app]
 
     def _stack_image(self, output: Output) -> str:
         if self._image is None:

@@ -81,7 +81,7 @@ def build_services(settings: Settings) -> Services:
     controller.set_deployer(Deployer(settings, controller=controller, runner=runner,
                                      logs=logs))
     pipeline = Pipeline(settings, controller=controller, builder=builder, slugs=slugs,
-                        logs=logs)
+                        logs=logs, locks=controller.locks)  # one core.locks.Locks
     services = Services(settings=settings, controller=controller, slugs=slugs,
                         builder=builder, router=router, runner=runner, pipeline=pipeline,
                         logs=logs)
