@@ -85,6 +85,7 @@ class HAProxyRouter(OverlaysMixin):
         self._started = False
         self._wanted = False
         self._init_overlays()
+        self.drain_timeout = DRAIN_TIMEOUT
         self._map_writer = MapWriter(self.layout.map_path, self._lock, self._map_entries)
 
     # --- IRouter -----------------------------------------------------------
@@ -235,10 +236,6 @@ class HAProxyRouter(OverlaysMixin):
 
     def pid(self) -> int | None:
         return self.process.pid()
-
-    @staticmethod
-    def _drain_timeout() -> float:
-        return DRAIN_TIMEOUT
 
     def reload(self) -> None:
         """Apply a changed `00-main.cfg` (see HAProxyProcess.reload)."""

@@ -136,7 +136,7 @@ class OverlaysMixin:
         if servers:
             self.runtime.run([f"set server {backend}/{n} state drain" for n in servers.values()])
         for upstream, n in servers.items():
-            self._draining[(backend, n)] = (time.monotonic() + self._drain_timeout(), upstream)
+            self._draining[(backend, n)] = (time.monotonic() + self.drain_timeout, upstream)
 
     def _reapply_overlays(self) -> None:
         """The proxy was started again from its files: put maintenance
@@ -192,7 +192,7 @@ class OverlaysMixin:
                      for u, n in current.items() if u not in leaving]
         self.runtime.run(commands)
         for upstream, n in leaving.items():
-            self._draining[(backend, n)] = (time.monotonic() + self._drain_timeout(), upstream)
+            self._draining[(backend, n)] = (time.monotonic() + self.drain_timeout, upstream)
             del current[upstream]
         if not current:
             self._canary_servers.pop(app, None)

@@ -44,3 +44,14 @@ class IRouter(Interface):
     def set_canary(app: str, canary: str | None, percent: int = 0) -> None:
         """Send `percent` % of the app's requests to the replicas of the app
         `canary` (None: no canary)."""
+
+
+class NoOverlays:
+    """For a router without maintenance mode or canaries (the nginx one,
+    kept as the benchmarks' peer): a clear refusal."""
+
+    def set_maintenance(self, app: str, on: bool) -> None:
+        raise RuntimeError("maintenance mode needs the haproxy router (SHIPWAY_ROUTER_PROXY)")
+
+    def set_canary(self, app: str, canary: str | None, percent: int = 0) -> None:
+        raise RuntimeError("canaries need the haproxy router (SHIPWAY_ROUTER_PROXY)")

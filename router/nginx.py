@@ -31,7 +31,7 @@ from typing import Iterable
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from router.interface import IRouter, Route
+from router.interface import IRouter, NoOverlays, Route
 from router.nginx_conf import GENERATION_HEADER, GENERATION_HOST, Layout, check_route, render
 from core.settings import Settings
 
@@ -109,7 +109,7 @@ def _alive(pid: int) -> bool:
 
 
 @implementer(IRouter)
-class NginxRouter:
+class NginxRouter(NoOverlays):  # issue 16: the benchmarks' peer
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dir = Path(settings.data_dir) / "router"
@@ -332,14 +332,6 @@ class NginxRouter:
             orphans = {p for p in orphans if _alive(p)}
             if not orphans:
                 return
-
-    # Issue 16: nginx is kept only as the benchmarks' peer (reloaded per
-    # change); maintenance and canaries are the HAProxy router's.
-    def set_maintenance(self, app: str, on: bool) -> None:
-        raise RouterError("maintenance mode needs the haproxy router (SHIPWAY_ROUTER_PROXY)")
-
-    def set_canary(self, app: str, canary: str | None, percent: int = 0) -> None:
-        raise RouterError("canaries need the haproxy router (SHIPWAY_ROUTER_PROXY)")
 
     def _wait_generation(self, generation: int) -> None:
         """A fresh connection served by the new generation: new workers run."""
