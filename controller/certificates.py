@@ -32,7 +32,7 @@ certificates = sa.Table(
     "certificates", metadata,
     sa.Column("hostname", sa.String(253), primary_key=True),
     sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"),
-              nullable=False, index=True),
+              nullable=True, index=True),  # NULL: the platform's own --public-host
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("fullchain_ct", sa.Text, nullable=True),
     sa.Column("key_ct", sa.Text, nullable=True),
@@ -107,20 +107,20 @@ class CertificateStore:
                     updated_at=now()))
         return gone + moved
 
-    def reconcile(self, wanted: dict[str, int]) -> list[str]:
+    def reconcile(self, wanted: dict[str, int | None]) -> list[str]:
         """Make the table hold exactly the names in `wanted` (hostname -> app
         id), in one transaction: new names pending, names gone (or moved to
         another app) deleted. Returns the names deleted."""
         with self.db.write() as conn:
             have = {r.hostname: r.app_id for r in conn.execute(
                 sa.select(certificates.c.hostname, certificates.c.app_id)).all()}
-            gone = [h for h, a in have.items() if wanted.get(h) != a]
+            gone = [h for h, a in have.items() if h not in wanted or wanted[h] != a]
             for i in range(0, len(gone), 500):
                 conn.execute(certificates.delete().where(
                     certificates.c.hostname.in_(gone[i:i + 500])))
             new = [{"hostname": h, "app_id": a, "status": "pending", "failures": 0,
                     "updated_at": now()}
-                   for h, a in wanted.items() if have.get(h) != a]
+                   for h, a in wanted.items() if h not in have or have[h] != a]
             if new:
                 conn.execute(certificates.insert(), new)
         return gone
@@ -224,7 +224,7 @@ class CertificateManager:
         for host in self.store.want(app_id, hostnames):
             self.target.remove(host)
 
-    def reconcile(self, wanted: dict[str, int]) -> None:
+    def reconcile(self, wanted: dict[str, int | None]) -> None:
         """Every routed name (hostname -> app id): forget the others."""
         for host in self.store.reconcile(wanted):
             try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.internet import reactor, ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from core.settings import Settings
 
@@ -39,8 +41,75 @@ def certificate_options(cert_path: str, key_path: str) -> ssl.CertificateOptions
         raise TLSConfigError("--tls-key does not match the first certificate of --tls-cert") from None
 
 
+@implementer(IOpenSSLServerConnectionCreator)
+class ReplaceableCertificate:
+    """The API's TLS when its certificate comes from ACME: a self-signed one
+    until the first is issued, then each new one used from the next
+    connection on (a new context each time: a used one cannot change)."""
+
+    def __init__(self, path: str) -> None:
+        from router.haproxy_tls import self_signed_pem
+
+        self.path = path
+        try:
+            self.load(open(path).read())
+        except (OSError, ValueError, crypto.Error, SSL.Error):
+            self.load(self_signed_pem("shipway-api"))
+
+    def load(self, pem: str) -> None:
+        """Serve `pem` (chain, then key) to the next connections."""
+        import os
+
+        tmp = f"{self.path}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(pem)
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        ctx.use_certificate_chain_file(tmp)
+        ctx.use_privatekey_file(tmp)
+        ctx.check_privatekey()
+        os.replace(tmp, self.path)
+        self._ctx = ctx
+
+    def serverConnectionForTLS(self, protocol: object) -> SSL.Connection:  # noqa: N802
+        return SSL.Connection(self._ctx, None)
+
+
+def acme_public_host(settings: Settings) -> str | None:
+    """The API's own name to get a certificate for (ACME on, no --tls-cert,
+    and a public host that is a DNS name rather than an address)."""
+    import ipaddress
+
+    from router.haproxy_tls import check_hostname
+
+    if settings.tls_cert or not settings.acme_directory or not settings.https_port:
+        return None
+    try:
+        ipaddress.ip_address(settings.public_host)
+        return None
+    except ValueError:
+        pass
+    try:
+        host = check_hostname(settings.public_host)
+    except ValueError:
+        return None
+    return host if "." in host and host != "localhost" else None
+
+
+_api_certificate: list[ReplaceableCertificate] = []  # set by listen_http for the ACME loop
+
+
 def listen_http(settings: Settings, site: Site) -> None:
     """The API port: TLS when a certificate is configured, plain HTTP else."""
+    if acme_public_host(settings):
+        from pathlib import Path
+
+        Path(settings.data_dir, "tls").mkdir(parents=True, exist_ok=True, mode=0o700)
+        api = ReplaceableCertificate(str(Path(settings.data_dir, "tls", "api.pem")))
+        _api_certificate[:] = [api]
+        reactor.listenSSL(settings.http_port, site, api, interface=settings.bind_host)
+        return
     if settings.tls_cert or settings.tls_key:
         if not (settings.tls_cert and settings.tls_key):
             raise TLSConfigError("--tls-cert and --tls-key go together")
@@ -93,8 +162,15 @@ def start_certificates(services: object) -> None:
     log = Logger(namespace="shipway.certificates")
     busy: list[bool] = []
 
+    public = acme_public_host(settings)
+    if public and _api_certificate:
+        tls = _APIAndRouter(tls, public, _api_certificate[0])
+        manager.target = tls
+
     def once() -> None:
         routed = routed_names(controller.db, settings.app_hostname)
+        if public:
+            routed[public] = None  # the platform's own name: no app
         manager.reconcile(routed)
         manager.tick()
         tls.sync_https_only(https_only_names(controller.db, controller.keyring, routed))
@@ -109,3 +185,19 @@ def start_certificates(services: object) -> None:
 
     threads.deferToThread(manager.load).addBoth(
         lambda _: task.LoopingCall(step).start(CERTIFICATE_INTERVAL))
+
+
+class _APIAndRouter:
+    """The certificate target when the API's name has an ACME certificate:
+    the router serves every name, and the API's listener its own."""
+
+    def __init__(self, tls: object, public_host: str, api: ReplaceableCertificate) -> None:
+        self._tls, self.public_host, self.api = tls, public_host, api
+
+    def install(self, hostname: str, pem: str) -> None:
+        self._tls.install(hostname, pem)
+        if hostname == self.public_host:  # swapped on the reactor thread, between handshakes
+            reactor.callFromThread(self.api.load, pem)
+
+    def __getattr__(self, name: str):
+        return getattr(self._tls, name)

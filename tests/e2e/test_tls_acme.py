@@ -4,6 +4,7 @@ ACME server (pebble), serves them by SNI, renews them without a reload; and
 the API and git smart HTTP are served over TLS, verified by the CLI and git."""
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
@@ -169,3 +170,25 @@ def _system_bundle() -> str:
     import certifi
 
     return certifi.where()
+
+
+def test_the_api_gets_an_acme_certificate_for_its_public_host(
+        tmp_path_factory: pytest.TempPathFactory, pebble: Pebble,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = _TLSServer(tmp_path_factory.mktemp("shipway-api-acme"), env={
+        "SHIPWAY_ACME_DIRECTORY": pebble.directory, "SHIPWAY_ACME_CA_BUNDLE": pebble.ca_bundle,
+        "SHIPWAY_PUBLIC_HOST": "api.shipway.test", "SHIPWAY_BASE_DOMAIN": "shipway.test"})
+    server.router_port = pebble.http_port
+    try:
+        with monkeypatch.context() as m:  # the fixture's health check, before any certificate
+            m.setattr(requests, "get", functools.partial(requests.get, verify=False))
+            server.start()
+        root = pebble.root_pem()
+        assert wait_for(lambda: https_get(server.http_port, "api.shipway.test", root,
+                                          "/api/health")[0] == 200, timeout=90)
+        # git smart HTTP is on the same listener, so served with the same certificate.
+        assert "Pebble" in peer_cert(server.http_port, "api.shipway.test").issuer.rfc4514_string()
+    finally:
+        server.stop()
+        server.cleanup_docker()
+        _stop_nginx(server.data_dir)

@@ -20,7 +20,7 @@ def upgrade() -> None:
         "certificates",
         sa.Column("hostname", sa.String(253), primary_key=True),
         sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"),
-                  nullable=False, index=True),
+                  nullable=True, index=True),  # NULL: the platform's own --public-host
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("fullchain_ct", sa.Text, nullable=True),
         sa.Column("key_ct", sa.Text, nullable=True),
