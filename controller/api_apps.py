@@ -7,6 +7,7 @@ request thread, and the answer carries the release and the progress lines.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from controller.api_views import (
@@ -179,9 +180,14 @@ def list_builds(call: Call) -> list[dict[str, Any]]:
 
 
 # --- logs ----------------------------------------------------------------------------
+_SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # issue 18: --source
+
+
 def logs(call: Call) -> dict[str, Any] | Follow:
     """`?lines=N` (1..history, default 100) of history; `?follow=true`
-    streams on as NDJSON, history first."""
+    streams on as NDJSON, history first; `?source=X` keeps one source
+    (app, shipway, router, build, deploy, release, a process type or one
+    process: logger.store.LogLine.matches)."""
     app = call.controller.get_app(call.me, call.params["app"])
     store = call.services.logs
     if store is None:
@@ -190,20 +196,29 @@ def logs(call: Call) -> dict[str, Any] | Follow:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= store.lines_per_app:
         raise BadRequest(f"lines must be a whole number from 1 to {store.lines_per_app}")
     lines = int(raw)
+    source = call.query.get("source") or None
+    if source is not None and not _SOURCE.fullmatch(source):
+        raise BadRequest("source must be app, shipway, router, build, deploy, release, "
+                         "a process type or a process (letters, digits, - _ .)")
     follow = call.query.get("follow", "").lower()
     if follow not in ("", "0", "1", "false", "true"):
         raise BadRequest("follow must be true or false")
     if follow not in ("1", "true"):
-        return {"lines": [line.format() for line in store.tail(app.name, lines)]}
+        return {"lines": [line.format() for line in store.tail(app.name, lines, source)]}
     feed = LogFeed()
+
+    def put(line: Any) -> None:
+        if line.matches(source):
+            feed.put(line)
     try:
-        stop = store.subscribe(app.name, feed.put)
+        stop = store.subscribe(app.name, put)
     except ValueError as e:
         raise TooManyRequests(f"{e}; try again later") from None
     # Subscribed before reading the history: a line added in between is in
     # both, and is sent once.
-    early = {id(line) for line in feed.pending()}
-    first = [line.format() for line in store.tail(app.name, lines) if id(line) not in early]
+    early = {line.seq for line in feed.pending()}
+    first = [line.format() for line in store.tail(app.name, lines, source)
+             if line.seq not in early]
     return Follow(first=first, attach=lambda sink: feed.attach(lambda line: sink(line.format())),
                   stop=stop)
 

@@ -223,6 +223,16 @@ class Settings:
     fetch_connect_timeout: int = 10
     fetch_timeout: int = 120
     # --- end issue 14, findings 1 and 2 ---
+    # --- issue 18, items 3 and 4: durable logs and drains (logger/) ---
+    # Bytes of log history kept per app (logs.sqlite3 under data_dir), live
+    # followers per app, lines a drain may hold before dropping, and the CA
+    # bundle (PEM) trusted for syslog+tls:// and https:// drains besides the
+    # system store (tests).
+    log_bytes_per_app: int = attrs.field(default=10 << 20, validator=attrs.validators.ge(4096))
+    log_followers_per_app: int = 1000
+    drain_buffer_lines: int = 10_000
+    drain_ca_bundle: str = ""
+    # --- end issue 18, items 3 and 4 ---
     # --- issue 14: slug pruning and domain proof (controller/slug_pruning.py,
     # controller/domain_ownership.py) ---
     # Slugs of an app's newest N releases (and of what runs) are kept; the
@@ -256,12 +266,6 @@ class Settings:
     # What one build may write in its workspace (source, /app, cache) and /tmp.
     build_disk: str = attrs.field(default="4g", validator=_docker_size)
     # --- end disk limits ---
-    health_path: str = "/"
-    health_timeout: int = 60
-    health_attempts: int = 0  # error answers that fail a replica at once; 0: no limit
-    stop_grace: int = 30
-    nginx_binary: str = "nginx"
-    # Every container and volume this server makes carries the Docker label
     # --- container networks' addresses (issue 14; builder/subnets.py) ---
     # The private range each app's (and the builds') network takes a subnet
     # of, instead of Docker's default pools (about 30 networks in all). Not
@@ -272,6 +276,12 @@ class Settings:
     # networks in the default pool).
     network_prefix: int = 26
     # --- end container networks ---
+    health_path: str = "/"
+    health_timeout: int = 60
+    health_attempts: int = 0  # error answers that fail a replica at once; 0: no limit
+    stop_grace: int = 30
+    nginx_binary: str = "nginx"
+    # Every container and volume this server makes carries the Docker label
     # shipway.instance=<instance>, so two servers (or test runs) on one Docker
     # engine never adopt or remove each other's.
     # --- issue 15, item 8: unless set, load_settings takes the data dir's own

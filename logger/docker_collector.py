@@ -22,6 +22,10 @@ from runner.containers import ROLE
 from core.settings import Settings
 
 log = Logger()
+# Bytes of one unfinished line held while reading (a 1 MB line is cut here;
+# Docker's json-file driver has already stored it whole, so the container
+# never waits on us: the driver decouples its output from our reading).
+_MAX_PARTIAL = 64 * 1024
 
 
 def parse_docker_time(stamp: str) -> dt.datetime | None:
@@ -105,7 +109,9 @@ class DockerLogCollector:
     def _read(self, container_id: str, app: str, process: str) -> None:
         assert self._client is not None
         buf = b""
-        last = self._last_seen.get(container_id)
+        # After a platform restart the history is on disk already: go on
+        # from the newest stored line of this container, not from its start.
+        last = self._last_seen.get(container_id) or self.store.last_at(app, process)
 
         def take(raw: bytes) -> None:
             at, text = parse_docker_line(raw)
@@ -116,8 +122,10 @@ class DockerLogCollector:
             self.store.add(app, "app", process, text, at)
 
         try:
+            since: dict[str, Any] = ({"since": last.timestamp()} if last is not None
+                                    else {"tail": self.store.lines_per_app})
             stream = self._client.api.logs(container_id, stream=True, follow=True,
-                                           timestamps=True, tail=self.store.lines_per_app)
+                                           timestamps=True, **since)
             for chunk in stream:
                 if self._stopping.is_set():
                     break
@@ -125,6 +133,10 @@ class DockerLogCollector:
                 *lines, buf = buf.split(b"\n")
                 for raw in lines:
                     take(raw)
+                if len(buf) > _MAX_PARTIAL:
+                    # A line longer than the store keeps: bounded memory, the
+                    # rest of it is cut (the store marks how much it kept).
+                    buf = buf[:_MAX_PARTIAL]
             if buf:
                 take(buf)
         except (docker.errors.DockerException, OSError) as exc:

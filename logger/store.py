@@ -1,68 +1,255 @@
-"""A bounded history of log lines per app, with live subscribers.
+"""The app's logs: every line kept durably per app, bounded in bytes, with
+live subscribers.
 
-Like Heroku's log router, this is a stream with a short memory (the last
-`lines_per_app` lines), not an archive: an app that needs its logs kept
-sends them somewhere durable itself. Lines come from three sources, named
-as Heroku names them: `app[web.3f2a1c]` (a replica's stdout/stderr),
-`shipway[build]` (a push's build output) and `shipway[deploy]` (deploys,
-restarts, scaling). Subscribers (`shipway logs -f`) get each new line as it
-is added, on the adder's thread; they must not block.
+Lines come from several sources, named as Heroku names them:
+`app[web.3f2a1c]` (a replica's stdout/stderr), `shipway[build]`,
+`shipway[deploy]`, `shipway[release]` and `shipway[router]` (one access line
+per request). `add()` never blocks on disk or on a follower: it only puts
+the line on a bounded queue (past `max_pending_bytes` a line is dropped and
+counted in `dropped`); one writer thread takes the queue in batches, hands
+each batch to the subscribers and writes it to SQLite in one transaction.
+
+Why SQLite rather than a ring of segment files: one batched transaction per
+flush is crash-safe (WAL), `tail -n N --source X` is one indexed query, and
+trimming an app back under its budget is one DELETE; a segment ring would
+need its own index, framing and recovery for the same. The file is
+`logs.sqlite3` under the data dir, apart from the controller's database so
+a log flood never contends with its writes.
 """
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Callable
 
 import attrs
 
-MAX_LINE = 10_000  # characters kept of one line
+MAX_LINE = 10_000  # characters kept of one line; the rest is cut and marked
+TRUNCATED = " [truncated {} chars]"
+
+
+def clip(text: str) -> str:
+    """One line as stored: no line ending, at most MAX_LINE characters plus
+    a marker saying how much was cut."""
+    text = text.rstrip("\r\n")
+    if len(text) <= MAX_LINE:
+        return text
+    return text[:MAX_LINE] + TRUNCATED.format(len(text) - MAX_LINE)
 
 
 @attrs.frozen
 class LogLine:
     at: dt.datetime
     source: str  # "app" or "shipway"
-    process: str  # "web.3f2a1c", "build", "deploy"
+    process: str  # "web.3f2a1c", "build", "deploy", "release", "router"
     text: str
+    seq: int = 0  # the store's order: one number per line, across restarts
 
     def format(self) -> str:
         stamp = self.at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
         return f"{stamp.replace('+00:00', 'Z')} {self.source}[{self.process}]: {self.text}"
 
+    def matches(self, source: str | None) -> bool:
+        """Heroku's `--source`/`--dyno`: "app", "shipway", a process ("router",
+        "build", "deploy", "release", "web.3f2a1c") or a process type ("web")."""
+        return (source is None or self.source == source or self.process == source
+                or self.process.split(".", 1)[0] == source)
+
 
 Subscriber = Callable[[LogLine], None]
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lines (
+    seq INTEGER PRIMARY KEY, app TEXT NOT NULL, at TEXT NOT NULL,
+    source TEXT NOT NULL, process TEXT NOT NULL, text TEXT NOT NULL,
+    size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS lines_app ON lines (app, seq);
+"""
+
 
 class LogStore:
-    def __init__(self, lines_per_app: int = 1500, subscribers_per_app: int = 20) -> None:
+    """The history (SQLite at `path`, or memory only when None) and the
+    subscribers. `lines_per_app` is the most one `tail` returns."""
+
+    def __init__(self, path: Path | None = None, *, bytes_per_app: int = 10 << 20,
+                 lines_per_app: int = 1500, subscribers_per_app: int = 1000,
+                 max_pending_bytes: int = 32 << 20, batch: int = 5000) -> None:
+        self.path = path
+        self.bytes_per_app = bytes_per_app
         self.lines_per_app = lines_per_app
         self.subscribers_per_app = subscribers_per_app
-        self._lines: dict[str, deque[LogLine]] = {}
+        self.max_pending_bytes = max_pending_bytes
+        self.batch = batch
+        self.dropped = 0  # lines refused because the writer fell behind
+        self._pending: deque[tuple[str, LogLine]] = deque()
+        self._pending_bytes = 0
         self._subscribers: dict[str, list[Subscriber]] = {}
+        self._taps: list[Callable[[str, LogLine], None]] = []
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._written = threading.Condition(self._lock)
+        self._stopping = False
+        self._memory: dict[str, deque[LogLine]] = {}  # path None: the history
+        self._sizes: dict[str, int] = {}
+        self._seq = 0
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+            self._db.executescript(_SCHEMA)
+            self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM lines").fetchone()[0]
+            self._sizes = dict(self._db.execute(
+                "SELECT app, SUM(size) FROM lines GROUP BY app").fetchall())
+        self._done = self._seq  # the newest line written and handed on
+        self._thread = threading.Thread(target=self._run, name="logs-writer", daemon=True)
+        self._thread.start()
 
+    def _connect(self) -> sqlite3.Connection:
+        assert self.path is not None
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
+                             isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    # --- writing ------------------------------------------------------------------
     def add(self, app: str, source: str, process: str, text: str,
             at: dt.datetime | None = None) -> None:
-        line = LogLine(at or dt.datetime.now(dt.timezone.utc), source, process,
-                       text.rstrip("\r\n")[:MAX_LINE])
+        """Queue one line; never waits (a full queue drops and counts it)."""
+        text = clip(text)
         with self._lock:
-            self._lines.setdefault(app, deque(maxlen=self.lines_per_app)).append(line)
-            subscribers = list(self._subscribers.get(app, ()))
-        for subscriber in subscribers:
-            subscriber(line)
+            if self._pending_bytes + len(text) > self.max_pending_bytes:
+                self.dropped += 1
+                return
+            self._seq += 1
+            line = LogLine(at or dt.datetime.now(dt.timezone.utc), source, process,
+                           text, self._seq)
+            self._pending.append((app, line))
+            self._pending_bytes += len(text)
+            if len(self._pending) == 1:
+                self._wake.notify()
 
-    def tail(self, app: str, lines: int) -> list[LogLine]:
-        """The newest `lines` lines, oldest first."""
+    def writer(self, app: str, source: str, process: str) -> Callable[[str], None]:
+        """An `output`-style callable that adds each line it is given."""
+        return lambda text: self.add(app, source, process, text)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._stopping:
+                    self._wake.wait()
+                if not self._pending and self._stopping:
+                    return
+                count = min(len(self._pending), self.batch)
+                batch = [self._pending.popleft() for _ in range(count)]
+                self._pending_bytes -= sum(len(line.text) for _, line in batch)
+                subscribers = {app: list(subs) for app, subs in self._subscribers.items()}
+                taps = list(self._taps)
+            for app, line in batch:
+                for tap in taps:
+                    _quietly(tap, app, line)
+                for subscriber in subscribers.get(app, ()):
+                    _quietly(subscriber, line)
+            self._keep(batch)
+            with self._lock:
+                self._done = batch[-1][1].seq
+                self._written.notify_all()
+
+    def _keep(self, batch: list[tuple[str, LogLine]]) -> None:
+        if self._db is None:
+            for app, line in batch:
+                self._memory.setdefault(app, deque(maxlen=self.lines_per_app)).append(line)
+            return
+        rows = [(line.seq, app, line.at.isoformat(), line.source, line.process, line.text,
+                 len(line.text.encode("utf-8", "replace")) + 64) for app, line in batch]
+        db = self._db
+        db.execute("BEGIN")
+        db.executemany("INSERT OR REPLACE INTO lines VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        for row in rows:
+            self._sizes[row[1]] = self._sizes.get(row[1], 0) + row[6]
+        for app in {row[1] for row in rows}:
+            if self._sizes[app] > self.bytes_per_app:
+                self._trim(db, app)
+        db.execute("COMMIT")
+
+    def _trim(self, db: sqlite3.Connection, app: str) -> None:
+        """Drop the oldest lines until the app is at 90% of its budget (so
+        a busy app trims once per tenth of its budget, not per batch)."""
+        excess = self._sizes[app] - self.bytes_per_app * 9 // 10
+        cut, freed = None, 0
+        for seq, size in db.execute("SELECT seq, size FROM lines WHERE app = ? ORDER BY seq",
+                                    (app,)):
+            cut, freed = seq, freed + size
+            if freed >= excess:
+                break
+        if cut is not None:
+            db.execute("DELETE FROM lines WHERE app = ? AND seq <= ?", (app, cut))
+            self._sizes[app] -= freed
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every line added so far is written (tests, shutdown)."""
         with self._lock:
-            kept = list(self._lines.get(app, ()))
-        return kept[-lines:] if lines > 0 else []
+            target = self._seq
+            self._written.wait_for(lambda: self._done >= target or self._stopping, timeout)
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(10)
+        if self._db is not None:
+            self._db.close()
+
+    # --- reading ------------------------------------------------------------------
+    def tail(self, app: str, lines: int, source: str | None = None) -> list[LogLine]:
+        """The newest `lines` lines (of `source` when given), oldest first,
+        the ones still queued included. Reads the disk: call it off the reactor."""
+        if lines <= 0:
+            return []
+        with self._lock:
+            queued = [line for a, line in self._pending if a == app and line.matches(source)]
+            kept = [line for line in self._memory.get(app, ()) if line.matches(source)]
+        if self.path is not None:
+            kept = self._query(app, lines, source)
+        seen = {line.seq for line in kept}
+        return (kept + [line for line in queued if line.seq not in seen])[-lines:]
+
+    def _query(self, app: str, lines: int, source: str | None) -> list[LogLine]:
+        sql = "SELECT seq, at, source, process, text FROM lines WHERE app = ?"
+        args: list[object] = [app]
+        if source is not None:
+            sql += (" AND (source = ? OR process = ? OR"
+                    " substr(process, 1, length(?) + 1) = ? || '.')")
+            args += [source] * 4
+        db = self._connect()
+        try:
+            rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, lines]).fetchall()
+        finally:
+            db.close()
+        return [LogLine(dt.datetime.fromisoformat(at), src, proc, text, seq)
+                for seq, at, src, proc, text in reversed(rows)]
+
+    def last_at(self, app: str, process: str) -> dt.datetime | None:
+        """When the newest stored line of one process was written (a restarted
+        server follows each container on from there, not from its start)."""
+        if self.path is None:
+            return None
+        db = self._connect()
+        try:
+            row = db.execute("SELECT at FROM lines WHERE app = ? AND process = ?"
+                             " ORDER BY seq DESC LIMIT 1", (app, process)).fetchone()
+        finally:
+            db.close()
+        return dt.datetime.fromisoformat(row[0]) if row else None
 
     def subscribe(self, app: str, subscriber: Subscriber) -> Callable[[], None]:
-        """Call `subscriber` with every new line of `app`; returns the
-        function that stops it. Refuses (ValueError) past the per-app cap,
-        so followers cannot pile up without bound."""
+        """Call `subscriber` (on the writer thread; it must not block) with
+        every new line of `app`; returns the function that stops it. Refuses
+        (ValueError) past the per-app cap."""
         with self._lock:
             followers = self._subscribers.setdefault(app, [])
             if len(followers) >= self.subscribers_per_app:
@@ -76,14 +263,30 @@ class LogStore:
 
         return unsubscribe
 
+    def tap(self, tap: Callable[[str, LogLine], None]) -> None:
+        """Every line of every app (the drains); uncapped, same thread rules."""
+        with self._lock:
+            self._taps.append(tap)
+
     def drop(self, app: str) -> None:
         """Forget a destroyed app's history (its followers stay until they leave)."""
         with self._lock:
-            self._lines.pop(app, None)
+            self._memory.pop(app, None)
+            self._sizes.pop(app, None)
+        if self.path is not None:
+            db = self._connect()
+            try:
+                db.execute("DELETE FROM lines WHERE app = ?", (app,))
+            finally:
+                db.close()
 
-    def writer(self, app: str, source: str, process: str) -> Callable[[str], None]:
-        """An `output`-style callable that adds each line it is given."""
-        return lambda text: self.add(app, source, process, text)
+
+def _quietly(fn: Callable[..., None], *args: object) -> None:
+    """A failing subscriber must not stop the writer (or the others)."""
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 class LogFeed:
@@ -115,3 +318,4 @@ class LogFeed:
             self._sink = sink
         for line in pending:
             sink(line)
+

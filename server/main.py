@@ -77,7 +77,9 @@ def build_services(settings: Settings) -> Services:
 
     router = with_https(router, settings)
     runner = make_runner(settings, slugs, router, DesiredState(settings, controller))
-    logs = LogStore()
+    logs = LogStore(settings.data_dir / "logs.sqlite3",  # issue 18: durable, bounded
+                    bytes_per_app=settings.log_bytes_per_app,
+                    subscribers_per_app=settings.log_followers_per_app)
     controller.set_deployer(Deployer(settings, controller=controller, runner=runner,
                                      logs=logs))
     pipeline = Pipeline(settings, controller=controller, builder=builder, slugs=slugs,

@@ -1,38 +1,96 @@
-"""The log store: bounded history per app, followers, the line format, and
-the parsing of Docker's timestamped lines."""
+"""The log store: durable bounded history per app, followers, the line
+format, bad input, and the parsing of Docker's timestamped lines."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from logger.docker_collector import parse_docker_line
-from logger.store import LogFeed, LogStore
+from logger.store import MAX_LINE, LogFeed, LogStore
 
 AT = dt.datetime(2026, 11, 28, 14, 0, 1, 250000, tzinfo=dt.timezone.utc)
 
 
-def test_history_is_bounded_per_app_and_oldest_first() -> None:
-    store = LogStore(lines_per_app=3)
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    made = LogStore(tmp_path / "logs.sqlite3" if request.param == "sqlite" else None,
+                    lines_per_app=3, subscribers_per_app=2)
+    yield made
+    made.close()
+
+
+def test_tail_is_oldest_first_per_app(store: LogStore) -> None:
     for i in range(5):
         store.add("a", "app", "web.1", f"line {i}")
     store.add("b", "app", "web.1", "other app")
-    assert [line.text for line in store.tail("a", 10)] == ["line 2", "line 3", "line 4"]
+    store.flush()
+    assert [line.text for line in store.tail("a", 3)] == ["line 2", "line 3", "line 4"]
     assert [line.text for line in store.tail("a", 2)] == ["line 3", "line 4"]
     assert store.tail("a", 0) == [] and store.tail("nope", 5) == []
     store.drop("a")
     assert store.tail("a", 10) == [] and len(store.tail("b", 10)) == 1
 
 
-def test_format_is_time_source_process_text() -> None:
-    store = LogStore()
+def test_history_survives_a_restart_and_numbering_goes_on(tmp_path: Path) -> None:
+    first = LogStore(tmp_path / "logs.sqlite3")
+    first.add("a", "app", "web.1", "before the restart")
+    first.close()
+    again = LogStore(tmp_path / "logs.sqlite3")
+    again.add("a", "shipway", "deploy", "after")
+    again.flush()
+    lines = again.tail("a", 10)
+    assert [line.text for line in lines] == ["before the restart", "after"]
+    assert lines[0].seq < lines[1].seq
+    again.close()
+
+
+def test_history_is_bounded_in_bytes_per_app(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.sqlite3", bytes_per_app=100_000, lines_per_app=100_000)
+    for i in range(2000):
+        store.add("a", "app", "web.1", f"{i:05d} " + "x" * 194)
+    store.add("b", "app", "web.1", "kept")
+    store.flush()
+    kept = store.tail("a", 100_000)
+    assert 300 < len(kept) < 400  # ~100 kB of ~260-byte rows
+    assert kept[-1].text.startswith("01999")
+    assert [line.text for line in store.tail("b", 5)] == ["kept"]
+    size = (tmp_path / "logs.sqlite3").stat().st_size
+    store.close()
+    assert size < 2_000_000
+
+
+def test_source_filter_names_sources_processes_and_types(store: LogStore) -> None:
+    store.lines_per_app = 100
+    for source, process in [("app", "web.1a"), ("app", "worker.2b"), ("shipway", "router"),
+                            ("shipway", "build"), ("app", "web.3c"), ("shipway", "release")]:
+        store.add("a", source, process, f"{process} line")
+    store.flush()
+    pick = lambda s: [line.process for line in store.tail("a", 10, s)]  # noqa: E731
+    assert pick("web") == ["web.1a", "web.3c"]
+    assert pick("router") == ["router"] and pick("release") == ["release"]
+    assert pick("app") == ["web.1a", "worker.2b", "web.3c"]
+    assert pick("web.3c") == ["web.3c"] and pick("we") == []
+
+
+def test_format_is_time_source_process_text(store: LogStore) -> None:
     store.add("a", "app", "web.3f2a1c", "GET / 200\r\n", at=AT)
+    store.flush()
     assert store.tail("a", 1)[0].format() == \
         "2026-11-28T14:00:01.250000Z app[web.3f2a1c]: GET / 200"
 
 
-def test_followers_get_new_lines_until_they_stop_and_are_capped() -> None:
-    store = LogStore(subscribers_per_app=2)
+def test_a_long_line_is_cut_and_marked(store: LogStore) -> None:
+    store.add("a", "app", "web.1", "y" * 1_000_000)
+    store.flush()
+    text = store.tail("a", 1)[0].text
+    assert text == "y" * MAX_LINE + f" [truncated {1_000_000 - MAX_LINE} chars]"
+
+
+def test_followers_get_new_lines_until_they_stop_and_are_capped(store: LogStore) -> None:
     got: list[str] = []
     stop = store.subscribe("a", lambda line: got.append(line.text))
     store.add("a", "shipway", "deploy", "one")
@@ -40,23 +98,41 @@ def test_followers_get_new_lines_until_they_stop_and_are_capped() -> None:
     other = store.subscribe("a", lambda line: None)
     with pytest.raises(ValueError):
         store.subscribe("a", lambda line: None)
+    store.flush()
     stop()
     store.add("a", "shipway", "deploy", "two")
+    store.flush()
     assert got == ["one"]
     other()
     store.subscribe("a", lambda line: None)  # room again
 
 
-def test_feed_keeps_lines_until_attached_then_passes_them_on() -> None:
-    store = LogStore()
+def test_a_stuck_follower_never_slows_the_writer_of_lines(tmp_path: Path) -> None:
+    """add() only queues: a subscriber that blocks holds up nobody who logs,
+    and past the queue's bound lines are dropped and counted."""
+    store = LogStore(tmp_path / "logs.sqlite3", max_pending_bytes=10_000)
+    release = threading.Event()
+    store.subscribe("a", lambda line: release.wait(10))
+    started = time.monotonic()
+    for i in range(5000):
+        store.add("a", "app", "web.1", f"line {i:04d}")
+    assert time.monotonic() - started < 2
+    assert store.dropped > 0
+    release.set()
+    store.close()
+
+
+def test_feed_keeps_lines_until_attached_then_passes_them_on(store: LogStore) -> None:
     feed = LogFeed(limit=2)
     store.subscribe("a", feed.put)
     for text in ("x", "y", "z"):
         store.add("a", "app", "web.1", text)
+    store.flush()
     assert [line.text for line in feed.pending()] == ["y", "z"]  # bounded
     got: list[str] = []
     feed.attach(lambda line: got.append(line.text))
     store.add("a", "app", "web.1", "after")
+    store.flush()
     assert got == ["y", "z", "after"] and feed.pending() == []
 
 
@@ -65,6 +141,7 @@ def test_feed_keeps_lines_until_attached_then_passes_them_on() -> None:
     (b"2026-11-28T14:00:01.25Z x", AT, "x"),
     (b"no timestamp here", None, "no timestamp here"),
     (b"2026-13-99T00:00:00.0Z bad date", None, "2026-13-99T00:00:00.0Z bad date"),
+    (b"2026-11-28T14:00:01.25Z bad \xff\xfe utf8", AT, "bad \ufffd\ufffd utf8"),
 ])
 def test_docker_lines(raw: bytes, at: dt.datetime | None, text: str) -> None:
     assert parse_docker_line(raw) == (at, text)
