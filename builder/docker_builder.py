@@ -22,10 +22,12 @@ build (a *standby*, kept `build_standby_ttl` seconds), since starting one
 is a good part of a warm build here (0.4 s of 1.5 s). A standby is made
 like any build container (only its idle `sleep` is longer) and serves one
 build only: every build still runs in a container no other build has used.
+
+Its parts, one job each: driver_events.py (what the driver says),
+standby.py (standby containers), cache_volumes.py (the app's build volume).
 """
 from __future__ import annotations
 
-import base64
 import io
 import shutil
 import tarfile
@@ -36,23 +38,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import attrs
 import docker
 import docker.errors
 import requests
-import yaml
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from builder.buildpacks import DETECT_ORDER, Buildpack, add_to_tar, bundled, parse_buildpacks_file, resolve
 from builder.interface import BuildRequest, BuildResult, IBuilder, Output
 from builder.remote_git import FetchPolicy, fetch_home
-from builder import build_disk
 from builder.networks import build_memory_bytes, build_tmp_bytes, ensure_build_network
 from builder.slug import SlugWriter, excludes_file, parse_slugignore
 from builder.source import export_source, new_work_dir, read_top_file
 from builder.stack import APP_UID, ensure_stack_image
 from builder.errors import BuildFailed
+from builder.standby import Standbys
+from builder.cache_volumes import CacheVolumes
+from builder.driver_events import (  # noqa: F401 (re-exported: builder.memory, tests)
+    DriverEvents, LineStream, _DriverEvents, disk_full_message, parse_procfile)
 from core.locks import KeyedThreadLocks
 from core.settings import Settings
 
@@ -68,37 +71,10 @@ EMPTY_WORKSPACE_SCRIPT = f'[ -e app ] || exit 0; mv -T -- app "$1" && bash {REMO
 log = Logger()
 
 
-def parse_procfile(text: str) -> dict[str, str]:
-    types: dict[str, str] = {}
-    for line in text.splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() and not name.lstrip().startswith("#") and command.strip():
-            types[name.strip()] = command.strip()
-    return types
-
-
 def _read_file(repo_path: Path, commit: str, name: bytes) -> str | None:
     """A top-level file of the commit, or None (for .buildpacks, .slugignore);
     a huge one fails the build before it is read (builder/source.py)."""
     return read_top_file(repo_path, commit, name.decode())
-
-
-class _LineStream:
-    """Splits exec output chunks into lines for `output`."""
-
-    def __init__(self, output: Output) -> None:
-        self.output, self.buf = output, b""
-
-    def feed(self, chunk: bytes) -> None:
-        self.buf += chunk
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            self.output(line.rstrip(b"\r").decode("utf-8", "replace"))
-
-    def close(self) -> None:
-        if self.buf:
-            self.output(self.buf.decode("utf-8", "replace"))
-            self.buf = b""
 
 
 @implementer(IBuilder)
@@ -110,15 +86,14 @@ class DockerBuilder:
         # app -> the thread removing its last build container: the next build
         # of that app waits for it, as they share the app's build volume.
         self._cleanups: dict[str, threading.Thread] = {}
-        # app -> the started container its next build may take.
-        self._standby: dict[str, _Standby] = {}
-        self._standby_lock = threading.Lock()
         # app -> held while its standby is made or its cache removed, so that
         # neither can slip in between the other's steps. Of this process
         # only (core.locks.KeyedThreadLocks): the standby and the volume are
         # named for this server's instance, which no other process builds.
         self._app_lock = KeyedThreadLocks()
-        self._closing = False
+        # app -> the started container its next build may take.
+        self.standbys = Standbys(settings, lambda: self.client, self._create, self._app_lock)
+        self.caches = CacheVolumes(settings, lambda: self.client, self._app_lock, self.standbys)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -129,11 +104,7 @@ class DockerBuilder:
         return self._client
 
     def build_volume_name(self, app: str) -> str:
-        return f"shipway-build-{self.settings.instance}-{app}"
-
-    def _legacy_volume_name(self, app: str) -> str:
-        """The cache-only volume of Shipway before the workspace layout."""
-        return f"shipway-cache-{self.settings.instance}-{app}"
+        return self.caches.name(app)
 
     def wait_for_cleanup(self, app: str | None = None, timeout: float | None = None) -> None:
         """Block until the background removal of `app`'s (or every app's)
@@ -160,8 +131,9 @@ class DockerBuilder:
         try:
             image = ensure_stack_image(self.settings, output)
             packs, detect_mode, source = self._prepare(request, work, incoming, output)
-            volume = self._build_volume(request.app, request.clean_cache, output)
-            container = self._take_standby(request.app, image, volume)
+            volume = self.caches.ensure(request.app, request.clean_cache, output,
+                                        self.remove_cache)
+            container = self.standbys.take(request.app, image, volume)
             started = container is not None
             if container is None:
                 container = self._create(request.app, image, volume)
@@ -217,13 +189,9 @@ class DockerBuilder:
             shutil.rmtree(work, ignore_errors=True)
 
     def close(self, timeout: float | None = None) -> None:
-        with self._standby_lock:
-            self._closing = True
+        self.standbys.stop_making()
         self.wait_for_cleanup(timeout=timeout)
-        with self._standby_lock:
-            kept, self._standby = list(self._standby.values()), {}
-        for standby in kept:
-            self._discard(standby.container)
+        self.standbys.discard_all()
 
     def _remove_in_background(self, app: str, container: Any, image: str,
                               volume: str) -> None:
@@ -247,126 +215,25 @@ class DockerBuilder:
             except (docker.errors.DockerException, requests.RequestException) as e:
                 log.warn("builder: could not remove build container {name}: {error}",
                          name=container.name, error=str(e))
-            if self.settings.build_standby_ttl > 0 and not self._closing:
+            if self.settings.build_standby_ttl > 0 and not self.standbys.closing:
                 self._start_standby(app, image, volume)
 
         thread = threading.Thread(target=run, name=f"build-cleanup-{app}", daemon=True)
         self._cleanups[app] = thread
         thread.start()
 
-    # --- standby containers -----------------------------------------------------------
+    # --- standby containers (builder/standby.py) ---------------------------------------
 
     def _start_standby(self, app: str, image: str, volume: str) -> None:
-        """Create and start the container the app's next build will take;
-        it is removed unused after build_standby_ttl seconds."""
-        with self._app_lock(app):
-            self._start_standby_locked(app, image, volume)
-
-    def _start_standby_locked(self, app: str, image: str, volume: str) -> None:
-        container = None
-        try:
-            try:
-                self.client.volumes.get(volume)
-            except docker.errors.NotFound:
-                # The app's cache went meanwhile (destroyed): Docker would
-                # make an unlabelled volume of that name for the mount.
-                return
-            container = self._create(app, image, volume,
-                                     life=self.settings.build_standby_ttl)
-            container.start()
-        except (docker.errors.DockerException, requests.RequestException) as e:
-            log.warn("builder: could not start a standby build container for {app}: {error}",
-                     app=app, error=str(e))
-            if container is not None:
-                self._discard(container)
-            return
-        standby = _Standby(container, container.attrs.get("Image", ""), volume, time.monotonic())
-        with self._standby_lock:
-            closing = self._closing  # close() may have given up waiting for this thread
-            replaced = None if closing else self._standby.get(app)
-            if not closing:
-                self._standby[app] = standby
-        if closing:
-            self._discard(container)
-            return
-        if replaced is not None:
-            self._discard(replaced.container)
-        timer = threading.Timer(self.settings.build_standby_ttl, self._expire, (app, standby))
-        timer.daemon = True
-        timer.start()
-
-    def _expire(self, app: str, standby: "_Standby") -> None:
-        with self._standby_lock:
-            if self._standby.get(app) is not standby:
-                return  # taken by a build, or replaced
-            del self._standby[app]
-        self._discard(standby.container)
-
-    def _take_standby(self, app: str, image: str, volume: str) -> Any | None:
-        """The app's standby container if it is still running and was made
-        for this image and volume (else it is removed): it is this build's
-        and nobody else's from now on."""
-        with self._standby_lock:
-            standby = self._standby.pop(app, None)
-        if standby is None:
-            return None
-        fresh = time.monotonic() - standby.created < self.settings.build_standby_ttl
-        if fresh and standby.volume == volume:
-            try:
-                # By image id: a tag may name another image since.
-                if standby.image == self.client.images.get(image).id:
-                    standby.container.reload()
-                    if standby.container.status == "running":
-                        return standby.container
-            except (docker.errors.DockerException, requests.RequestException):
-                pass
-        self._discard(standby.container)
-        return None
-
-    def _discard_standby(self, app: str) -> None:
-        with self._standby_lock:
-            standby = self._standby.pop(app, None)
-        if standby is not None:
-            self._discard(standby.container)
-
-    @staticmethod
-    def _discard(container: Any) -> None:
-        try:
-            container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except (docker.errors.DockerException, requests.RequestException) as e:
-            log.warn("builder: could not remove build container {name}: {error}",
-                     name=container.name, error=str(e))
+        self.standbys.start(app, image, volume)
 
     # --- cache -------------------------------------------------------------------------
 
     def remove_cache(self, app: str) -> None:
-        """Drop the app's build volume, with any build container of the app
-        still holding it (its standby, one a failed removal left). A
-        standby being made meanwhile waits for this, then finds no volume."""
+        """Drop the app's build volume (builder/cache_volumes.py), once the
+        removal of its last build container is done."""
         self.wait_for_cleanup(app)
-        with self._app_lock(app):
-            self._remove_cache_locked(app)
-
-    def _remove_cache_locked(self, app: str) -> None:
-        self._discard_standby(app)
-        labels = [f"shipway.instance={self.settings.instance}", "shipway.role=build",
-                  f"shipway.app={app}"]
-        for c in self.client.containers.list(all=True, filters={"label": labels}):
-            try:
-                c.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as e:  # e.g. its removal is under way
-                log.warn("builder: could not remove build container {name}: {error}",
-                         name=c.name, error=str(e))
-        for name in (self.build_volume_name(app), self._legacy_volume_name(app)):
-            try:
-                self.client.volumes.get(name).remove(force=True)
-            except docker.errors.NotFound:
-                pass
-        build_disk.remove_disk(self.settings, app)  # issue 14
+        self.caches.remove(app)
 
     def cleanup_leftovers(self) -> None:
         """Build containers of this instance and the temp dir a killed server
@@ -443,23 +310,6 @@ class DockerBuilder:
             tar.addfile(info(f"{ENV_DIR.lstrip('/')}/{key}", 0o600, tarfile.REGTYPE, len(data)),
                         io.BytesIO(data))
 
-    def _build_volume(self, app: str, clean: bool, output: Output) -> str:
-        name = self.build_volume_name(app)
-        if clean:
-            output("-----> Clearing the build cache")
-            self.remove_cache(app)
-        labels = {"shipway.instance": self.settings.instance, "shipway.app": app,
-                  "shipway.role": "cache"}
-        if build_disk.usable(self.settings):  # issue 14: a disk of SHIPWAY_BUILD_DISK
-            with self._app_lock(app):
-                build_disk.ensure_volume(self.client, self.settings, app, name, labels)
-            return name
-        try:
-            self.client.volumes.get(name)
-        except docker.errors.NotFound:
-            self.client.volumes.create(name, labels=labels)
-        return name
-
     def _create(self, app: str, image: str, volume: str, life: int = 0) -> Any:
         """A build container, to be started; its own `sleep` ends it at the
         latest `life` seconds (a standby's wait) after the longest build."""
@@ -513,9 +363,9 @@ class DockerBuilder:
         """Run the driver: its stderr goes to the pusher and its events
         decide the result (or the failure); its stdout is the slug."""
         mark = f"@@shipway-{uuid.uuid4().hex}@@"
-        events = _DriverEvents(output, mark, packs)
+        events = DriverEvents(output, mark, packs)
         events.disk_limit = self.settings.build_disk
-        lines = _LineStream(events.line)
+        lines = LineStream(events.line)
         api = self.client.api
         exec_id = api.exec_create(
             container.id, ["bash", DRIVER, mark, incoming, "first" if detect_mode else "all",
@@ -536,119 +386,3 @@ class DockerBuilder:
         code = api.exec_inspect(exec_id).get("ExitCode")
         self._check(timed_out)
         return events.result(code if code is not None else -1)
-
-
-@attrs.frozen
-class _Standby:
-    container: Any
-    image: str  # the image's id
-    volume: str
-    created: float  # time.monotonic()
-
-
-class _DriverEvents:
-    """Reads run_buildpacks.sh's output: plain lines go to the pusher,
-    lines with the build's mark are events (see the script's header)."""
-
-    def __init__(self, output: Output, mark: str, packs: list[Buildpack]) -> None:
-        self.output, self.mark, self.packs = output, mark, packs
-        self.chosen: list[Buildpack] = []
-        self.defaults: dict[str, str] = {}
-        self.procfile: dict[str, str] = {}
-        self.failure: BuildFailed | None = None
-        self.packing = self.done = False
-        self.disk_full = False
-        self.disk_limit = ""  # SHIPWAY_BUILD_DISK, named when the build ran out of it
-
-    def line(self, text: str) -> None:
-        if "No space left on device" in text:  # issue 14: said plainly at the end
-            self.disk_full = True
-        if self.mark not in text:
-            self.output(text)
-            return
-        before, _, after = text.partition(self.mark)
-        if before:  # output that did not end with a newline
-            self.output(before)
-        if self.failure is None:
-            try:
-                self._event(after.strip().split(" ", 3))
-            except (ValueError, IndexError) as e:
-                self.failure = BuildFailed(f"build driver said {after.strip()[:200]!r}: {e}",
-                                           reason="build failed")
-
-    def _pack(self, index: str) -> Buildpack:
-        return self.packs[int(index)]
-
-    def _event(self, words: list[str]) -> None:
-        kind = words[0]
-        if kind == "detected":
-            pack = self._pack(words[1])
-            label = " ".join(words[2:]).strip() or pack.name
-            self.chosen.append(pack)
-            self.output(f"-----> {label} app detected")
-        elif kind == "detect-failed":
-            self.failure = BuildFailed(
-                f"buildpack {self._pack(words[1]).name}: this app is not compatible "
-                f"(bin/detect exited {words[2]})", reason="build failed")
-        elif kind == "none-detected":
-            self.failure = BuildFailed(
-                "no buildpack detected: add a Procfile, mix.exs, requirements.txt or "
-                "package.json, or a .buildpacks file", reason="no buildpack detected")
-        elif kind == "compile-failed":
-            self.failure = BuildFailed(
-                f"buildpack {self._pack(words[1]).name}: compile failed (exit {words[2]})",
-                reason="build failed")
-        elif kind == "release":
-            self._release(self._pack(words[1]), int(words[2]), _b64(words[3:]))
-        elif kind == "procfile":
-            self.procfile = parse_procfile(_b64(words[1:]))
-        elif kind == "workspace-failed":
-            self.failure = BuildFailed("could not put the source in the build workspace",
-                                       reason="build failed")
-        elif kind == "packing":
-            self.packing = True
-            process_types = self.process_types()
-            if process_types:
-                self.output("-----> Process types: " + ", ".join(sorted(process_types)))
-            self.output("-----> Compressing the slug")
-        elif kind == "pack-failed":
-            self.failure = BuildFailed(f"could not pack the slug (exit {words[1]})",
-                                       reason="build failed")
-        elif kind == "done":
-            self.done = True
-
-    def _release(self, pack: Buildpack, code: int, said: str) -> None:
-        """bin/release's YAML: its default_process_types count."""
-        if code != 0:
-            self.failure = BuildFailed(f"buildpack {pack.name}: release failed (exit {code}): "
-                                       f"{said.strip()[-500:]}", reason="build failed")
-            return
-        try:
-            data = yaml.safe_load(said) or {}
-        except yaml.YAMLError as e:
-            self.failure = BuildFailed(f"buildpack {pack.name}: bin/release printed invalid "
-                                       f"YAML: {e}", reason="build failed")
-            return
-        types = data.get("default_process_types") if isinstance(data, dict) else None
-        self.defaults.update({str(k): str(v) for k, v in (types or {}).items()})
-
-    def result(self, code: int) -> tuple[list[str], dict[str, str]]:
-        if self.disk_full and (self.failure is not None or code != 0):
-            raise BuildFailed(disk_full_message(self.disk_limit), reason="build disk full")
-        if self.failure is not None:
-            raise self.failure
-        if not self.done or code != 0:
-            raise BuildFailed(f"the build stopped (exit {code})", reason="build failed")
-        return [p.name for p in self.chosen], self.process_types()
-
-    def process_types(self) -> dict[str, str]:
-        return {**self.defaults, **self.procfile}
-
-
-def disk_full_message(limit: str) -> str:
-    return (f"the build ran out of disk: a build may write at most {limit} "
-            "(source, /app, cache and /tmp; SHIPWAY_BUILD_DISK)")
-
-
-def _b64(words: list[str]) -> str:
-    return base64.b64decode("".join(words)).decode("utf-8", "replace")

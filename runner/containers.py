@@ -11,14 +11,8 @@ network of their own (builder/networks.py), and what they write is bounded
 from __future__ import annotations
 
 import http.client
-import io
 import os
-import re
-import secrets
-import shlex
-import tarfile
 import time
-from importlib import resources
 from typing import Any, Callable
 
 import attrs
@@ -27,20 +21,13 @@ import docker.errors
 
 from builder.networks import ensure_app_network
 from builder.stack import APP_UID
-from core.specs import HealthCheck, ReleaseSpec, size_limits
-from runner.run_disk import FILES_IN, check_slug_fits, run_storage
 from core.settings import Settings
-
-WEB = "web"
-CONTAINER_PORT = 5000  # PORT inside every container (as on Heroku)
-SSH_PORT = 2222  # the replica's sshd (non-root, so above 1024)
-ROLE = "run"
-# The app's SSH host key travels in ReleaseSpec.env under this name, from the
-# controller to here, and goes into the container as a file of its own.
-HOST_KEY_VAR = "SHIPWAY_SSH_HOST_KEY"
-HOST_KEY_LABEL = "shipway.ssh-host-key"  # "app" on replicas that were given it
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+from core.specs import HealthCheck, ReleaseSpec
+from runner.container_spec import (  # noqa: F401 (also what others import from here)
+    CONTAINER_PORT, HOST_KEY_LABEL, HOST_KEY_VAR, ROLE, SIZE_LABEL, SSH_PORT,
+    STOPPING_SUFFIX, WEB, container_files, entrypoint_script, env_file, labels,
+    replica_limits, run_container_spec, runner_file, size_label)
+from runner.run_disk import FILES_IN, check_slug_fits
 
 
 class Unhealthy(Exception):
@@ -49,17 +36,6 @@ class Unhealthy(Exception):
     def __init__(self, message: str, log_tail: list[str]) -> None:
         super().__init__(message)
         self.log_tail = log_tail
-
-
-# A replica being stopped is renamed to end with this before it is: a server
-# killed meanwhile must not adopt it at its next start (it may be halfway
-# through its SIGTERM grace) in place of the replica that replaced it.
-STOPPING_SUFFIX = "-stopping"
-SIZE_LABEL = "shipway.size"  # "" for the server's defaults, else the size
-
-
-def size_label(size: float | None) -> str:
-    return "" if size is None else repr(float(size))
 
 
 ERROR_WAIT = 1.0  # seconds after a health check's error answer (Dokku waits 5)
@@ -97,53 +73,6 @@ class Replica:
     @property
     def is_web(self) -> bool:
         return self.process_type == WEB
-
-
-def labels(settings: Settings, app: str | None = None) -> list[str]:
-    """Docker label filters selecting this instance's run containers."""
-    found = [f"shipway.instance={settings.instance}", f"shipway.role={ROLE}"]
-    if app is not None:
-        found.append(f"shipway.app={app}")
-    return found
-
-
-def env_file(env: dict[str, str]) -> bytes:
-    """Shell `KEY='value'` lines the entrypoint sources (with `set -a`).
-    Values are quoted by shlex, so any byte string is passed through intact."""
-    lines = []
-    for key, value in env.items():
-        if not _ENV_NAME.match(key):
-            raise ValueError(f"invalid environment variable name {key!r}")
-        lines.append(f"{key}={shlex.quote(str(value))}\n")
-    return "".join(lines).encode()
-
-
-def _archive(files: dict[str, tuple[bytes, int]]) -> bytes:
-    """A tar of root-owned files for `put_archive` into FILES_IN: the app
-    can read them, never change them nor write beside them (the volume is
-    on the host's disk, so no app write may land there)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, (data, mode) in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.uid, info.gid = len(data), mode, 0, 0
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def replica_limits(settings: Settings, spec: ReleaseSpec, host_cpus: int) -> tuple[int, float]:
-    """A replica's memory limit in bytes (0: none) and its CPUs, before any
-    tmpfs (core.specs.size_limits)."""
-    return size_limits(settings, spec.size, host_cpus)
-
-
-def entrypoint_script() -> bytes:
-    return runner_file("entrypoint.sh")
-
-
-def runner_file(name: str) -> bytes:
-    return resources.files("runner").joinpath(f"files/{name}").read_bytes()
 
 
 class Containers:
@@ -187,76 +116,15 @@ class Containers:
     # --- starting --------------------------------------------------------------
     def create(self, spec: ReleaseSpec, process_type: str, image: str,
                slug_url: str, keys_url: str | None) -> Replica:
-        """Create, provision and start one replica; returns it with its port."""
-        command = spec.process_types.get(process_type)
-        if not command:
-            raise ValueError(f"release v{spec.version} has no {process_type!r} process type")
-        env = dict(spec.env)
-        host_key = env.pop(HOST_KEY_VAR, "")
-        env.update({
-            "PORT": str(CONTAINER_PORT),
-            "SHIPWAY_PROCESS_TYPE": process_type,
-            "SHIPWAY_COMMAND": command,
-            "SHIPWAY_SLUG_URL": slug_url,
-        })
-        if keys_url:
-            env["SHIPWAY_KEYS_URL"] = keys_url
-        suffix = secrets.token_hex(3)
-        name = _NAME_SAFE.sub("-", f"shipway-{self.settings.instance}-{spec.app}"
-                                   f"-v{spec.version}-{process_type}-{suffix}")
-        ports: dict[str, Any] = {f"{SSH_PORT}/tcp": ("127.0.0.1", None)}
-        if process_type == WEB:
-            ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", None)
-        # A read-only root filesystem and fixed-size tmpfs mounts for every
-        # writable path (see RunStorage), so what a replica writes is bounded
-        # and never reaches the host's disk. The slug is unpacked onto
-        # /workspace (where the stack image's /app points), which also
-        # spares the copy-on-write layer (1.8 s on fuse-overlayfs for the
-        # Elixir example's 700 files). The entrypoint and env arrive in a
-        # small root-owned volume, as Docker copies nothing into a tmpfs nor
-        # onto a read-only root.
+        """Create, provision and start one replica (runner/container_spec.py
+        says what it is made of); returns it with its port."""
+        made = run_container_spec(self.settings, spec, process_type, slug_url, keys_url,
+                                  self.host_cpus)
         check_slug_fits(self.settings, spec)
-        memory, cpus = replica_limits(self.settings, spec, self.host_cpus)
-        storage = run_storage(self.settings)
-        if memory > 0:  # 0: no limit
-            memory += storage.total
         network = ensure_app_network(self.client, self.settings, spec.app)
-        container = self.client.containers.create(
-            image,
-            command=["/usr/bin/tini", "-g", "--", "/bin/bash", f"{FILES_IN}/entrypoint.sh"],
-            name=name,
-            hostname=_NAME_SAFE.sub("-", f"{spec.app}-{process_type}-{suffix}")[:63],
-            user=f"{APP_UID}:{APP_UID}",
-            labels={
-                "shipway.instance": self.settings.instance,
-                "shipway.app": spec.app,
-                "shipway.release": str(spec.version),
-                "shipway.process": process_type,
-                "shipway.role": ROLE,
-                SIZE_LABEL: size_label(spec.size),
-                **({HOST_KEY_LABEL: "app"} if host_key else {}),
-            },
-            ports=ports,
-            network=network,
-            read_only=True,
-            tmpfs=storage.tmpfs(),
-            mounts=[docker.types.Mount(FILES_IN, None, type="volume")],
-            working_dir="/",
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            mem_limit=memory,
-            memswap_limit=memory,
-            nano_cpus=int(cpus * 1e9),
-            pids_limit=1024,
-            stop_signal="SIGTERM",
-            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
-        )
+        container = self.client.containers.create(image, network=network, **made.options)
         try:
-            files = {"entrypoint.sh": (entrypoint_script(), 0o444),
-                     "env": (env_file(env), 0o444)}
-            if host_key:
-                files["ssh_host_key"] = (host_key.encode(), 0o444)
-            container.put_archive(FILES_IN, _archive(files))
+            container.put_archive(FILES_IN, container_files(made))
             container.start()
             container.reload()
         except Exception:
@@ -267,9 +135,9 @@ class Containers:
             f"{CONTAINER_PORT}/tcp") or []
         if bound:
             host_port = int(bound[0]["HostPort"])
-        return Replica(id=container.id, name=name, app=spec.app, version=spec.version,
+        return Replica(id=container.id, name=made.name, app=spec.app, version=spec.version,
                        process_type=process_type, state="running", host_port=host_port,
-                       created=time.time(), app_host_key=bool(host_key),
+                       created=time.time(), app_host_key=bool(made.host_key),
                        size_label=size_label(spec.size))
 
     def wait_healthy(self, replica: Replica, health: HealthCheck, host_header: str,

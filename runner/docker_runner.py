@@ -14,20 +14,21 @@ tries again on its next pass. These locks are of this process only
 containers labelled with its instance, which no other process touches; the
 app's state is guarded across processes by the controller's release lock,
 held around every deploy, scale, restart and destroy that reaches here.
+
+Its parts, one job each: supervision.py (keeping the desired count, apart
+from deploys), hot_upgrade.py, slug_access.py (slug and key URLs, the host
+slug cache), containers.py (the Docker calls) and container_spec.py (what a
+run container is made of).
 """
 from __future__ import annotations
 
 import datetime as dt
 import errno
-import os
-import tempfile
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Iterable
 
-import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -35,10 +36,11 @@ from core.locks import KeyedThreadLocks
 from builder.networks import ensure_firewall, remove_app_network
 from router.interface import IRouter, Route
 from runner.containers import HOST_KEY_VAR, Containers, Replica, Unhealthy
-from runner.gateway import KeySigner, bridge_gateway, gateway_url, rebase_url
+from runner.slug_access import SlugAccess
 from runner.errors import DeployFailed
 from runner.interface import IDesiredState, IRunner, Output, ReleaseSpec, ReplicaState
 from runner.serving import serving_version
+from runner.hot_upgrade import HotUpgradeMixin
 from runner.supervision import SupervisionMixin, _quiet
 from core.settings import Settings
 from storage.interface import ISlugStore
@@ -46,30 +48,22 @@ from storage.local import LocalSlugStore
 
 log = Logger()
 
-# Slugs of a store elsewhere kept on the host per app: the current release,
-# a rollback target or two, and a deploy in progress.
-SLUG_CACHE_PER_APP = 5
 
 
 @implementer(IRunner)
-class DockerRunner(SupervisionMixin):
+class DockerRunner(HotUpgradeMixin, SupervisionMixin):
     def __init__(self, settings: Settings, slugs: ISlugStore, router: IRouter,
                  state: IDesiredState, containers: Containers | None = None) -> None:
         self.settings = settings
         self.slugs = slugs
-        # Run containers download slugs from the host's gateway listener,
-        # signed by Shipway, whatever the store: a store elsewhere (S3) may
-        # not be reachable from a container (an endpoint on 127.0.0.1 is
-        # not), so the slugs this runner runs are cached on the host.
-        self.local_slugs: LocalSlugStore = (
-            slugs if isinstance(slugs, LocalSlugStore)
-            else LocalSlugStore(settings, root=settings.data_dir / "slug-cache"))
+        # Run containers download slugs from the host's gateway listener
+        # (runner/slug_access.py), from a host cache of a store elsewhere.
+        self.slug_access = SlugAccess(settings, slugs, lambda: self.docker.client)
+        self.local_slugs: LocalSlugStore = self.slug_access.local_slugs
         self.router = router
         self.state = state  # what should run: the controller's answer
         self._containers = containers
         self._image: str | None = None
-        self._gateway: str | None = None
-        self._signer: KeySigner | None = None
         self._lock = KeyedThreadLocks()  # app -> this process's lock (see above)
         self._desired: dict[str, ReleaseSpec] = {}  # app -> the spec it should run
         self._live: dict[str, dict[str, Replica]] = {}  # app -> id -> healthy replica
@@ -96,40 +90,7 @@ class DockerRunner(SupervisionMixin):
         return self._image
 
     def _urls(self, spec: ReleaseSpec) -> tuple[str, str]:
-        """The slug's signed URL and the app's keys URL, both reachable from
-        inside a container (through the bridge gateway listener)."""
-        if self._gateway is None:
-            self._gateway = bridge_gateway(self.docker.client)
-            self._signer = KeySigner(self.settings)
-        assert self._signer is not None
-        self._cache_slug(spec)
-        slug_url = rebase_url(self.local_slugs.url(spec.slug_key, expires_in=900),
-                              self.settings, self._gateway)
-        keys_url = self._signer.url(gateway_url(self.settings, self._gateway), spec.app)
-        return slug_url, keys_url
-
-    def _cache_slug(self, spec: ReleaseSpec) -> None:
-        """With a store elsewhere, have `spec`'s slug in the host cache, and
-        keep the cache to the few slugs each app may still run."""
-        cache = self.local_slugs
-        if cache is self.slugs:
-            return
-        path = cache.path(spec.slug_key)
-        if path.is_file():
-            os.utime(path)  # recently used: kept
-            return
-        # Downloaded straight into the cache under a hidden name, then renamed:
-        # a reader sees no slug or the whole of it.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".get-", dir=path.parent)
-        os.close(fd)
-        try:
-            self.slugs.get(spec.slug_key, Path(tmp))
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        cache.keep_newest(f"{spec.app}/", SLUG_CACHE_PER_APP)
+        return self.slug_access.urls(spec)
 
     # --- IRunner -----------------------------------------------------------
     def deploy(self, spec: ReleaseSpec, output: Output) -> None:
@@ -160,71 +121,6 @@ class DockerRunner(SupervisionMixin):
             if any(r.is_web for r in new):
                 output(f"-----> Routing {spec.app} to v{spec.version}")
             self._retire(old, output)
-
-    def hot_upgrade(self, spec: ReleaseSpec, output: Output) -> None:
-        """Upgrade the running replicas to `spec` in place (runner/files/
-        hot-upgrade.sh); where that is not possible (nothing runs, the
-        process types or config changed, not an Elixir release, more than
-        module code changed, a replica failed), deploy `spec` with a restart
-        instead, which also brings a half-upgraded app back to one release."""
-        with self._lock(spec.app):
-            current = self._desired.get(spec.app)
-            live = list(self._live.get(spec.app, {}).values())
-            reason = None
-            if current is None or not live:
-                reason = "nothing is running"
-            elif current.process_types != spec.process_types:
-                reason = "the process types changed"
-            elif {k: v for k, v in current.env.items() if k != "APP_VERSION"} != \
-                    {k: v for k, v in spec.env.items() if k != "APP_VERSION"}:
-                reason = "the config changed"
-            elif current.size != spec.size:
-                reason = "the replica size changed"
-            touched: list[Replica] = []
-            if reason is None:
-                reason = self._upgrade_in_place(spec, live, output, touched)
-            if reason is not None:
-                output(f"-----> Hot upgrade not possible ({reason}): restarting instead")
-                try:
-                    return self.deploy(spec, output)
-                except Exception:
-                    if touched and current is not None:
-                        # Some replicas run the new code already: replace
-                        # them all, so that what runs is one release again.
-                        output(f"-----> Replacing the replicas upgraded in place with "
-                               f"v{current.version} replicas")
-                        try:
-                            self.deploy(current, output)
-                        except Exception:  # noqa: BLE001 (the first error is the one to see)
-                            log.failure("runner: {app} could not go back to v{v}",
-                                        app=spec.app, v=current.version)
-                    raise
-            self._desired[spec.app] = spec
-            self._live[spec.app] = {r.id: attrs.evolve(r, version=spec.version) for r in live}
-            output(f"-----> {spec.app} hot-upgraded to v{spec.version} "
-                   f"({len(live)} replica(s), none restarted)")
-
-    def _upgrade_in_place(self, spec: ReleaseSpec, live: list[Replica], output: Output,
-                          touched: list[Replica]) -> str | None:
-        """None when every replica was upgraded, else why not; `touched`
-        gets each replica whose code may have changed."""
-        slug_url, _keys = self._urls(spec)
-        output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
-        for r in sorted(live, key=lambda r: r.created):
-            touched.append(r)
-            try:
-                code, said = self.docker.run_script(r.id, "hot-upgrade.sh",
-                                                    [slug_url, str(spec.version)])
-            except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
-                return f"replica {r.id[:12]} could not be reached: {exc}"
-            for line in said[-20:]:
-                output(f"       {r.id[:12]}: {line}")
-            if code == 3:  # checked before anything was changed
-                touched.remove(r)
-                return said[-1] if said else "not an upgradable release"
-            if code != 0:
-                return f"replica {r.id[:12]} failed (exit {code})"
-        return None
 
     def _restore(self, app: str, desired: ReleaseSpec | None,
                  live: dict[str, Replica] | None) -> None:
@@ -332,8 +228,7 @@ class DockerRunner(SupervisionMixin):
             for r in self.docker.list(app):
                 self.docker.remove(r.id)
             remove_app_network(self.docker.client, self.settings, app)
-            if self.local_slugs is not self.slugs:
-                self.local_slugs.delete_prefix(f"{app}/")
+            self.slug_access.forget_app(app)
 
     def refresh_route(self, app: str) -> None:
         with self._lock(app):

@@ -1,0 +1,89 @@
+"""Hot upgrade: new module code loaded into the running replicas of an
+Elixir release (runner/files/hot-upgrade.sh), none restarted; a restart
+deploy wherever that is not possible. A mixin of DockerRunner: it works on
+the runner's desired and live state under the app's lock, as `deploy` does.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+from twisted.logger import Logger
+
+from core.output import Output
+from core.specs import ReleaseSpec
+from runner.containers import Replica
+
+if TYPE_CHECKING:
+    from runner.docker_runner import DockerRunner
+
+log = Logger()
+
+
+class HotUpgradeMixin:
+    """`hot_upgrade` of IRunner, for DockerRunner (its state, its lock)."""
+
+    def hot_upgrade(self: "DockerRunner", spec: ReleaseSpec, output: Output) -> None:
+        """Upgrade the running replicas to `spec` in place (runner/files/
+        hot-upgrade.sh); where that is not possible (nothing runs, the
+        process types or config changed, not an Elixir release, more than
+        module code changed, a replica failed), deploy `spec` with a restart
+        instead, which also brings a half-upgraded app back to one release."""
+        with self._lock(spec.app):
+            current = self._desired.get(spec.app)
+            live = list(self._live.get(spec.app, {}).values())
+            reason = None
+            if current is None or not live:
+                reason = "nothing is running"
+            elif current.process_types != spec.process_types:
+                reason = "the process types changed"
+            elif {k: v for k, v in current.env.items() if k != "APP_VERSION"} != \
+                    {k: v for k, v in spec.env.items() if k != "APP_VERSION"}:
+                reason = "the config changed"
+            elif current.size != spec.size:
+                reason = "the replica size changed"
+            touched: list[Replica] = []
+            if reason is None:
+                reason = self._upgrade_in_place(spec, live, output, touched)
+            if reason is not None:
+                output(f"-----> Hot upgrade not possible ({reason}): restarting instead")
+                try:
+                    return self.deploy(spec, output)
+                except Exception:
+                    if touched and current is not None:
+                        # Some replicas run the new code already: replace
+                        # them all, so that what runs is one release again.
+                        output(f"-----> Replacing the replicas upgraded in place with "
+                               f"v{current.version} replicas")
+                        try:
+                            self.deploy(current, output)
+                        except Exception:  # noqa: BLE001 (the first error is the one to see)
+                            log.failure("runner: {app} could not go back to v{v}",
+                                        app=spec.app, v=current.version)
+                    raise
+            self._desired[spec.app] = spec
+            self._live[spec.app] = {r.id: attrs.evolve(r, version=spec.version) for r in live}
+            output(f"-----> {spec.app} hot-upgraded to v{spec.version} "
+                   f"({len(live)} replica(s), none restarted)")
+
+    def _upgrade_in_place(self: "DockerRunner", spec: ReleaseSpec, live: list[Replica], output: Output,
+                          touched: list[Replica]) -> str | None:
+        """None when every replica was upgraded, else why not; `touched`
+        gets each replica whose code may have changed."""
+        slug_url, _keys = self._urls(spec)
+        output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
+        for r in sorted(live, key=lambda r: r.created):
+            touched.append(r)
+            try:
+                code, said = self.docker.run_script(r.id, "hot-upgrade.sh",
+                                                    [slug_url, str(spec.version)])
+            except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
+                return f"replica {r.id[:12]} could not be reached: {exc}"
+            for line in said[-20:]:
+                output(f"       {r.id[:12]}: {line}")
+            if code == 3:  # checked before anything was changed
+                touched.remove(r)
+                return said[-1] if said else "not an upgradable release"
+            if code != 0:
+                return f"replica {r.id[:12]} failed (exit {code})"
+        return None
