@@ -58,7 +58,11 @@ def _write(path: str, text: str) -> None:
 @implementer(IRouter)
 class HAProxyRouter(OverlaysMixin):
     def __init__(self, settings: Settings, slots: int = DEFAULT_SLOTS, threads: int = 0,
-                 binary: str = "haproxy", server_slots: int = SERVER_SLOTS) -> None:
+                 binary: str = "haproxy", server_slots: int = SERVER_SLOTS,
+                 https_port: int | None = None) -> None:
+        """`https_port` overrides settings.https_port (0: no TLS frontend)."""
+        from router.haproxy_tls import TLSManager
+
         self.settings = settings
         self.dir = Path(settings.data_dir) / "router" / "haproxy"
         user = "nobody nogroup" if os.geteuid() == 0 else None
@@ -66,8 +70,12 @@ class HAProxyRouter(OverlaysMixin):
                              listen_port=settings.router_port, user=user,
                              threads=threads or settings.router_workers
                              or max(1, (os.cpu_count() or 2) // 2),
-                             maxconn=maxconn())
+                             maxconn=maxconn(),
+                             https_port=settings.https_port if https_port is None else https_port)
         self.runtime = Runtime(self.layout.admin_socket)
+        # The TLS frontend's files (certificates, crt-list, ACME and
+        # HTTPS-only maps) must exist before HAProxy reads its configuration.
+        self.tls = TLSManager(self.layout, self.runtime) if self.layout.https_port else None
         self.process = HAProxyProcess(self.layout, self.runtime, binary)
         self.server_slots = server_slots
         self._min_slots = max(CHUNK, -(-slots // CHUNK) * CHUNK)
@@ -95,6 +103,8 @@ class HAProxyRouter(OverlaysMixin):
         with self._lock:
             self._wanted = True
             Path(self.layout.conf_dir).mkdir(parents=True, exist_ok=True)
+            if self.tls is not None:
+                self.tls.prepare()
             self._map_writer.flush()  # this process's last changes, before reading back
             self._load_files()
             main = render_main(self.layout)

@@ -124,19 +124,9 @@ CERTIFICATE_INTERVAL = 5.0  # seconds between two reconciliations of the names
 
 
 def with_https(router: object, settings: Settings) -> object:
-    """Give the HAProxy router its https frontend (settings.https_port; 0:
-    none) and the files it needs before it starts."""
-    from router.haproxy import HAProxyRouter
-    from router.haproxy_tls import TLSManager
-
-    if not isinstance(router, HAProxyRouter) or not settings.https_port:
-        return router
-    if router.layout.https_port != settings.https_port:
-        import attrs
-
-        router.layout = attrs.evolve(router.layout, https_port=settings.https_port)
-        router.process.layout = router.layout
-    TLSManager(router.layout, router.runtime).prepare()
+    """Kept for server/main.py's call; a no-op now: the HAProxy router takes
+    settings.https_port into its layout itself and prepares the TLS files in
+    its own start()."""
     return router
 
 
@@ -155,7 +145,7 @@ def start_certificates(services: object) -> None:
     settings, router, controller = services.settings, services.router, services.controller
     if not isinstance(router, HAProxyRouter) or not settings.https_port:
         return
-    tls = TLSManager(router.layout, router.runtime)
+    tls = router.tls or TLSManager(router.layout, router.runtime)
     manager = make_manager(controller.db, controller.keyring, settings, tls)
     if manager is None:
         return

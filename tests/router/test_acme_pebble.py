@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import attrs
 import pytest
 
 from core.settings import Settings
@@ -27,14 +26,10 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"), reason=
 @pytest.fixture
 def routed(tmp_path: Path, pebble: Pebble) -> Iterator[tuple[HAProxyRouter, TLSManager]]:
     settings = Settings(data_dir=tmp_path / "data", router_port=pebble.http_port,
-                        base_domain="localhost")
+                        base_domain="localhost", https_port=free_port())
     router = HAProxyRouter(settings, threads=1)
-    if not router.layout.https_port:
-        router.layout = attrs.evolve(router.layout, https_port=free_port())
-        router.process.layout = router.layout
-    tls = TLSManager(router.layout, router.runtime)
-    tls.prepare()
-    router.start()
+    router.start()  # prepares the TLS files itself
+    tls = router.tls
     up = _Upstream("app-a")
     router.set_route(Route(app="a", hostnames=["a.shipway.test", "www.custom.example", "broken.example"],
                            upstreams=[up.addr]))

@@ -62,7 +62,8 @@ class _Upstream:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", router_port=free_port(), base_domain="localhost")
+    return Settings(data_dir=tmp_path / "data", router_port=free_port(), base_domain="localhost",
+                    https_port=free_port())
 
 
 @pytest.fixture

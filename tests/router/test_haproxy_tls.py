@@ -11,7 +11,6 @@ import ssl
 from pathlib import Path
 from typing import Iterator
 
-import attrs
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -67,15 +66,11 @@ def ca() -> _CA:
 
 def tls_router(tmp_path: Path, router_port: int | None = None) -> tuple[HAProxyRouter, TLSManager]:
     settings = Settings(data_dir=tmp_path / "data", router_port=router_port or free_port(),
-                        base_domain="localhost")
+                        base_domain="localhost", https_port=free_port())
     router = HAProxyRouter(settings, threads=1)
-    if not router.layout.https_port:  # until the server passes --https-port itself
-        router.layout = attrs.evolve(router.layout, https_port=free_port())
-        router.process.layout = router.layout
-    tls = TLSManager(router.layout, router.runtime)
-    tls.prepare()
-    router.start()
-    return router, tls
+    router.start()  # prepares the TLS files itself
+    assert router.tls is not None
+    return router, router.tls
 
 
 @pytest.fixture
