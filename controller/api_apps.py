@@ -248,3 +248,25 @@ def set_canary(call: Call) -> dict[str, Any]:
 
 def unset_canary(call: Call) -> dict[str, Any]:
     return _overlays(call).set_canary(call.me, call.params["app"], None)
+
+
+# --- issue 18, item 4: log drains (controller/drains.py, logger/drains.py) ---
+def _drains(call: Call) -> Any:
+    drains = getattr(call.services.logs, "drains", None)
+    if drains is None:
+        raise NotImplementedError("no log drains on this server")
+    return drains
+
+
+def list_drains(call: Call) -> list[dict[str, Any]]:
+    return _drains(call).list(call.me, call.params["app"])
+
+
+def add_drain(call: Call) -> dict[str, Any]:
+    return _drains(call).add(call.me, call.params["app"], call.field("url", str))
+
+
+def remove_drain(call: Call) -> dict[str, Any]:
+    _drains(call).remove(call.me, call.params["app"], call.params["drain"])
+    return {"ok": True}
+# --- end issue 18, item 4 ---

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import attrs
 
 from controller import api_account as account
+from controller import api_activity as activity  # issue 18 items 5 and 7
 from controller import api_apps as apps
 from controller.api_views import Call
 
@@ -66,11 +67,21 @@ ROUTES: list[Route] = [
     R("DELETE", "/apps/{app}/collaborators/{email}", apps.remove_collaborator),
     R("GET", "/apps/{app}/builds", apps.list_builds),
     R("GET", "/apps/{app}/logs", apps.logs),
+    # issue 18, item 4: log drains
+    R("GET", "/apps/{app}/drains", apps.list_drains),
+    R("POST", "/apps/{app}/drains", apps.add_drain, body=True, status=201),
+    R("DELETE", "/apps/{app}/drains/{drain}", apps.remove_drain),
     # issue 16, item 5: maintenance mode and canary
     R("GET", "/apps/{app}/maintenance", apps.get_maintenance),
     R("PUT", "/apps/{app}/maintenance", apps.set_maintenance, body=True),
     R("PUT", "/apps/{app}/canary", apps.set_canary, body=True),
     R("DELETE", "/apps/{app}/canary", apps.unset_canary),
+    # issue 18, items 5 and 7: activity, releases:info, deploy webhooks
+    R("GET", "/apps/{app}/activity", activity.list_activity),
+    R("GET", "/apps/{app}/releases/{version}", activity.release_info),
+    R("GET", "/apps/{app}/webhooks", activity.list_webhooks),
+    R("POST", "/apps/{app}/webhooks", activity.add_webhook, body=True, status=201),
+    R("DELETE", "/apps/{app}/webhooks/{webhook}", activity.remove_webhook),
 ]
 
 

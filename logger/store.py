@@ -23,7 +23,7 @@ import sqlite3
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 
@@ -84,6 +84,7 @@ class LogStore:
         self.max_pending_bytes = max_pending_bytes
         self.batch = batch
         self.dropped = 0  # lines refused because the writer fell behind
+        self.drains: Any = None  # controller.drains.Drains, wired by server/main.py
         self._pending: deque[tuple[str, LogLine]] = deque()
         self._pending_bytes = 0
         self._subscribers: dict[str, list[Subscriber]] = {}

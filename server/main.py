@@ -80,6 +80,14 @@ def build_services(settings: Settings) -> Services:
     logs = LogStore(settings.data_dir / "logs.sqlite3",  # issue 18: durable, bounded
                     bytes_per_app=settings.log_bytes_per_app,
                     subscribers_per_app=settings.log_followers_per_app)
+    from controller.drains import Drains, rules_for  # issue 18 item 4: log drains
+    from logger.drains import DrainHub, tls_context
+
+    hub = DrainHub(rules_for(settings), tls_context(settings.drain_ca_bundle),
+                   settings.drain_buffer_lines)
+    logs.tap(hub.tap)
+    logs.drains = Drains(controller, hub)
+    controller.on_destroy(lambda app: hub.set(app.name, []))
     controller.set_deployer(Deployer(settings, controller=controller, runner=runner,
                                      logs=logs))
     pipeline = Pipeline(settings, controller=controller, builder=builder, slugs=slugs,
@@ -147,6 +155,8 @@ def _start_background(services: Services, interrupted: list | None = None) -> No
         services.runner.start()
         if collector is not None:
             collector.start()
+        if services.logs is not None and services.logs.drains is not None:
+            services.logs.drains.load_all()  # issue 18: drains forward from start-up
 
     collector = None
     if services.settings.runner == "docker" and services.logs is not None:
@@ -155,6 +165,8 @@ def _start_background(services: Services, interrupted: list | None = None) -> No
         collector = DockerLogCollector(services.settings, services.logs)
         reactor.addSystemEventTrigger("before", "shutdown", collector.stop)
 
+    if services.logs is not None:  # issue 18: the last queued lines reach the disk
+        reactor.addSystemEventTrigger("after", "shutdown", services.logs.close)
     d = threads.deferToThread(boot)
     d.addCallback(lambda _: log.info("shipway: ready"))
     d.addErrback(lambda f: log.failure("shipway: start-up failed", f))
