@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import idna
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -32,21 +34,54 @@ LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 MAX_DOMAINS_PER_APP = 100
 
 
-def check_hostname(hostname: object, base_domain: str) -> str:
+def normalize_hostname(hostname: object) -> str:
+    """The stored form of a name a user typed: trimmed, lowercased, without a
+    trailing dot, IDNA names (bücher.example) as their punycode A-labels
+    (xn--bcher-kva.example), the only form DNS, SNI, ACME and the router's
+    Host match know. Raises BadRequest with a one-line reason."""
     if not isinstance(hostname, str):
         raise BadRequest("hostname must be a string")
-    host = hostname.strip().lower().rstrip(".")
+    shown = hostname[:80]
+    host = hostname.strip().rstrip(".")
+    if "*" in host:
+        raise BadRequest(f"wildcard hostnames are not supported ({shown!r}): "
+                         "add each name separately")
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as e:
+            raise BadRequest(f"invalid internationalized hostname {shown!r}: {e}") from None
+    elif "xn--" in host.lower():  # an A-label must decode (punycode typed by hand)
+        try:
+            idna.decode(host.lower())
+        except (idna.IDNAError, UnicodeError) as e:
+            raise BadRequest(f"invalid internationalized hostname {shown!r}: {e}") from None
+    return host.lower()
+
+
+def check_hostname(hostname: object, base_domain: str) -> str:
+    host = normalize_hostname(hostname)
     labels = host.split(".")
-    if (not host or len(host) > 253 or len(labels) < 2
+    if len(host) > 253:
+        raise BadRequest(f"hostname too long ({len(host)} characters; at most 253)")
+    if (not host or len(labels) < 2
             or not all(LABEL_RE.match(label) for label in labels)
             or labels[-1].isdigit()):
-        raise BadRequest(f"invalid hostname {hostname[:80]!r}")
+        raise BadRequest(f"invalid hostname {str(hostname)[:80]!r}")
     if labels[-1] == "invalid":  # reserved (RFC 2606); the router's own probe is there
         raise BadRequest(f"{host} is under the reserved domain .invalid")
     base = base_domain.strip().lower().rstrip(".")
     if base and (host == base or host.endswith("." + base)):
         raise BadRequest(f"{host} is under the platform's domain {base}")
     return host
+
+
+def _lookup_name(hostname: object) -> str:
+    """The stored form of a name to find (verify, remove); '' if unusable."""
+    try:
+        return normalize_hostname(hostname)
+    except BadRequest:
+        return ""
 
 
 def to_domain(row: Any, challenge: tuple[str, str] | None = None) -> Domain:
@@ -159,7 +194,7 @@ class DomainsMixin(FormationMixin):
         """Look up the name's TXT challenge (SHIPWAY_DOMAIN_VERIFY=dns) and,
         when it holds the app's token, mark the name verified and route it.
         Idempotent for a verified name."""
-        host = hostname.strip().lower().rstrip(".") if isinstance(hostname, str) else ""
+        host = _lookup_name(hostname)
         with self.db.read() as conn:
             found = self._authorize(conn, user, app, "write")
             row = conn.execute(sa.select(domains).where(domains.c.app_id == found.id,
@@ -188,7 +223,7 @@ class DomainsMixin(FormationMixin):
         return to_domain(row)
 
     def remove_domain(self, user: User, app: str, hostname: str) -> None:
-        host = hostname.strip().lower().rstrip(".") if isinstance(hostname, str) else ""
+        host = _lookup_name(hostname)
         with self.db.write() as conn:
             found = self._authorize(conn, user, app, "write")
             done = conn.execute(domains.delete().where(domains.c.app_id == found.id,
