@@ -5,6 +5,7 @@ import click
 
 from cli import access, account, apps, config_cmd, domains, logs, ps, releases, server_cmd
 from cli import maintenance  # issue 16: maintenance:on|off, canary:set|unset
+from cli import activity, webhooks  # issue 18: apps:activity, webhooks[:add|:remove]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,8 +18,17 @@ def cli(url: str | None, as_json: bool, app_name: str | None) -> None:
 
 
 server_cmd.register(cli)
-for module in (account, apps, config_cmd, releases, ps, logs, domains, access, maintenance):
+for module in (account, apps, config_cmd, releases, ps, logs, domains, access, maintenance,
+               activity, webhooks):
     module.register(cli)
+
+# issue 18 item 8: Gigalixir's names, typed from habit; each is the same
+# command as its target. `migrate` only once a `ps:migrate` exists.
+ALIASES = {"apps:create": "create", "restart": "ps:restart", "scale": "ps:scale",
+           "rollback": "releases:rollback", "ssh": "ps:ssh", "migrate": "ps:migrate"}
+for alias, target in ALIASES.items():
+    if target in cli.commands and alias not in cli.commands:
+        cli.add_command(cli.commands[target], alias)
 
 
 def main(argv: list[str] | None = None) -> None:

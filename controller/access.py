@@ -108,6 +108,8 @@ class AccessMixin(StoreBase):
                     raise BadRequest(f"too many collaborators (the limit is {limit} per app)")
                 conn.execute(collaborators.insert().values(
                     app_id=found.id, user_id=other.id, created_at=now()))
+                self.record_activity(found, user.email, "access:add",  # issue 18
+                                     f"added collaborator {email}", {"email": email}, conn=conn)
         except IntegrityError:
             raise Conflict(f"{email} is already a collaborator") from None
 
@@ -119,6 +121,10 @@ class AccessMixin(StoreBase):
             done = other is not None and conn.execute(collaborators.delete().where(
                 collaborators.c.app_id == found.id,
                 collaborators.c.user_id == other.id)).rowcount
+            if done:
+                self.record_activity(found, user.email, "access:remove",  # issue 18
+                                     f"removed collaborator {email}", {"email": email},
+                                     conn=conn)
         if not done:
             raise NotFound(f"{email} is not a collaborator on {found.name}")
         self._revoked(Revocation(user_id=other.id, app=found.name))  # ends ps:ssh (issue 14)

@@ -9,6 +9,7 @@ import attrs
 
 from controller import api_account as account
 from controller import api_activity as activity  # issue 18 items 5 and 7
+from controller import api_activity as activity  # issue 18 items 5 and 7
 from controller import api_apps as apps
 from controller.api_views import Call
 
@@ -76,6 +77,12 @@ ROUTES: list[Route] = [
     R("PUT", "/apps/{app}/maintenance", apps.set_maintenance, body=True),
     R("PUT", "/apps/{app}/canary", apps.set_canary, body=True),
     R("DELETE", "/apps/{app}/canary", apps.unset_canary),
+    # issue 18, items 5 and 7: activity, releases:info, deploy webhooks
+    R("GET", "/apps/{app}/activity", activity.list_activity),
+    R("GET", "/apps/{app}/releases/{version}", activity.release_info),
+    R("GET", "/apps/{app}/webhooks", activity.list_webhooks),
+    R("POST", "/apps/{app}/webhooks", activity.add_webhook, body=True, status=201),
+    R("DELETE", "/apps/{app}/webhooks/{webhook}", activity.remove_webhook),
     # issue 18, items 5 and 7: activity, releases:info, deploy webhooks
     R("GET", "/apps/{app}/activity", activity.list_activity),
     R("GET", "/apps/{app}/releases/{version}", activity.release_info),

@@ -42,7 +42,19 @@ class BuildsMixin(SlugPruningMixin):
         with self.serialized(app, output):
             release = self.create_release(app, slug, description, created_by)
             output(f"-----> Released v{release.version}")
-            release = self.deploy_release(app, release, deploy_output or output, hot=hot)
+            try:
+                release = self.deploy_release(app, release, deploy_output or output, hot=hot)
+            except Exception:
+                self.record_activity(app, created_by, "deploy",  # issue 18
+                                     f"deploy of v{release.version} ({slug.commit[:7]}) failed",
+                                     {"release": release.version, "status": "failed",
+                                      "commit": slug.commit})
+                raise
+            self.record_activity(app, created_by, "deploy",  # issue 18
+                                 f"deployed v{release.version} ({slug.commit[:7]})"
+                                 + (" hot" if hot else ""),
+                                 {"release": release.version, "status": "succeeded",
+                                  "commit": slug.commit, "hot": hot})
             if slugs is not None:
                 # issue 14: under the release lock, so no rollback picks a
                 # slug while it goes. The deploy succeeded: a failure here
@@ -58,6 +70,9 @@ class BuildsMixin(SlugPruningMixin):
             build_id = conn.execute(builds.insert().values(
                 app_id=app.id, ref=ref[:255], commit=commit[:64], user_email=user.email,
                 status="running", output="", started_at=now())).inserted_primary_key[0]
+            self.record_activity(app, user.email, "push",  # issue 18
+                                 f"pushed {ref[:100]} {commit[:7]}",
+                                 {"ref": ref[:255], "commit": commit[:64]}, conn=conn)
             return to_build(conn.execute(sa.select(builds).where(builds.c.id == build_id)).one())
 
     def finish_build(self, build_id: int, status: str, output: str,
@@ -70,7 +85,14 @@ class BuildsMixin(SlugPruningMixin):
                 finished_at=now())).rowcount
             if not done:
                 raise NotFound(f"no build {build_id}")
-            return to_build(conn.execute(sa.select(builds).where(builds.c.id == build_id)).one())
+            row = conn.execute(sa.select(builds).where(builds.c.id == build_id)).one()
+            if status == "failed" and release_version is None:
+                # issue 18: a push that never became a release (build or deploy failed)
+                self._insert_activity(conn, row.app_id, row.user_email, "push",
+                                      f"push of {row.commit[:7]} rejected",
+                                      {"ref": row.ref, "commit": row.commit,
+                                       "status": "failed", "build": row.id})
+            return to_build(row)
 
     def list_builds(self, user: User, app: str) -> list[Build]:
         with self.db.read() as conn:
@@ -78,3 +100,20 @@ class BuildsMixin(SlugPruningMixin):
             rows = conn.execute(sa.select(builds).where(builds.c.app_id == found.id)
                                 .order_by(builds.c.id.desc())).all()
         return [to_build(r) for r in rows]
+
+    def build_for_release(self, app: App, release: Release) -> Build | None:
+        """The push's build record behind `release` (issue 18, releases:info):
+        the build that made it, or, for a push whose deploy failed (its build
+        names no release), the newest unreleased build of its commit from
+        before it. Rollbacks and config changes have none of their own."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(builds).where(
+                builds.c.app_id == app.id, builds.c.release_version == release.version)
+                .order_by(builds.c.id.desc()).limit(1)).first()
+            if row is None and release.status == "failed" and release.commit:
+                row = conn.execute(sa.select(builds).where(
+                    builds.c.app_id == app.id, builds.c.commit == release.commit,
+                    builds.c.release_version.is_(None),
+                    builds.c.started_at <= release.created_at)
+                    .order_by(builds.c.id.desc()).limit(1)).first()
+        return to_build(row) if row is not None else None

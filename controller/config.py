@@ -23,6 +23,7 @@ from controller.errors import BadRequest, TooLarge
 from controller.models import App, Release, User
 from controller.releases import ReleasesMixin
 from controller.service import Output
+from controller.webhooks import secret_aad, webhooks  # issue 18: secrets to re-seal
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({
@@ -128,6 +129,10 @@ class ConfigMixin(ReleasesMixin):
             if total > limit:
                 # Raising rolls the whole transaction back: nothing changed.
                 raise TooLarge(f"config would be {total} bytes; the limit is {limit}")
+            if changed:  # issue 18: the names only, never a value
+                self.record_activity(found, user.email, "config", description,
+                                     {"set": sorted(set_values), "unset": list(unset)},
+                                     conn=conn)
             current = self._current_row(conn, found)
             if not changed or current is None or current.slug_id is None:
                 return None
@@ -159,6 +164,8 @@ class ConfigMixin(ReleasesMixin):
              lambda r: f"release-config:{r.app_id}:{r.version}"),
             (apps, apps.c.secrets_ct, lambda r: f"app-secrets:{r.id}"),
         ]
+        # issue 18: the webhooks' secrets are sealed with the keyring too
+        targets.append((webhooks, webhooks.c.secret_ct, lambda r: secret_aad(r.app_id, r.url)))
         for table, column, aad in targets:
             keys = list(table.primary_key.columns)
             while limit is None or done < limit:

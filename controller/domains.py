@@ -167,6 +167,8 @@ class DomainsMixin(FormationMixin):
                 domain_id = conn.execute(domains.insert().values(
                     app_id=found.id, hostname=host, created_at=created,
                     verified_at=None if verify else created)).inserted_primary_key[0]
+                self.record_activity(found, user.email, "domains:add",  # issue 18
+                                     f"added domain {host}", {"hostname": host}, conn=conn)
                 row = conn.execute(sa.select(domains).where(domains.c.id == domain_id)).one()
         except IntegrityError:
             raise Conflict(f"{host} is already in use") from None
@@ -228,6 +230,9 @@ class DomainsMixin(FormationMixin):
             found = self._authorize(conn, user, app, "write")
             done = conn.execute(domains.delete().where(domains.c.app_id == found.id,
                                                        domains.c.hostname == host)).rowcount
+            if done:
+                self.record_activity(found, user.email, "domains:remove",  # issue 18
+                                     f"removed domain {host}", {"hostname": host}, conn=conn)
         if not done:
             raise NotFound(f"{found.name} has no domain {host[:80]!r}")
         self._refresh_route(found)

@@ -75,6 +75,9 @@ class FormationMixin(ConfigMixin):
                                                        formations.c.process_type == ptype))
                 conn.execute(formations.insert().values(app_id=found.id, process_type=ptype,
                                                         count=count))
+            self.record_activity(found, user.email, "scale",  # issue 18
+                                 "scaled " + ", ".join(f"{p}={c}" for p, c in sorted(counts.items())),
+                                 {"formation": dict(counts)}, conn=conn)
         if self._deployer is not None:
             with self.serialized(found, output):
                 self._deployer.apply_formation(found, output or silent)
@@ -102,6 +105,9 @@ class FormationMixin(ConfigMixin):
                                     .where(apps.c.id == found.id)).scalar_one()
             conn.execute(apps.update().where(apps.c.id == found.id)
                          .values(replica_size=wanted))
+            self.record_activity(found, user.email, "resize",  # issue 18
+                                 f"resized replicas to {wanted if wanted is not None else 'default'}",
+                                 {"size": wanted}, conn=conn)
         resized = attrs.evolve(found, replica_size=wanted)
         if self._deployer is not None and previous != wanted:
             try:
@@ -117,3 +123,4 @@ class FormationMixin(ConfigMixin):
         found = self.get_app(user, app, "write")
         with self.serialized(found, output):
             self.deployer().restart(found, output or silent)
+        self.record_activity(found, user.email, "restart", "restarted the replicas")  # issue 18

@@ -75,6 +75,9 @@ class RouteOverlays:
         router = self._router()
         self._upsert(app.id, maintenance=on)
         self._apply(lambda: router.set_maintenance(app.name, on))
+        self.controller.record_activity(  # type: ignore[attr-defined]  # issue 18
+            app, user.email, "maintenance:" + ("on" if on else "off"),
+            "maintenance " + ("on" if on else "off"), {"maintenance": on})
         return self.status(user, name)
 
     def set_canary(self, user: User, name: str, canary: str | None,

@@ -120,11 +120,14 @@ class ReleasesMixin(AppsMixin):
             try:
                 self.deployer().deploy(app, release, output, hot=hot)
             except BaseException as e:
-                self._set_status(release, "failed")
+                failed = self._set_status(release, "failed")
                 log.info("app {app}: release v{version} failed: {error}", app=app.name,
                          version=release.version, error=e)
+                self.notify_release(app, failed)  # issue 18: webhooks, queued
                 raise
-            return self._set_status(release, "succeeded", also=on_success)
+            done = self._set_status(release, "succeeded", also=on_success)
+            self.notify_release(app, done)  # issue 18: webhooks, queued
+            return done
 
     def fail_interrupted(self, deploying: bool = True) -> tuple[int, int]:
         # Called before the runner adopts containers: a release cut off
@@ -187,9 +190,19 @@ class ReleasesMixin(AppsMixin):
             release, config = self._rollback_release(user, found, version)
             # The config vars become the target's with the release's success,
             # in one transaction: never one without the other.
-            return self.deploy_release(
-                found, release, output,
-                on_success=lambda conn: self._replace_config(conn, found, config))
+            try:
+                done = self.deploy_release(
+                    found, release, output,
+                    on_success=lambda conn: self._replace_config(conn, found, config))
+            except Exception:
+                self.record_activity(found, user.email, "rollback",  # issue 18
+                                     f"{release.description}: v{release.version} failed",
+                                     {"release": release.version, "status": "failed"})
+                raise
+            self.record_activity(found, user.email, "rollback",  # issue 18
+                                 f"{release.description}: v{release.version}",
+                                 {"release": release.version, "status": "succeeded"})
+            return done
 
     def _rollback_release(self, user: User, app: App,
                           version: int | None) -> tuple[Release, dict[str, str]]:

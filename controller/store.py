@@ -15,11 +15,14 @@ from controller.db import Database
 from controller.keys import KeysMixin
 from controller.migrations import migrate
 from controller.users import UsersMixin
+# issue 18 items 5 and 7: activity and deploy webhooks
+from controller.activity import ActivityMixin
+from controller.webhooks import WebhooksMixin
 from core.locks import make_locks
 from core.settings import Settings
 
 
-class Store(UsersMixin, KeysMixin, BuildsMixin):
+class Store(UsersMixin, KeysMixin, BuildsMixin, ActivityMixin, WebhooksMixin):
     """The controller service on SQLite or PostgreSQL (see the mixins)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -37,6 +40,7 @@ class Store(UsersMixin, KeysMixin, BuildsMixin):
 
     def close(self) -> None:
         """Release database connections (tests reopen the same database)."""
+        self.close_webhooks()  # issue 18: the webhook workers end
         self.db.dispose()
 
 

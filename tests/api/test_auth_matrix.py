@@ -149,6 +149,15 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
                                              {"canary": w.app, "weight": 10}),
                                app_route(collab=400, owner=400)),
     "DELETE /apps/{app}/canary": (fixed("/apps/{app}/canary"), app_route()),
+    # issue 18, items 5 and 7 (no release v1 yet; a loopback webhook is refused)
+    "GET /apps/{app}/activity": (fixed("/apps/{app}/activity"), app_route()),
+    "GET /apps/{app}/releases/{version}": (fixed("/apps/{app}/releases/v1"),
+                                           app_route(collab=404, owner=404)),
+    "GET /apps/{app}/webhooks": (fixed("/apps/{app}/webhooks"), app_route()),
+    "POST /apps/{app}/webhooks": (fixed("/apps/{app}/webhooks", {"url": "https://127.0.0.1/h"}),
+                                  app_route(collab=400, owner=400)),
+    "DELETE /apps/{app}/webhooks/{webhook}": (fixed("/apps/{app}/webhooks/999999"),
+                                              app_route(collab=404, owner=404)),
 }
 
 
