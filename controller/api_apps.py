@@ -11,8 +11,8 @@ import re
 from typing import Any
 
 from controller.api_views import (
-    Call, Follow, app_json, build_json, certificate_statuses, domain_json, output_collector,
-    release_json, replica_json, size_json,
+    Call, Follow, app_certificate, app_json, build_json, certificate_statuses, domain_json,
+    output_collector, release_json, replica_json, size_json,
 )
 from controller.errors import BadRequest, TooManyRequests
 from controller.ssh_host_keys import public_host_key
@@ -42,6 +42,7 @@ def app_info(call: Call) -> dict[str, Any]:
         "domains": controller.app_domains(app),
         # What `ps:ssh` pins: every replica of the app presents this key.
         "ssh_host_key": public_host_key(controller.ssh_host_key(app)),
+        "certificate": app_certificate(call, app),  # issue 16: APP.<base domain>'s (null: no ACME)
     })
     return info
 

@@ -188,3 +188,11 @@ def certificate_statuses(call: Call, hostnames: list[str]) -> dict[str, dict[str
     found = CertificateStore(call.controller.db, call.controller.keyring).statuses(hostnames)
     pending = {"status": "pending", "not_after": None, "error": None}
     return {h: found[h].json() if h in found else pending for h in hostnames}
+
+
+def app_certificate(call: Call, app: App) -> dict[str, Any] | None:
+    """Issue 16: the certificate of the app's own name (APP.<base domain>)
+    for `apps:info --json`, as `domains --json` shows a name's; null when
+    ACME is off."""
+    host = call.services.settings.app_hostname(app.name)
+    return certificate_statuses(call, [host]).get(host)
