@@ -17,11 +17,11 @@ def register(cli: click.Group) -> None:
             ["id", "url", "by", "added"]))
 
     @api_command(cli, "webhooks:add", app=True)
-    @click.argument("url")
-    def add(session: Session, url: str) -> None:
+    @click.argument("hook_url", metavar="URL")  # `url` is the server's (--url)
+    def add(session: Session, hook_url: str) -> None:
         """POST a signed JSON message to URL on each release that succeeds or
         fails. The secret to check signatures with is shown once, now."""
-        data = session.client.call("POST", f"/apps/{seg(session.app)}/webhooks", {"url": url})
+        data = session.client.call("POST", f"/apps/{seg(session.app)}/webhooks", {"url": hook_url})
         session.emit(data, (
             f"Added webhook {data['id']} to {session.app}: {data['url']}\n"
             f"Secret (shown only now): {data['secret']}\n"
