@@ -13,7 +13,7 @@ setup(
     include_package_data=True,
     package_data={"buildpacks": ["env.sh", "*/bin/*", "*/lib/*"], "": ["*.sh", "*.yaml", "*.json", "*.ini", "*.mako", "*.conf", "*.txt", "files/*", "alembic/*", "alembic/versions/*"]},
     install_requires=[
-        "Twisted[conch]>=24.3",
+        "Twisted[conch,tls]>=24.3",  # tls: service_identity, for the API over TLS
         "dulwich>=0.22",
         "SQLAlchemy>=2.0",
         "alembic>=1.13",
