@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from twisted.logger import Logger
 
 from controller.crypto import Keyring
+from core.locks import Busy, Locks
 from controller.db import Database, UTCDateTime, metadata, now
 from router.acme import ACMEClient, IssueError, Issued, new_account_key_pem
 
@@ -206,8 +207,13 @@ class CertificateManager:
     """Issues, renews and loads certificates (run `tick` in a thread)."""
 
     def __init__(self, store: CertificateStore, target: CertificateTarget,
-                 acme_factory: Callable[[], ACMEClient]) -> None:
+                 acme_factory: Callable[[], ACMEClient], locks: Locks | None = None) -> None:
         self.store, self.target, self._acme_factory = store, target, acme_factory
+        # Several `shipway server`s share the database: a per-name try-lock
+        # held across processes (core/locks.py) so two never order the same
+        # certificate at once (two orders, two rate-limit hits, and the
+        # loser's certificate thrown away).
+        self.locks = locks
         self._acme: ACMEClient | None = None
         self._lock = threading.Lock()
 
@@ -239,7 +245,22 @@ class CertificateManager:
     def tick(self, at: dt.datetime | None = None) -> list[str]:
         """Issue every due name; returns the names issued."""
         with self._lock:
-            return [h for h in self.store.due(at) if self.issue(h)]
+            return [h for h in self.store.due(at) if self._issue_alone(h, at)]
+
+    def _issue_alone(self, hostname: str, at: dt.datetime | None) -> bool:
+        """Issue `hostname` unless another process holds its lock (it is
+        ordering it: skip, the next tick sees its result); once held, check
+        again that it is due (the other process may have just issued it)."""
+        if self.locks is None:
+            return self.issue(hostname)
+        try:
+            with self.locks.hold(certificate_lock(hostname)):
+                if hostname not in self.store.due(at):
+                    return False
+                return self.issue(hostname)
+        except Busy:
+            log.info("certificates: {host} is being issued by another process", host=hostname)
+            return False
 
     def issue(self, hostname: str) -> bool:
         """Issue (or renew) one name now and load it; False on failure."""
@@ -296,8 +317,13 @@ def acme_enabled(directory: str | None, base_domain: str) -> bool:
     return bool(directory)
 
 
+def certificate_lock(hostname: str) -> str:
+    """The cross-process lock name of one hostname's issuance."""
+    return f"certificate:{hostname}"
+
+
 def make_manager(db: Database, keyring: Keyring, settings: Any,
-                 target: CertificateTarget) -> CertificateManager | None:
+                 target: CertificateTarget, locks: Locks | None = None) -> CertificateManager | None:
     """The manager for these settings, or None when ACME is off."""
     if not acme_enabled(settings.acme_directory, settings.base_domain):
         return None
@@ -307,4 +333,4 @@ def make_manager(db: Database, keyring: Keyring, settings: Any,
         return ACMEClient(settings.acme_directory, store.account_key(settings.acme_directory),
                           email=settings.acme_email, ca_bundle=settings.acme_ca_bundle)
 
-    return CertificateManager(store, target, factory)
+    return CertificateManager(store, target, factory, locks)

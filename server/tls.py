@@ -146,7 +146,8 @@ def start_certificates(services: object) -> None:
     if not isinstance(router, HAProxyRouter) or not settings.https_port:
         return
     tls = router.tls or TLSManager(router.layout, router.runtime)
-    manager = make_manager(controller.db, controller.keyring, settings, tls)
+    manager = make_manager(controller.db, controller.keyring, settings, tls,
+                           controller.locks)  # one issuer per name across processes
     if manager is None:
         return
     log = Logger(namespace="shipway.certificates")
