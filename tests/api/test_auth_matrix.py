@@ -158,6 +158,12 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
                                   app_route(collab=400, owner=400)),
     "DELETE /apps/{app}/webhooks/{webhook}": (fixed("/apps/{app}/webhooks/999999"),
                                               app_route(collab=404, owner=404)),
+    # issue 18, item 4 (a loopback drain is refused; no drain 999999)
+    "GET /apps/{app}/drains": (fixed("/apps/{app}/drains"), app_route()),
+    "POST /apps/{app}/drains": (fixed("/apps/{app}/drains", {"url": "syslog://127.0.0.1:1"}),
+                                app_route(collab=400, owner=400)),
+    "DELETE /apps/{app}/drains/{drain}": (fixed("/apps/{app}/drains/999999"),
+                                          app_route(collab=404, owner=404)),
 }
 
 

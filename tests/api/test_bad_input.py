@@ -24,7 +24,8 @@ def world(shipway_server) -> World:
 
 def concrete(route: Route, app: str) -> str:
     return "/api" + route.path.format(app=app, key="1", hostname="x.example.com",
-                                      email="x@example.com")
+                                      email="x@example.com",
+                                      drain="1")  # issue 18 item 4
 
 
 BODY_ROUTES = [r for r in ROUTES if r.body]
@@ -127,6 +128,7 @@ VALID_BODY = {
     "/apps/{app}/collaborators": {"POST": {"email": "x@example.com"}},
     "/apps/{app}/maintenance": {"PUT": {"maintenance": True}},  # issue 16
     "/apps/{app}/canary": {"PUT": {"canary": "other", "weight": 5}},  # issue 16
+    "/apps/{app}/drains": {"POST": {"url": "syslog://logs.example.com:514"}},  # issue 18
 }
 
 
