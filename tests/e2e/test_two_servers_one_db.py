@@ -45,6 +45,9 @@ def test_two_servers_never_deploy_one_app_at_once(make_server, tmp_path: Path,
         "SHIPWAY_SLUG_STORE": "s3", "SHIPWAY_S3_BUCKET": bucket,
         "SHIPWAY_S3_ENDPOINT_URL": s3_endpoint, "SHIPWAY_S3_ACCESS_KEY_ID": "test",
         "SHIPWAY_S3_SECRET_ACCESS_KEY": "test",
+        # The router is not what this test is about (and two servers' routers
+        # must not depend on one proxy's start-up on this host): nginx.
+        "SHIPWAY_ROUTER_PROXY": "nginx",
     }
     a = make_server(env=shared, database_url=database_url)
     b = make_server(env=shared, database_url=database_url)
