@@ -64,6 +64,12 @@ def register(cli: click.Group) -> None:
                     r.get("host_port") or "", r.get("started_at") or "",
                     describe_uptime(r.get("uptime_seconds"))) for r in d["replicas"]],
                   ["release", "type", "state", "container", "port", "started", "up"])
+            if d.get("oneoffs"):  # issue 18: `shipway run` and release commands running now
+                click.echo("one-off runs:")
+                table([(f"v{r['version']}", r["process_type"], r["state"], r["container_id"][:12],
+                        r.get("started_at") or "", describe_uptime(r.get("uptime_seconds")))
+                       for r in d["oneoffs"]],
+                      ["release", "kind", "state", "container", "started", "up"])
 
         session.emit(data, human)
 

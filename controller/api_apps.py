@@ -104,9 +104,11 @@ def rollback(call: Call) -> dict[str, Any]:
 def ps(call: Call) -> dict[str, Any]:
     app = call.controller.get_app(call.me, call.params["app"])
     replicas = call.services.runner.replicas(app.name)
+    oneoffs = call.services.runner.oneoffs(app.name)  # issue 18: running one-offs
     return {"formation": call.controller.get_formation(app),
             "replica_size": size_json(call.services.settings, app),
-            "replicas": [replica_json(r) for r in replicas]}
+            "replicas": [replica_json(r) for r in replicas],
+            "oneoffs": [replica_json(r) for r in oneoffs]}
 
 
 def scale(call: Call) -> dict[str, Any]:

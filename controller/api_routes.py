@@ -9,8 +9,8 @@ import attrs
 
 from controller import api_account as account
 from controller import api_activity as activity  # issue 18 items 5 and 7
-from controller import api_activity as activity  # issue 18 items 5 and 7
 from controller import api_apps as apps
+from controller import api_run as oneoff  # issue 18 items 1 and 2: run, ps:migrate
 from controller.api_views import Call
 
 Handler = Callable[[Call], Any]
@@ -59,6 +59,8 @@ ROUTES: list[Route] = [
     R("PUT", "/apps/{app}/formation", apps.scale, body=True, streams=True),
     R("PUT", "/apps/{app}/size", apps.resize, body=True, streams=True),
     R("POST", "/apps/{app}/restart", apps.restart, streams=True),
+    R("POST", "/apps/{app}/run", oneoff.run, body=True, streams=True),  # issue 18
+    R("POST", "/apps/{app}/migrate", oneoff.migrate, streams=True),  # issue 18
     R("GET", "/apps/{app}/domains", apps.list_domains),
     R("POST", "/apps/{app}/domains", apps.add_domain, body=True, status=201),
     R("DELETE", "/apps/{app}/domains/{hostname}", apps.remove_domain),
@@ -77,12 +79,6 @@ ROUTES: list[Route] = [
     R("PUT", "/apps/{app}/maintenance", apps.set_maintenance, body=True),
     R("PUT", "/apps/{app}/canary", apps.set_canary, body=True),
     R("DELETE", "/apps/{app}/canary", apps.unset_canary),
-    # issue 18, items 5 and 7: activity, releases:info, deploy webhooks
-    R("GET", "/apps/{app}/activity", activity.list_activity),
-    R("GET", "/apps/{app}/releases/{version}", activity.release_info),
-    R("GET", "/apps/{app}/webhooks", activity.list_webhooks),
-    R("POST", "/apps/{app}/webhooks", activity.add_webhook, body=True, status=201),
-    R("DELETE", "/apps/{app}/webhooks/{webhook}", activity.remove_webhook),
     # issue 18, items 5 and 7: activity, releases:info, deploy webhooks
     R("GET", "/apps/{app}/activity", activity.list_activity),
     R("GET", "/apps/{app}/releases/{version}", activity.release_info),

@@ -32,6 +32,19 @@ log = Logger()
 HEALTH_PATH_VAR = "HEALTHCHECK_PATH"
 HEALTH_TIMEOUT_VAR = "HEALTHCHECK_TIMEOUT"
 HEALTH_ATTEMPTS_VAR = "HEALTHCHECK_ATTEMPTS"
+# issue 18: the Procfile process type run once per release, before its
+# replicas (Heroku's release phase), never as replicas; its time limit.
+RELEASE_TYPE = "release"
+RELEASE_TIMEOUT_VAR = "RELEASE_PHASE_TIMEOUT"
+
+
+def release_phase_timeout(settings: Settings, env: dict[str, str]) -> int:
+    """The server's limit, or the app's own (RELEASE_PHASE_TIMEOUT), 1 s to a day."""
+    try:
+        wanted = int(env.get(RELEASE_TIMEOUT_VAR) or settings.release_phase_timeout)
+    except ValueError:
+        wanted = settings.release_phase_timeout
+    return max(1, min(wanted, 86400))
 
 
 def health_check(settings: Settings, env: dict[str, str]) -> HealthCheck:
@@ -60,7 +73,7 @@ def release_spec(settings: Settings, controller: Controller, app: App, release: 
     env = controller.release_env(app, release)
     process_types = dict(release.process_types or slug.process_types)
     formation = {ptype: count for ptype, count in controller.get_formation(app).items()
-                 if ptype in process_types}
+                 if ptype in process_types and ptype != RELEASE_TYPE}
     # The size as stored now: `app` may have been read before a ps:scale
     # --size that came while this release was being built.
     size = controller.app_by_name(app.name).replica_size
@@ -143,6 +156,7 @@ class Deployer:
             spec = release_spec(self.settings, self.controller, app, release)
             started = time.time()
             try:
+                self.release_phase(spec, self._tee(app, output))
                 if hot:
                     self.runner.hot_upgrade(spec, self._tee(app, output))
                 else:
@@ -153,6 +167,32 @@ class Deployer:
                 log.info("app {app}: deploy of v{version} ran {start:.6f} to {end:.6f}",
                          app=app.name, version=release.version, start=started,
                          end=time.time())
+
+    def release_phase(self, spec: ReleaseSpec, output: Output) -> None:
+        """issue 18: the release's `release` command in a one-off container
+        of it, with its config, before any of its replicas starts. A
+        non-zero exit or its timeout raises DeployFailed: the replicas of
+        the last good release are never touched."""
+        command = spec.process_types.get(RELEASE_TYPE)
+        if not command:
+            return
+        timeout = release_phase_timeout(self.settings, spec.env)
+        output(f"-----> Running release command of v{spec.version}: {command}")
+        try:
+            code = self.runner.run_oneoff(spec, command, output, timeout, kind=RELEASE_TYPE)
+        except DeployFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 (Docker refused: a failed phase, said once)
+            log.failure("app {app}: release command of v{version} did not start",
+                        app=spec.app, version=spec.version)
+            raise DeployFailed(f"release command of v{spec.version} did not start: {exc}") from exc
+        if code == 124:
+            raise DeployFailed(f"release command of v{spec.version} timed out after "
+                               f"{timeout} s; v{spec.version} not deployed")
+        if code != 0:
+            raise DeployFailed(f"release command of v{spec.version} failed with exit "
+                               f"status {code}; v{spec.version} not deployed")
+        output("-----> Release command succeeded")
 
     def apply_formation(self, app: App, output: Output) -> None:
         with self._lock(app):

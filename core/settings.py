@@ -233,6 +233,12 @@ class Settings:
     drain_buffer_lines: int = 10_000
     drain_ca_bundle: str = ""
     # --- end issue 18, items 3 and 4 ---
+    # --- issue 18, items 1 and 2: release phase and one-off runs (runner/oneoff.py) ---
+    # Seconds a Procfile `release:` command may run (an app's config var
+    # RELEASE_PHASE_TIMEOUT overrides it) and a `shipway run` one-off.
+    release_phase_timeout: int = attrs.field(default=600, validator=attrs.validators.ge(1))
+    run_timeout: int = attrs.field(default=3600, validator=attrs.validators.ge(1))
+    # --- end issue 18, items 1 and 2 ---
     # --- issue 14: slug pruning and domain proof (controller/slug_pruning.py,
     # controller/domain_ownership.py) ---
     # Slugs of an app's newest N releases (and of what runs) are kept; the

@@ -40,6 +40,7 @@ from runner.slug_access import SlugAccess
 from runner.errors import DeployFailed
 from runner.interface import IDesiredState, IRunner, Output, ReleaseSpec, ReplicaState
 from runner.serving import serving_version
+from runner.oneoff import OneOffs  # issue 18: one-off containers
 from runner.hot_upgrade import HotUpgradeMixin
 from runner.supervision import SupervisionMixin, _quiet
 from core.settings import Settings
@@ -74,6 +75,9 @@ class DockerRunner(HotUpgradeMixin, SupervisionMixin):
         self._failures: dict[str, tuple[int, float]] = {}  # app -> (count, retry after)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # issue 18: one-off containers (release phase, `shipway run`)
+        self.oneoff = OneOffs(settings, lambda: self.docker.client, self._stack_image,
+                              lambda spec: self._urls(spec)[0], lambda: self.docker.host_cpus)
 
     # --- lazily made parts (no Docker calls at construction) ----------------------
     @property
@@ -93,6 +97,17 @@ class DockerRunner(HotUpgradeMixin, SupervisionMixin):
         return self.slug_access.urls(spec)
 
     # --- IRunner -----------------------------------------------------------
+    def run_oneoff(self, spec: ReleaseSpec, command: str, output: Output, timeout: float,
+                   kind: str = "run", detach: bool = False) -> int:
+        """issue 18: runner/oneoff.py; no app lock, a one-off never touches replicas."""
+        if detach:
+            self.oneoff.detach(spec, command, output, timeout, kind)
+            return 0
+        return self.oneoff.run(spec, command, output, timeout, kind).exit_code
+
+    def oneoffs(self, app: str) -> list[ReplicaState]:
+        return self.oneoff.list(app)
+
     def deploy(self, spec: ReleaseSpec, output: Output) -> None:
         with self._lock(spec.app):
             counts = {p: n for p, n in spec.formation.items() if n > 0}

@@ -61,6 +61,19 @@ class IRunner(Interface):
         replica whose container id starts with `replica`, else the first web
         one, else any): (host, port). LookupError when there is none."""
 
+    # --- issue 18: one-off containers (runner/oneoff.py) ---------------------
+    def run_oneoff(spec: ReleaseSpec, command: str, output: Output, timeout: float,
+                   kind: str = "run", detach: bool = False) -> int:
+        """Run `command` in a one-off container of `spec` (its image, slug,
+        env and limits; no replica, no route), stream its lines to `output`
+        and return its exit status once it is removed; stopped at `timeout`
+        seconds (status 124, saying so). `detach`: return 0 at once, the
+        lines go to `output` as they come. `kind` names it ("release",
+        "run", "migrate"). Starting it may raise (no image, no Docker)."""
+
+    def oneoffs(app: str) -> list[ReplicaState]:
+        """The app's one-offs running now (for `ps`)."""
+
     def destroy(app: str) -> None:
         """Stop and remove all of the app's containers and routes."""
 

@@ -63,6 +63,10 @@ class MemoryRunner:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self.started = False
+        # issue 18: one-offs run (app, kind, version, command), and injected
+        # outcomes: app -> (exit status, lines printed, hangs past its timeout)
+        self.oneoff_runs: list[tuple[str, str, int, str]] = []
+        self._oneoff_outcome: dict[str, tuple[int, list[str], bool]] = {}
 
     # --- injected faults ----------------------------------------------------
     def fail_next(self, app: str, reason: str = "the replica exited during boot") -> None:
@@ -80,7 +84,31 @@ class MemoryRunner:
             del self._crash[app]
             raise Crashed(f"{app}: stopped dead at {step!r}")
 
+    def oneoff_outcome(self, app: str, exit_code: int = 0, lines: list[str] | None = None,
+                       hangs: bool = False) -> None:
+        """The app's one-offs from now on exit with `exit_code` after printing
+        `lines`, or (`hangs`) never end and are stopped at their timeout."""
+        self._oneoff_outcome[app] = (exit_code, list(lines or []), hangs)
+
     # --- IRunner --------------------------------------------------------------
+    def run_oneoff(self, spec: ReleaseSpec, command: str, output: Output, timeout: float,
+                   kind: str = "run", detach: bool = False) -> int:
+        """A record, as the replicas are: the injected outcome (default: exit
+        0, nothing printed); a hanging one is stopped at once, as its timeout."""
+        with self._lock:
+            self.oneoff_runs.append((spec.app, kind, spec.version, command))
+            self.events.append((f"oneoff:{kind}", spec.app, spec.version))
+            code, lines, hangs = self._oneoff_outcome.get(spec.app, (0, [], False))
+        for line in lines:
+            output(line)
+        if hangs:
+            output(f"-----> {kind} command timed out after {timeout:g} s and was stopped")
+            return 124
+        return 0 if detach else code
+
+    def oneoffs(self, app: str) -> list[ReplicaState]:
+        return []  # a record's one-off has ended by the time run_oneoff returns
+
     def deploy(self, spec: ReleaseSpec, output: Output) -> None:
         with self._lock:
             old = list(self._replicas[spec.app].values())

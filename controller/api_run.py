@@ -1,0 +1,68 @@
+"""One-off runs over the API (issue 18): `shipway run -- CMD` and
+`ps:migrate`. A one-off is a container of the app's current release with
+its config and limits (runner/oneoff.py); its lines stream as NDJSON like a
+deploy's, and the final answer carries its exit status."""
+from __future__ import annotations
+
+from typing import Any
+
+from controller.api_views import Call, output_collector
+from controller.deploys import current_spec
+from controller.errors import BadRequest, Conflict
+
+MAX_COMMAND = 8192
+MIGRATE_VAR = "MIGRATE_COMMAND"
+# Gigalixir's convention for an Elixir release: `bin/APP eval "<App>.Release.migrate"`,
+# the release and its module found in the slug (my_app -> MyApp).
+ELIXIR_MIGRATE = (
+    'rel=$(compgen -G "/app/_build/*/rel/*/bin" | head -n 1); '
+    'if [ -z "$rel" ]; then echo "no Elixir release in this slug: set the config var '
+    'MIGRATE_COMMAND to the command that runs your migrations" >&2; exit 1; fi; '
+    'name=$(basename "$(dirname "$rel")"); '
+    "mod=$(printf %s \"$name\" | sed -E 's/(^|_)([a-z0-9])/\\U\\2/g'); "
+    'echo "Running $mod.Release.migrate"; '
+    'exec "$rel/$name" eval "$mod.Release.migrate"')
+
+
+def _spec(call: Call) -> Any:
+    app = call.controller.get_app(call.me, call.params["app"], "write")
+    spec = current_spec(call.services.settings, call.controller, app)
+    if spec is None:
+        raise Conflict(f"{app.name} has no release yet: push first")
+    return app, spec
+
+
+def _run(call: Call, command: str, kind: str, detach: bool) -> dict[str, Any]:
+    app, spec = _spec(call)
+    settings = call.services.settings
+    if detach:
+        logs = call.services.logs
+        output = logs.writer(app.name, "run", kind) if logs is not None else (lambda _l: None)
+        call.services.runner.run_oneoff(spec, command, output, settings.run_timeout,
+                                        kind=kind, detach=True)
+        return {"exit_code": None, "detached": True, "version": spec.version, "log": []}
+    lines, output = output_collector(call.progress)
+    code = call.services.runner.run_oneoff(spec, command, output, settings.run_timeout,
+                                           kind=kind)
+    return {"exit_code": code, "detached": False, "version": spec.version, "log": lines}
+
+
+def run(call: Call) -> dict[str, Any]:
+    """POST /apps/{app}/run {"command": "...", "detach": false}."""
+    body = call.body or {}
+    command = body.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise BadRequest("field 'command' must be a non-empty string")
+    if len(command) > MAX_COMMAND or "\x00" in command:
+        raise BadRequest(f"field 'command' must be under {MAX_COMMAND} characters, no NUL")
+    detach = body.get("detach", False)
+    if not isinstance(detach, bool):
+        raise BadRequest("field 'detach' must be true or false")
+    return _run(call, command, "run", detach)
+
+
+def migrate(call: Call) -> dict[str, Any]:
+    """POST /apps/{app}/migrate: MIGRATE_COMMAND, else the Elixir convention."""
+    _app, spec = _spec(call)
+    command = spec.env.get(MIGRATE_VAR) or ELIXIR_MIGRATE
+    return _run(call, command, "migrate", False)
