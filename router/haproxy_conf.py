@@ -56,6 +56,7 @@ class Layout:
     threads: int = 1
     maxconn: int = 20000
     https_port: int = 0  # issue 16 item 3: the TLS frontend (0: none)
+    per_source: int = 1000  # concurrent connections one client address may hold
 
     @property
     def conf_dir(self) -> str:
@@ -139,21 +140,33 @@ global
 {user}    pidfile {layout.pid}
     maxconn {layout.maxconn}
     nbthread {max(1, layout.threads)}
+    # Bad input (issue 16): a request's headers must fit one 16 KB buffer
+    # (a 64 KB Host header gets a 400, memory per connection stays bounded:
+    # an idle connection holds no buffer at all) and have at most 101 lines.
+    tune.bufsize 16384
+    tune.http.maxhdr 101
     # Route changes come through this socket, never through a reload;
     # expose-fd lets a settings reload take over the listening sockets.
     stats socket {layout.admin_socket} mode 600 level admin expose-fd listeners
     stats timeout 30s
     log stderr format raw local0 err
+    # Issue 18: one access line per request to the logger (logger/router_lines.py),
+    # as datagrams (never blocking the proxy); the backend names the app.
+    log {layout.dir}/access.sock len 8192 format raw local0 info
 
 defaults
     mode http
     log global
+    log-format "shipway-access %b %HM %{{+Q}}HPO %ST %B %Ta %Tw %Tc %Tr %ci"
     option dontlognull
     timeout connect 5s
+    # A client silent for 60 s mid-request or mid-response is cut.
     timeout client 60s
     timeout server 60s
     timeout tunnel 1h
-    # A client must send its request headers within 10 s (slowloris).
+    # A client must send its complete request headers within 10 s of the
+    # first byte or of opening the connection (slowloris, idle connections
+    # that never send a request).
     timeout http-request 10s
     timeout http-keep-alive 65s
     # A replica that refuses the connection is skipped for another one;
@@ -168,7 +181,7 @@ defaults
 
 frontend shipway_http
     bind {layout.listen_host}:{layout.listen_port}
-    http-request set-header X-Forwarded-Proto http
+{render_limits(layout)}    http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Port %[dst_port]
     http-request set-header X-Request-Start t=%[date(0,ms)]
 {render_tls_rules(layout)}    use_backend %[req.hdr(host),lower,word(1,:),regsub(\\.$,),map({layout.map_path})]
@@ -177,6 +190,22 @@ frontend shipway_http
 backend {NOT_FOUND_BACKEND}
     http-request return status 404 content-type text/html string {_quote(_NOT_FOUND_PAGE)}
 """
+
+
+def frontend_maxconn(layout: Layout) -> int:
+    return max(1, layout.maxconn - min(1000, layout.maxconn // 10))
+
+
+def render_limits(layout: Layout) -> str:
+    """A frontend's connection limits: all but a tenth (at most 1,000) of the
+    proxy's connections (a flood on http leaves room for https and the
+    reverse, and for the admin socket), and at most
+    `per_source` at once from one client address (one host's 10,000 idle
+    connections are refused at accept, other clients keep their room)."""
+    return (f"    maxconn {frontend_maxconn(layout)}\n"
+            "    stick-table type ipv6 size 200k expire 60s store conn_cur\n"
+            "    tcp-request connection track-sc0 src\n"
+            f"    tcp-request connection reject if {{ sc0_conn_cur gt {layout.per_source} }}\n")
 
 
 def render_chunk(chunk: int, apps_by_slot: Mapping[int, tuple[str, Mapping[str, tuple[str, int]]]],
@@ -240,7 +269,7 @@ def render_https_frontend(layout: Layout) -> str:
     return f"""
 frontend shipway_https
     bind {layout.listen_host}:{layout.https_port} ssl crt {layout.default_cert} crt-list {layout.crt_list} alpn http/1.1
-    http-request set-header X-Forwarded-Proto https
+{render_limits(layout)}    http-request set-header X-Forwarded-Proto https
     http-request set-header X-Forwarded-Port %[dst_port]
     http-request set-header X-Request-Start t=%[date(0,ms)]
     use_backend %[{_HOST},map({layout.map_path})]

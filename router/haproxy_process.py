@@ -39,7 +39,8 @@ def _alive(pid: int) -> bool:
 
 
 def maxconn() -> int:
-    """As many connections as the file limit allows (two descriptors each)."""
+    """As many connections as the file limit allows (two descriptors each:
+    HAProxy refuses to start with fewer, even for idle connections)."""
     import resource
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
