@@ -24,10 +24,13 @@ import sqlalchemy as sa
 from twisted.logger import Logger
 
 from controller.db import apps, releases
+from core.locks import Busy
 from controller.models import App
 from controller.service import Controller
 
 log = Logger()
+# How long a start waits for another process's deploy of the same app.
+LOCK_WAIT = 60.0
 
 
 @attrs.frozen
@@ -58,25 +61,48 @@ def settle(controller: Controller, found: list[Interrupted],
     Returns {(app, version): status}."""
     settled: dict[tuple[str, int], str] = {}
     for item in found:
+        # Another process sharing the database may be deploying it right now
+        # (it holds the app's lock from the release to the end of the deploy,
+        # and settles the release itself before letting go): decide only
+        # with the lock held, and `_set` changes a release still deploying.
         try:
-            serving = serving_version(item.app)
-        except Exception:  # noqa: BLE001 (the engine or router unreachable: not proven)
-            log.failure("controller: could not ask which release of {app} serves", app=item.app)
-            serving = None
-        status = "succeeded" if serving == item.version else "failed"
-        try:
-            app = controller.app_by_name(item.app)
-        except Exception:  # noqa: BLE001 (destroyed meanwhile)
-            app = None
-        _set(controller, app, item, status)
+            with controller.locks.hold(f"app:{item.app}", wait=True, timeout=LOCK_WAIT):
+                status = _decide(controller, item, serving_version)
+        except Busy:
+            log.warn("controller: v{version} of {app} is still deploying in another process "
+                     "after {s:.0f} s; left to it", version=item.version, app=item.app,
+                     s=LOCK_WAIT)
+            continue
         settled[(item.app, item.version)] = status
-        log.warn("controller: release v{version} of {app}, cut off by a stop while it "
-                 "deployed, settled as {status} (v{serving} serves)", version=item.version,
-                 app=item.app, status=status, serving=serving)
     return settled
 
 
-def _set(controller: Controller, app: App | None, item: Interrupted, status: str) -> None:
+def _decide(controller: Controller, item: Interrupted,
+            serving_version: Callable[[str], int | None]) -> str:
+    """The release's status once settled (by this start, or by the process
+    whose deploy it was, if that one finished it meanwhile)."""
+    try:
+        serving = serving_version(item.app)
+    except Exception:  # noqa: BLE001 (the engine or router unreachable: not proven)
+        log.failure("controller: could not ask which release of {app} serves", app=item.app)
+        serving = None
+    status = "succeeded" if serving == item.version else "failed"
+    try:
+        app = controller.app_by_name(item.app)
+    except Exception:  # noqa: BLE001 (destroyed meanwhile)
+        app = None
+    if _set(controller, app, item, status):
+        log.warn("controller: release v{version} of {app}, cut off by a stop while it "
+                 "deployed, settled as {status} (v{serving} serves)",
+                 version=item.version, app=item.app, status=status, serving=serving)
+        return status
+    with controller.db.read() as conn:
+        now_status = conn.execute(sa.select(releases.c.status).where(
+            releases.c.id == item.release_id)).scalar()
+    return str(now_status or status)
+
+
+def _set(controller: Controller, app: App | None, item: Interrupted, status: str) -> bool:
     """Only a release still `deploying` changes (a deploy of this process
     may have settled it meanwhile). A succeeded one's config snapshot
     becomes the app's config, as its finished deploy would have done (a
@@ -88,3 +114,4 @@ def _set(controller: Controller, app: App | None, item: Interrupted, status: str
         if changed and status == "succeeded" and app is not None:
             snapshot = controller._snapshot(conn, app.id, item.version)  # type: ignore[attr-defined]
             controller._replace_config(conn, app, snapshot)  # type: ignore[attr-defined]
+    return bool(changed)

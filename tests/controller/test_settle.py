@@ -109,3 +109,43 @@ def test_pending_releases_and_running_builds_fail_at_once_deploying_ones_wait(
                                                 pending.version: "failed"}
     [row] = [b for b in restarted.list_builds(owner, app.name) if b.id == build.id]
     assert row.status == "failed" and "interrupted" in row.output
+
+
+def test_a_deploy_another_process_still_runs_is_left_to_it(
+        open_store, store: Store, owner: User, app: App) -> None:
+    """Several processes share one database: a release `deploying` at this
+    start may be another process's deploy in flight (it holds the app's
+    lock to its end). Settling waits for the lock and never overrides what
+    that deploy decided, even when this start would decide otherwise."""
+    import threading
+    import time
+
+    runner, _ = _live(store, owner, app)
+    v2 = _crash_mid_deploy(store, owner, app, runner, "started")  # v1 still serves
+    other = open_store()  # the other process's view of the same database
+    holding, release_it = threading.Event(), threading.Event()
+
+    def other_process_deploy() -> None:
+        with other.locks.hold(f"app:{app.name}"):
+            holding.set()
+            release_it.wait(10)
+            other._set_status(other.get_release(app, v2), "succeeded")  # its deploy ends
+
+    worker = threading.Thread(target=other_process_deploy)
+    worker.start()
+    assert holding.wait(10)
+    fresh = open_store()
+    found = interrupted_deploys(fresh)
+    assert [item.version for item in found] == [v2]
+    result: dict = {}
+    settler = threading.Thread(target=lambda: result.update(
+        settle(fresh, found, runner.serving_version)))
+    settler.start()
+    time.sleep(0.5)
+    assert not result and settler.is_alive()  # waits for the other deploy
+    release_it.set()
+    worker.join(10)
+    settler.join(10)
+    # v1's replicas serve here, so this start alone would have said failed.
+    assert result == {(app.name, v2): "succeeded"}
+    assert _statuses(fresh, owner, app)[v2] == "succeeded"
