@@ -88,6 +88,8 @@ def test_migrate_alias_only_with_ps_migrate() -> None:
     from cli.main import cli as group
 
     assert ("migrate" in group.commands) == ("ps:migrate" in group.commands)
+    if "ps:migrate" in group.commands:
+        assert group.commands["migrate"] is group.commands["ps:migrate"]
     for alias, target in {"apps:create": "create", "restart": "ps:restart",
                           "scale": "ps:scale", "rollback": "releases:rollback",
                           "ssh": "ps:ssh"}.items():
