@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import docker
 
+from builder.networks import app_network_name
 from builder.stack import APP_UID
 from core.settings import Settings
 from core.specs import ReleaseSpec, size_limits
@@ -123,6 +124,7 @@ def run_container_spec(settings: Settings, spec: ReleaseSpec, process_type: str,
     })
     if keys_url:
         env["SHIPWAY_KEYS_URL"] = keys_url
+    env.update(cluster_env(spec.app))
     suffix = secrets.token_hex(3)
     name = _NAME_SAFE.sub("-", f"shipway-{settings.instance}-{spec.app}"
                                f"-v{spec.version}-{process_type}-{suffix}")
@@ -168,8 +170,28 @@ def run_container_spec(settings: Settings, spec: ReleaseSpec, process_type: str,
         pids_limit=1024,
         stop_signal="SIGTERM",
         log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
+        # Clustering: every replica answers to the app's discovery name on
+        # the app's own network (Docker's DNS returns all of them).
+        networking_config={app_network_name(settings, spec.app): docker.types.EndpointConfig(
+            "1.41", aliases=[cluster_dns_name(spec.app)])},
     )
     return RunContainerSpec(name=name, options=options, env=env, host_key=host_key)
+
+
+def cluster_dns_name(app: str) -> str:
+    """The name that resolves, on the app's network, to the address of each
+    of its replicas: libcluster's DNSPoll `query` (its nodes are
+    `APP@<address>`, the entrypoint names each replica's node so)."""
+    return f"{app}.shipway.internal"
+
+
+def cluster_env(app: str) -> dict[str, str]:
+    """What a clustering library needs to find the app's other replicas: the
+    discovery name, and the names Gigalixir sets for libcluster's
+    Kubernetes strategy (ready for a Kubernetes runner)."""
+    return {"SHIPWAY_CLUSTER_DNS": cluster_dns_name(app),
+            "LIBCLUSTER_KUBERNETES_SELECTOR": f"repo={app}",
+            "LIBCLUSTER_KUBERNETES_NODE_BASENAME": app}
 
 
 def container_files(made: RunContainerSpec) -> bytes:

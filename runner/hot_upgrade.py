@@ -5,6 +5,8 @@ the runner's desired and live state under the app's lock, as `deploy` does.
 """
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import attrs
@@ -69,21 +71,34 @@ class HotUpgradeMixin:
     def _upgrade_in_place(self: "DockerRunner", spec: ReleaseSpec, live: list[Replica], output: Output,
                           touched: list[Replica]) -> str | None:
         """None when every replica was upgraded, else why not; `touched`
-        gets each replica whose code may have changed."""
+        gets each replica whose code may have changed. All replicas at
+        once: each runs hot-upgrade.sh, which installs an OTP release
+        upgrade (a higher release version) or reloads changed modules."""
         slug_url, _keys = self._urls(spec)
         output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
-        for r in sorted(live, key=lambda r: r.created):
-            touched.append(r)
-            try:
-                code, said = self.docker.run_script(r.id, "hot-upgrade.sh",
-                                                    [slug_url, str(spec.version)])
-            except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
-                return f"replica {r.id[:12]} could not be reached: {exc}"
+        started = time.monotonic()
+        replicas = sorted(live, key=lambda r: r.created)
+        with ThreadPoolExecutor(max_workers=min(16, len(replicas))) as pool:
+            results = list(pool.map(lambda r: self._run_upgrade(r, slug_url, spec), replicas))
+        output(f"       hot deploy step: {time.monotonic() - started:.2f} s for {len(replicas)} replica(s)")
+        reasons = []
+        for r, (code, said) in zip(replicas, results):
             for line in said[-20:]:
                 output(f"       {r.id[:12]}: {line}")
-            if code == 3:  # checked before anything was changed
-                touched.remove(r)
-                return said[-1] if said else "not an upgradable release"
-            if code != 0:
-                return f"replica {r.id[:12]} failed (exit {code})"
-        return None
+            if code != 3:  # 3: refused before anything was changed
+                touched.append(r)
+            if code == 3:
+                reasons.append(said[-1] if said else "not an upgradable release")
+            elif code == 4:
+                reasons.append(f"install_release failed on replica {r.id[:12]}; "
+                               "release_handler kept it on the old release")
+            elif code != 0:
+                reasons.append(f"replica {r.id[:12]} failed (exit {code})")
+        return reasons[0] if reasons else None
+
+    def _run_upgrade(self: "DockerRunner", r: Replica, slug_url: str,
+                     spec: ReleaseSpec) -> tuple[int, list[str]]:
+        try:
+            return self.docker.run_script(r.id, "hot-upgrade.sh", [slug_url, str(spec.version)])
+        except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
+            return -1, [f"could not be reached: {exc}"]

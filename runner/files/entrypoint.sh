@@ -7,7 +7,7 @@
 #   2. download the slug through its signed URL and unpack it into /app
 #      (and for an Erlang release, start epmd for its node),
 #   3. start an SSH server for the users allowed on the app, whose keys are
-#      fetched through a signed URL and re-read every 60 s,
+#      asked of Shipway through a signed URL at each login,
 #   4. exec the Procfile command of this replica's process type, like Heroku:
 #      `bash -c` in /app after sourcing /app/.profile.d/*.sh.
 set -euo pipefail
@@ -18,11 +18,25 @@ log() { echo "shipway: $*" >&2; }
 # and /shipway are tmpfs of fixed size (SHIPWAY_RUN_DISK in all), and
 # /shipway-in holds this file and the env, root-owned. The env is copied to
 # /shipway/env, where the hot-upgrade script and SSH sessions read it.
-install -m 0400 /shipway-in/env /shipway/env
+install -m 0600 /shipway-in/env /shipway/env
 set -a
 # shellcheck disable=SC1091
 . /shipway/env
 set +a
+# An Erlang release's node: a distinct long name per replica,
+# APP@<its address on the app's network>, which the app's discovery name
+# (SHIPWAY_CLUSTER_DNS) resolves to, so that replicas cluster (libcluster's
+# DNSPoll with node_basename APP). Written into /shipway/env for SSH
+# sessions and the hot-upgrade script, which talk to this node.
+if [[ ${RELEASE_DISTRIBUTION:-} == name && -n ${RELEASE_NODE:-} ]]; then
+  address=$(getent hosts "$HOSTNAME" | awk '{print $1; exit}' || true)
+  if [ -n "$address" ]; then
+    RELEASE_NODE="${RELEASE_NODE%%@*}@$address"
+    MY_NODE_NAME=$RELEASE_NODE
+    printf 'RELEASE_NODE=%s\nMY_NODE_NAME=%s\n' "$RELEASE_NODE" "$MY_NODE_NAME" >>/shipway/env
+  fi
+fi
+chmod 0400 /shipway/env
 
 # The slug is streamed from its signed URL into tar, never stored whole:
 # only its unpacked files take room, bounded by /workspace's size. A slug
@@ -69,18 +83,35 @@ if [[ ${RELEASE_DISTRIBUTION:-} == name || ${RELEASE_DISTRIBUTION:-} == sname ]]
 fi
 
 # --- SSH (ps:ssh): a non-root sshd on port 2222 that lets in the app's users.
-# The keys URL's signature expires (issue 14): each answer names a fresh
-# one (Shipway-Keys-Url), kept in /shipway/ssh/keys_url for the next fetch.
-fetch_keys() {
-  local url next
-  url=$(cat /shipway/ssh/keys_url 2>/dev/null || true)
-  curl -fsS --max-time 20 -D /shipway/ssh/keys.headers "${url:-$SHIPWAY_KEYS_URL}" \
-    -o /shipway/ssh/authorized_keys.new || return 1
-  mv -f /shipway/ssh/authorized_keys.new /shipway/ssh/authorized_keys
-  next=$(tr -d '\r' </shipway/ssh/keys.headers \
-    | sed -n 's|^[Ss]hipway-[Kk]eys-[Uu]rl: *\(/keys/[A-Za-z0-9?&=_.-]*\)$|\1|p' | tail -n 1)
-  if [ -n "$next" ]; then echo "${SHIPWAY_KEYS_URL%%/keys/*}$next" >/shipway/ssh/keys_url; fi
+# issue 18 item 6: sshd asks Shipway for the app's keys at each login
+# (AuthorizedKeysCommand), so a key added or removed counts at once. The
+# keys URL's signature expires (issue 14): each answer names a fresh one
+# (Shipway-Keys-Url), kept in /shipway/ssh/keys_url for the next ask; a
+# loop asks every 60 s only to keep that URL fresh between logins. The
+# command runs as this container's own unprivileged user (sshd is not
+# root), gives up after a few seconds, and fails closed: no answer, no key.
+write_keys_command() {
+  cat >/shipway/ssh/keys.sh <<'KEYS'
+# AuthorizedKeysCommand: print the app's authorized_keys, or nothing.
+set -u
+dir=/shipway/ssh
+url=$(cat "$dir/keys_url" 2>/dev/null) || exit 1
+[ -n "$url" ] || exit 1
+tmp=$(mktemp "$dir/.keys.XXXXXX") || exit 1
+trap 'rm -f "$tmp" "$tmp.h" "$tmp.u"' EXIT
+curl -fsS --connect-timeout 2 --max-time 5 -D "$tmp.h" -o "$tmp" "$url" || exit 1
+next=$(tr -d '\r' <"$tmp.h" \
+  | sed -n 's|^[Ss]hipway-[Kk]eys-[Uu]rl: *\(/keys/[A-Za-z0-9?&=_.-]*\)$|\1|p' | tail -n 1)
+if [ -n "$next" ]; then
+  echo "${url%%/keys/*}$next" >"$tmp.u" && mv -f "$tmp.u" "$dir/keys_url"
+fi
+cp -f "$tmp" "$dir/authorized_keys"  # what the last ask saw (sshd does not read it)
+cat "$tmp"
+KEYS
+  chmod 0500 /shipway/ssh/keys.sh
 }
+
+fetch_keys() { /bin/bash /shipway/ssh/keys.sh >/dev/null; }
 
 start_sshd() {
   mkdir -p /shipway/ssh
@@ -93,12 +124,16 @@ start_sshd() {
     ssh-keygen -q -t ed25519 -N '' -f /shipway/ssh/host_ed25519_key </dev/null >/dev/null
   fi
   : >/shipway/ssh/authorized_keys
+  echo "$SHIPWAY_KEYS_URL" >/shipway/ssh/keys_url
+  write_keys_command
   fetch_keys || log "could not fetch SSH keys yet"
   cat >/shipway/ssh/sshd_config <<EOF
 Port 2222
 HostKey /shipway/ssh/host_ed25519_key
 PidFile /shipway/ssh/sshd.pid
-AuthorizedKeysFile /shipway/ssh/authorized_keys
+AuthorizedKeysFile none
+AuthorizedKeysCommand /bin/bash /shipway/ssh/keys.sh
+AuthorizedKeysCommandUser $(id -un)
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes

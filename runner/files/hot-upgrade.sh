@@ -6,7 +6,8 @@
 # new). Processes keep their state and connections and pick the new code up
 # at their next fully-qualified call, as with `c:l/1` in a shell.
 #
-# Exit 3: not hot-upgradable (not a release, or anything but module code
+# With a higher release version (mix.exs), an OTP release upgrade instead
+# (below). Exit 3: not hot-upgradable (not a release, or anything but module code
 # changed: the release name, ERTS or an application's version); the runner
 # then deploys with a restart. Run by Shipway with `docker exec` as the app
 # user; it copies this file into the container first.
@@ -35,6 +36,50 @@ new_bin=$(release_bin "$next")
 [ "${old_bin#/app/}" = "${new_bin#"$next"/}" ] || refuse "the release name changed"
 old_rel=$(dirname "$(dirname "$old_bin")")
 new_rel=$(dirname "$(dirname "$new_bin")")
+# A higher release version: an OTP release upgrade through release_handler,
+# with the relup and tarball the build made (buildpacks/elixir). Processes
+# are suspended, their code_change/3 migrates their state, and they resume;
+# the node keeps its connections. make_permanent makes the node's next boot
+# (and `bin/APP`) the new release. An install that fails leaves the node on
+# the old release (release_handler restores it) and exits 4: the runner
+# then restarts the replicas.
+name=$(basename "$old_bin")
+running_vsn=$(cut -d' ' -f2 "$old_rel/releases/start_erl.data")
+new_vsn=$(cut -d' ' -f2 "$new_rel/releases/start_erl.data")
+if [ "$running_vsn" != "$new_vsn" ]; then
+  [ ! -f "$new_rel/releases/shipway-no-hot-upgrade" ] \
+    || refuse "$(cat "$new_rel/releases/shipway-no-hot-upgrade") ($running_vsn to $new_vsn)"
+  [ -f "$new_rel/releases/$new_vsn/relup" ] && [ -f "$new_rel/releases/$name.tar.gz" ] \
+    && grep -q "\"$running_vsn\"" "$new_rel/releases/$new_vsn/relup" \
+    || refuse "the release version changed ($running_vsn to $new_vsn) but the build made no relup from $running_vsn"
+  [ -f "$old_rel/releases/RELEASES" ] \
+    || refuse "the running release has no releases/RELEASES (built before OTP hot upgrades)"
+  echo "OTP release upgrade $running_vsn -> $new_vsn (release_handler: code_change/3 runs)"
+  cp "$new_rel/releases/$name.tar.gz" "$old_rel/releases/$name.tar.gz.shipway-new"
+  mv -f "$old_rel/releases/$name.tar.gz.shipway-new" "$old_rel/releases/$name.tar.gz"
+  status=0
+  "$old_bin" rpc "vsn = ~c\"$new_vsn\"
+    t = System.monotonic_time(:millisecond)
+    case :release_handler.unpack_release(~c\"$name\") do
+      {:ok, ^vsn} -> :ok
+      {:error, {:existing_release, ^vsn}} -> :ok
+      other -> raise \"unpack_release failed: #{inspect(other)}\"
+    end
+    case :release_handler.install_release(vsn) do
+      {:ok, _, _} -> :ok
+      other ->
+        :release_handler.remove_release(vsn)
+        raise \"install_release failed, the node stays on $running_vsn: #{inspect(other)}\"
+    end
+    :ok = :release_handler.make_permanent(vsn)
+    IO.puts(\"release $new_vsn installed and permanent in #{System.monotonic_time(:millisecond) - t} ms\")" \
+    || status=$?
+  if [ "$status" != 0 ]; then echo "the OTP release upgrade failed"; exit 4; fi
+  echo "$version" > /shipway/hot-version
+  exit 0
+fi
+echo "no version bump ($running_vsn): module reload (code_change/3 is not called)"
+
 # Only module code may change: the same ERTS, the same applications at the
 # same versions, the same release version.
 layout() { (cd "$1" && ls -d erts-* lib/* releases/*/ 2>/dev/null | sort); }
