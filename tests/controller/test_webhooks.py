@@ -223,3 +223,20 @@ def test_https_verifies_the_receiver_certificate(tmp_path, receiver, monkeypatch
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the operator trusts this CA
     assert post(delivery, rules) == 204
     assert len(got.requests) == 1
+
+
+def test_a_webhook_the_rule_no_longer_allows_is_not_sent(open_store, receiver):
+    """Added while SHIPWAY_FETCH_ALLOW listed it; the server restarted
+    without it: the deploy's POST is refused at send time, nothing arrives."""
+    from tests.controller.conftest import RecordingDeployer
+    got = receiver()
+    allowed = open_store(fetch_allow="127.0.0.1")
+    owner = allowed.signup("owner@example.com", "owner-password")[0]
+    app = allowed.create_app(owner, "was-allowed")
+    allowed.add_webhook(owner, app.name, f"http://127.0.0.1:{got.port}/")
+    allowed.close()
+    store = open_store()
+    store.set_deployer(RecordingDeployer(store))
+    deploy(store, app, owner, "aaa1111")
+    time.sleep(3)
+    assert got.answers == [] and got.requests == []
