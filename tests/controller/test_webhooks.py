@@ -126,10 +126,13 @@ def test_signed_posts_for_a_succeeded_and_a_failed_release(open_store, receiver)
     # A wrong secret does not verify: the signature is the secret's.
     with pytest.raises(AssertionError):
         check_signature(first, "whsec_not-the-secret")
-    # The secret is kept encrypted: not in the database file in clear.
-    db_file = Path(store.settings.data_dir) / "shipway.db"
-    if db_file.exists():
-        assert hook.secret.encode() not in db_file.read_bytes()
+    # The secret is kept encrypted: not in the database's files in clear.
+    url = store.settings.effective_database_url
+    if url.startswith("sqlite:///"):
+        db_file = Path(url[len("sqlite:///"):])
+        stored = b"".join(p.read_bytes() for p in (db_file, Path(f"{db_file}-wal"))
+                          if p.exists())
+        assert b"whsec_" not in stored and hook.secret.encode() not in stored
 
 
 def test_a_receiver_answering_500_twice_gets_it_on_the_third_attempt(open_store, receiver):
