@@ -1,0 +1,54 @@
+"""`shipway run -- CMD` (issue 18 item 2) end to end: a one-off container of
+the current release with the app's config, its output printed, its exit
+status the CLI's, gone afterwards; shown by `ps` while it runs; `--detach`
+sends its output to the app's logs. `ps:migrate` runs MIGRATE_COMMAND."""
+from __future__ import annotations
+
+import docker
+import pytest
+
+from tests.e2e.helpers import new_app, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+def _oneoffs(server, app: str) -> list:
+    client = docker.from_env()
+    try:
+        return client.containers.list(all=True, filters={"label": [
+            f"shipway.instance={server.instance}", f"shipway.app={app}", "shipway.role=oneoff"]})
+    finally:
+        client.close()
+
+
+def test_run_streams_exits_with_the_status_and_leaves_nothing(make_server, tmp_path) -> None:
+    server = make_server()
+    user, app = new_app(server, tmp_path / "owner", "procfile", "oneoff",
+                        env={"GREETING": "from-config"})
+    user.push()
+
+    ran = user.shipway("-a", app, "run", "--", "sh", "-c",
+                       'echo hi; echo "$APP_NAME $GREETING"; exit 3', check=False)
+    assert ran.returncode == 3, ran.stderr
+    assert "hi" in ran.stdout.splitlines(), ran.stdout
+    assert f"{app} from-config" in ran.stdout
+    assert _oneoffs(server, app) == []  # removed afterwards
+    # Only the replica runs: the one-off never joined the formation.
+    assert [r["process_type"] for r in user.shipway_json("-a", app, "ps")["replicas"]] == ["web"]
+
+    # Detached: `ps` shows it while it runs, its lines go to the logs, and it
+    # is removed once it ends.
+    user.shipway("-a", app, "run", "--detach", "--",
+                 "sh -c 'echo detached-marker; sleep 6'")
+    shown = wait_for(lambda: user.shipway_json("-a", app, "ps")["oneoffs"], timeout=30)
+    assert shown[0]["process_type"] == "run" and shown[0]["version"] == 1
+    assert "one-off runs:" in user.shipway("-a", app, "ps").stdout
+    wait_for(lambda: "detached-marker" in user.shipway("-a", app, "logs", "-n", "200").stdout,
+             timeout=30)
+    wait_for(lambda: _oneoffs(server, app) == [], timeout=60)
+    assert user.shipway_json("-a", app, "ps")["oneoffs"] == []
+
+    # ps:migrate (and Gigalixir's `migrate`): the config var's command.
+    user.shipway("-a", app, "config:set", "MIGRATE_COMMAND=echo migrated-$APP_VERSION")
+    migrated = user.shipway("-a", app, "migrate")
+    assert "migrated-v2" in migrated.stdout, migrated.stdout + migrated.stderr
