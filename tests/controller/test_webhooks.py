@@ -243,3 +243,17 @@ def test_a_webhook_the_rule_no_longer_allows_is_not_sent(open_store, receiver):
     deploy(store, app, owner, "aaa1111")
     time.sleep(3)
     assert got.answers == [] and got.requests == []
+
+
+def test_the_secret_survives_a_master_key_rotation(open_store, receiver):
+    from tests.controller.conftest import RecordingDeployer
+    store = open_store(fetch_allow="127.0.0.1")
+    store.set_deployer(RecordingDeployer(store))
+    owner = store.signup("owner@example.com", "owner-password")[0]
+    app = store.create_app(owner, "rotated")
+    got = receiver()
+    hook = store.add_webhook(owner, app.name, f"http://127.0.0.1:{got.port}/")
+    assert store.rotate_master_key() >= 1
+    deploy(store, app, owner, "aaa1111")
+    [request] = got.wait_for(1)
+    check_signature(request, hook.secret)
