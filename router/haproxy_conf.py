@@ -151,13 +151,14 @@ global
     stats timeout 30s
     log stderr format raw local0 err
     # Issue 18: one access line per request to the logger (logger/router_lines.py),
-    # as datagrams (never blocking the proxy); the backend names the app.
-    log {layout.dir}/access.sock len 8192 format raw local0 info
+    # as datagrams on an abstract socket (the workers run as nobody, who
+    # cannot reach the data dir); never blocking; the backend names the app.
+    log abns@{layout.dir}/access.sock len 8192 format raw local0 info
 
 defaults
     mode http
     log global
-    log-format "shipway-access %b %HM %{{+Q}}HPO %ST %B %Ta %Tw %Tc %Tr %ci"
+    log-format "shipway-access %b %HM %{{+Q}}HU %ST %B %Ta %Tw %Tc %Tr %ci"
     option dontlognull
     timeout connect 5s
     # A client silent for 60 s mid-request or mid-response is cut.

@@ -130,9 +130,35 @@ def listen(services: Services) -> None:
                        make_site)
 
 
+def _start_router_lines(services: Services) -> None:
+    """Issue 18: HAProxy's access datagrams become each app's router lines."""
+    from router.haproxy import HAProxyRouter
+    from router.haproxy_conf import slot_backend
+
+    router = services.router
+    if services.logs is None or not isinstance(router, HAProxyRouter):
+        return
+    from logger.router_lines import RouterLogReceiver
+
+    def app_for(backend: str) -> str | None:
+        for app, slot in list(router._slots.items()):  # the router's own map
+            if slot_backend(slot) == backend:
+                return app
+        return None
+
+    receiver = RouterLogReceiver(f"{router.layout.dir}/access.sock", services.logs, app_for)
+    try:
+        receiver.start()
+    except OSError:
+        log.failure("shipway: router access lines are off (the socket did not open)")
+        return
+    reactor.callFromThread(reactor.addSystemEventTrigger, "before", "shutdown", receiver.stop)
+
+
 def _start_background(services: Services, interrupted: list | None = None) -> None:
     def boot() -> None:
         services.builder.cleanup_leftovers()
+        _start_router_lines(services)  # issue 18: before the proxy starts logging
         try:
             services.router.start()
         except Exception:  # noqa: BLE001 (supervision starts it again)

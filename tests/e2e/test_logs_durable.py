@@ -1,12 +1,15 @@
 """Durable logs with a real deployed app: a 1 MB line is cut and marked,
-invalid UTF-8 is replaced, `--source` picks one source, and the whole
+invalid UTF-8 is replaced, the router logs each request, `--source` picks
+one source, and the whole
 history (builds included, which Docker never had) survives a restart of
 the platform, each replica line once."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from tests.e2e.helpers import User, new_app, wait_for
+from tests.e2e.helpers import User, fetch, new_app, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -43,6 +46,14 @@ def test_history_survives_a_restart_with_bad_lines_cut_and_replaced(make_server,
     assert long.endswith(" chars]") and "[truncated " in long and len(long) < 11_000
     assert "bad \ufffd\ufffd utf8" in out
     assert "shipway[build]: -----> Released v1" in out
+
+    # The router's access line for each request, as Heroku's.
+    assert fetch(server, app, "/routed?x=1").status_code == 200
+    assert fetch(server, app, "/missing-nothing").status_code == 200
+    routed = _logs_with(user, app, "/missing-nothing", "--source", "router")
+    assert re.search(r'shipway\[router\]: at=info method=GET path="/routed\?x=1" status=200 '
+                     r'bytes=\d+ connect=\d+ms service=\d+ms fwd="', routed), routed
+    assert "app[web." not in routed
 
     builds = user.shipway("-a", app, "logs", "-n", "1500", "--source", "build").stdout
     assert "shipway[build]:" in builds and "app[web." not in builds
