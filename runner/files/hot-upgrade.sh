@@ -57,8 +57,11 @@ if [ "$running_vsn" != "$new_vsn" ]; then
   echo "OTP release upgrade $running_vsn -> $new_vsn (release_handler: code_change/3 runs)"
   cp "$new_rel/releases/$name.tar.gz" "$old_rel/releases/$name.tar.gz.shipway-new"
   mv -f "$old_rel/releases/$name.tar.gz.shipway-new" "$old_rel/releases/$name.tar.gz"
+  # `bin/APP rpc` exits 0 when the node went down under the call (what
+  # release_handler does when an instruction fails after the point of no
+  # return: the node reboots on the old release), hence the success line.
   status=0
-  "$old_bin" rpc "vsn = ~c\"$new_vsn\"
+  said=$("$old_bin" rpc "vsn = ~c\"$new_vsn\"
     t = System.monotonic_time(:millisecond)
     case :release_handler.unpack_release(~c\"$name\") do
       {:ok, ^vsn} -> :ok
@@ -72,9 +75,13 @@ if [ "$running_vsn" != "$new_vsn" ]; then
         raise \"install_release failed, the node stays on $running_vsn: #{inspect(other)}\"
     end
     :ok = :release_handler.make_permanent(vsn)
-    IO.puts(\"release $new_vsn installed and permanent in #{System.monotonic_time(:millisecond) - t} ms\")" \
+    IO.puts(\"release $new_vsn installed and permanent in #{System.monotonic_time(:millisecond) - t} ms\")" 2>&1) \
     || status=$?
-  if [ "$status" != 0 ]; then echo "the OTP release upgrade failed"; exit 4; fi
+  [ -z "$said" ] || echo "$said"
+  if [ "$status" != 0 ] || ! grep -q "^release $new_vsn installed and permanent" <<<"$said"; then
+    echo "install_release failed: the node stays on (or went back to) release $running_vsn"
+    exit 4
+  fi
   echo "$version" > /shipway/hot-version
   exit 0
 fi

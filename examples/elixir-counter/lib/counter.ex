@@ -13,7 +13,7 @@ defmodule Counter do
 
   @impl true
   def handle_call(:hit, _from, count) do
-    {:reply, "counter v1 pid=#{inspect(self())} count=#{count + 1} nodes=#{length(Node.list())}\n",
+    {:reply, "counter v1 node=#{node()} pid=#{inspect(self())} count=#{count + 1} nodes=#{length(Node.list())}\n",
      count + 1}
   end
 
