@@ -132,6 +132,10 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
                                   app_route()),
     "PUT /apps/{app}/size": (fixed("/apps/{app}/size", {"size": 0.5}), app_route()),
     "POST /apps/{app}/restart": (fixed("/apps/{app}/restart"), app_route()),
+    # issue 18 items 1-2: one-offs of the current release (the world's app has
+    # none yet, so an allowed caller gets the 409 that says to push first)
+    "POST /apps/{app}/run": (fixed("/apps/{app}/run", {"command": "true"}), app_route(409, 409)),
+    "POST /apps/{app}/migrate": (fixed("/apps/{app}/migrate"), app_route(409, 409)),
     "GET /apps/{app}/domains": (fixed("/apps/{app}/domains"), app_route()),
     "POST /apps/{app}/domains": (_add_domain, app_route()),
     "DELETE /apps/{app}/domains/{hostname}": (_remove_domain, app_route()),
