@@ -61,6 +61,7 @@ ROUTES: list[Route] = [
     R("POST", "/apps/{app}/restart", apps.restart, streams=True),
     R("POST", "/apps/{app}/run", oneoff.run, body=True, streams=True),  # issue 18
     R("POST", "/apps/{app}/migrate", oneoff.migrate, streams=True),  # issue 18
+    R("DELETE", "/apps/{app}/run/{container}", oneoff.stop),  # issue 18: a TTY run ended
     R("GET", "/apps/{app}/domains", apps.list_domains),
     R("POST", "/apps/{app}/domains", apps.add_domain, body=True, status=201),
     R("DELETE", "/apps/{app}/domains/{hostname}", apps.remove_domain),

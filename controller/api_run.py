@@ -8,7 +8,7 @@ from typing import Any
 
 from controller.api_views import Call, output_collector
 from controller.deploys import current_spec
-from controller.errors import BadRequest, Conflict
+from controller.errors import BadRequest, Conflict, NotFound
 
 MAX_COMMAND = 8192
 MIGRATE_VAR = "MIGRATE_COMMAND"
@@ -58,7 +58,31 @@ def run(call: Call) -> dict[str, Any]:
     detach = body.get("detach", False)
     if not isinstance(detach, bool):
         raise BadRequest("field 'detach' must be true or false")
+    tty = body.get("tty", False)
+    if not isinstance(tty, bool):
+        raise BadRequest("field 'tty' must be true or false")
+    if tty:
+        return _shell(call)
     return _run(call, command, "run", detach)
+
+
+def _shell(call: Call) -> dict[str, Any]:
+    """A terminal one-off: the CLI runs the command in it over SSH through
+    the git gateway (`ssh -t`, as ps:ssh) and then stops it (below)."""
+    _app, spec = _spec(call)
+    container = call.services.runner.oneoff_shell(spec, call.services.settings.run_timeout)
+    return {"container_id": container, "tty": True, "version": spec.version}
+
+
+def stop(call: Call) -> dict[str, Any]:
+    """DELETE /apps/{app}/run/{container}: the terminal session ended."""
+    app = call.controller.get_app(call.me, call.params["app"], "write")
+    container = call.params["container"]
+    if not (container.isascii() and container.isalnum() and len(container) == 64):
+        raise BadRequest("a one-off is named by its full container id")
+    if not call.services.runner.stop_oneoff(app.name, container):
+        raise NotFound(f"no one-off {container[:12]} of {app.name}")
+    return {"ok": True}
 
 
 def migrate(call: Call) -> dict[str, Any]:

@@ -108,6 +108,12 @@ class DockerRunner(HotUpgradeMixin, SupervisionMixin):
     def oneoffs(self, app: str) -> list[ReplicaState]:
         return self.oneoff.list(app)
 
+    def oneoff_shell(self, spec: ReleaseSpec, timeout: float) -> str:
+        return self.oneoff.start_shell(spec, self._urls(spec)[1], timeout)
+
+    def stop_oneoff(self, app: str, container_id: str) -> bool:
+        return self.oneoff.stop(app, container_id)
+
     def deploy(self, spec: ReleaseSpec, output: Output) -> None:
         with self._lock(spec.app):
             counts = {p: n for p, n in spec.formation.items() if n > 0}
@@ -208,6 +214,10 @@ class DockerRunner(HotUpgradeMixin, SupervisionMixin):
             running = [r for r in running if r.id.startswith(replica.lower())]
         else:
             running.sort(key=lambda r: (not r.is_web, r.created))
+        if not running and replica:  # issue 18: a `shipway run` terminal one-off
+            port = self.oneoff.ssh_port(app, replica)
+            if port is not None:
+                return "127.0.0.1", port
         if not running:
             which = f"replica {replica}" if replica else "replica"
             raise LookupError(f"{app} has no running {which}")

@@ -74,6 +74,14 @@ class IRunner(Interface):
     def oneoffs(app: str) -> list[ReplicaState]:
         """The app's one-offs running now (for `ps`)."""
 
+    def oneoff_shell(spec: ReleaseSpec, timeout: float) -> str:
+        """A one-off of `spec` for a terminal session (`shipway run` from a
+        TTY): idle with its SSH server up, reached by ps:ssh's path with its
+        container id; removed by `stop_oneoff` or after `timeout`. Its id."""
+
+    def stop_oneoff(app: str, container_id: str) -> bool:
+        """Remove the app's one-off `container_id`; False when there is none."""
+
     def destroy(app: str) -> None:
         """Stop and remove all of the app's containers and routes."""
 

@@ -109,6 +109,12 @@ class MemoryRunner:
     def oneoffs(self, app: str) -> list[ReplicaState]:
         return []  # a record's one-off has ended by the time run_oneoff returns
 
+    def oneoff_shell(self, spec: ReleaseSpec, timeout: float) -> str:
+        raise LookupError(f"{spec.app}'s one-offs run in memory: they have no terminal")
+
+    def stop_oneoff(self, app: str, container_id: str) -> bool:
+        return False
+
     def deploy(self, spec: ReleaseSpec, output: Output) -> None:
         with self._lock:
             old = list(self._replicas[spec.app].values())

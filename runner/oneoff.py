@@ -12,7 +12,9 @@ its command ends or its timeout kills it).
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import threading
+import time
 from typing import Any, Callable
 
 import attrs
@@ -21,7 +23,8 @@ from builder.networks import ensure_app_network
 from core.output import Output
 from core.settings import Settings
 from core.specs import ReleaseSpec, ReplicaState
-from runner.container_spec import FILES_IN, container_files, run_container_spec
+from runner.container_spec import (FILES_IN, HOST_KEY_LABEL, SSH_PORT, container_files,
+                                   run_container_spec)
 
 ROLE = "oneoff"
 TIMED_OUT = 124  # the exit status of a one-off stopped at its timeout (as timeout(1))
@@ -54,20 +57,27 @@ class OneOffs:
         self._image = image
         self._slug_url = slug_url
 
-    def _create(self, spec: ReleaseSpec, command: str, kind: str, output: Output) -> Any:
-        """A created, provisioned, not yet started container running `command`."""
+    def _create(self, spec: ReleaseSpec, command: str, kind: str, output: Output,
+                keys_url: str | None = None) -> Any:
+        """A created, provisioned, not yet started container running `command`.
+        With `keys_url` (a terminal session) its sshd runs, on a port
+        published on 127.0.0.1 only, for ps:ssh's path to reach it."""
         one = attrs.evolve(spec, process_types={kind: command}, formation={})
-        made = run_container_spec(self.settings, one, kind, self._slug_url(spec), None,
+        made = run_container_spec(self.settings, one, kind, self._slug_url(spec), keys_url,
                                   self._host_cpus())
         client = self._client()
         options = dict(made.options)
-        options.pop("ports", None)  # nothing reaches a one-off from outside
+        if keys_url:
+            options["ports"] = {f"{SSH_PORT}/tcp": ("127.0.0.1", None)}
+        else:
+            options.pop("ports", None)  # nothing reaches a one-off from outside
+            made = attrs.evolve(made, host_key="")
         options["labels"] = {**options["labels"], "shipway.role": ROLE,
                              "shipway.kind": "oneoff"}
         network = ensure_app_network(client, self.settings, spec.app)
         container = client.containers.create(self._image(output), network=network, **options)
         try:
-            container.put_archive(FILES_IN, container_files(attrs.evolve(made, host_key="")))
+            container.put_archive(FILES_IN, container_files(made))
         except Exception:
             container.remove(force=True)
             raise
@@ -132,6 +142,60 @@ class OneOffs:
         threading.Thread(target=finish, daemon=True, name=f"oneoff-{container.id[:12]}").start()
         return container.id
 
+    def start_shell(self, spec: ReleaseSpec, keys_url: str, timeout: float,
+                    kind: str = "run") -> str:
+        """A one-off for a terminal session: it idles (at most `timeout`)
+        with its sshd up, the user's command runs in an SSH session through
+        the git gateway (`ssh -t`, as ps:ssh), and it is removed when the
+        CLI says the session ended or at its timeout. Returns once its sshd
+        answers (or after 60 s)."""
+        container = self._create(spec, f"exec sleep {int(timeout)}", kind, lambda _l: None,
+                                 keys_url=keys_url)
+        try:
+            container.start()
+        except Exception:
+            _remove(container)
+            raise
+
+        def reap() -> None:
+            try:
+                container.wait(timeout=timeout + 30)
+            except Exception:  # noqa: BLE001
+                pass
+            _remove(container)
+
+        threading.Thread(target=reap, daemon=True, name=f"oneoff-{container.id[:12]}").start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            port = self.ssh_port(spec.app, container.id)
+            if port and _ssh_answers(port):
+                break
+            time.sleep(0.3)
+        return container.id
+
+    def ssh_port(self, app: str, prefix: str) -> int | None:
+        """The 127.0.0.1 SSH port of the app's running one-off whose id starts
+        with `prefix` (None: none, or several), if it carries the app's host key."""
+        rows = [r for r in self._client().api.containers(
+                    filters={"label": oneoff_labels(self.settings, app)})
+                if r["Id"].startswith(prefix.lower())]
+        if len(rows) != 1 or (rows[0].get("Labels") or {}).get(HOST_KEY_LABEL) != "app":
+            return None
+        for p in rows[0].get("Ports") or []:
+            if p.get("PrivatePort") == SSH_PORT and p.get("PublicPort"):
+                return int(p["PublicPort"])
+        return None
+
+    def stop(self, app: str, container_id: str) -> bool:
+        """Remove the app's one-off `container_id` (the session ended)."""
+        client = self._client()
+        for row in client.api.containers(all=True,
+                                         filters={"label": oneoff_labels(self.settings, app)}):
+            if row["Id"] == container_id:
+                _remove(client.containers.get(container_id))
+                return True
+        return False
+
     def list(self, app: str) -> list[ReplicaState]:
         """The app's one-offs as Docker sees them now (for `ps`)."""
         rows = self._client().api.containers(all=True,
@@ -168,6 +232,15 @@ def _stream(container: Any, output: Output) -> None:
         pass
     if pending:
         output(pending.decode("utf-8", "replace"))
+
+
+def _ssh_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.settimeout(2)
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
 
 
 def _remove(container: Any) -> None:

@@ -136,6 +136,8 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     # none yet, so an allowed caller gets the 409 that says to push first)
     "POST /apps/{app}/run": (fixed("/apps/{app}/run", {"command": "true"}), app_route(409, 409)),
     "POST /apps/{app}/migrate": (fixed("/apps/{app}/migrate"), app_route(409, 409)),
+    "DELETE /apps/{app}/run/{container}": (fixed("/apps/{app}/run/" + "a" * 64),
+                                           app_route(404, 404)),
     "GET /apps/{app}/domains": (fixed("/apps/{app}/domains"), app_route()),
     "POST /apps/{app}/domains": (_add_domain, app_route()),
     "DELETE /apps/{app}/domains/{hostname}": (_remove_domain, app_route()),

@@ -52,3 +52,54 @@ def test_run_streams_exits_with_the_status_and_leaves_nothing(make_server, tmp_p
     user.shipway("-a", app, "config:set", "MIGRATE_COMMAND=echo migrated-$APP_VERSION")
     migrated = user.shipway("-a", app, "migrate")
     assert "migrated-v2" in migrated.stdout, migrated.stdout + migrated.stderr
+
+
+def test_run_from_a_terminal_gets_a_tty_and_its_exit_status(make_server, tmp_path) -> None:
+    """From a terminal, `run` starts a one-off with its SSH server and runs
+    the command in it under `ssh -t` through the git gateway (as ps:ssh);
+    the one-off is removed when the session ends."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    server = make_server()
+    user, app = new_app(server, tmp_path / "owner", "procfile", "ttyrun")
+    ssh_dir = user.home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    key = ssh_dir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    user.shipway("account:ssh_keys:add", f"@{key}.pub")
+    user.push()
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "-a", app, "run", "-i", str(key), "--",
+         "sh -c 'test -t 0 && test -t 1 && echo has-a-tty-$APP_NAME; read line; "
+         "echo got-$line; exit 5'"],
+        cwd=str(ROOT), env=user.env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 120
+    sent = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+        if not sent and b"has-a-tty" in seen:
+            os.write(master, b"typed\r")
+            sent = True
+    code = proc.wait(timeout=30)
+    os.close(master)
+    text = seen.decode("utf-8", "replace")
+    assert f"has-a-tty-{app}" in text, text
+    assert "got-typed" in text, text
+    assert code == 5, text
+    wait_for(lambda: _oneoffs(server, app) == [], timeout=30)
