@@ -33,6 +33,7 @@ class SyslogServer:
         self.port = self.listener.getsockname()[1]
         self.context, self.read = context, read
         self.messages: list[bytes] = []
+        self.arrivals: list[float] = []  # time.time() each message was read (bench/logs.py)
         self.held: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -62,6 +63,7 @@ class SyslogServer:
             buf += chunk
             while (m := FRAME.match(buf)) and len(buf) >= m.end() + int(m.group(1)):
                 self.messages.append(buf[m.end():m.end() + int(m.group(1))])
+                self.arrivals.append(time.time())
                 buf = buf[m.end() + int(m.group(1)):]
 
     def wait_for(self, count: int, timeout: float = 15) -> list[bytes]:

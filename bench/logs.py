@@ -1,0 +1,201 @@
+"""bench/logs: a replica's lines through Shipway's logger, against `docker
+logs -f` on the same container in the same run.
+
+One real `shipway server` (Docker runner, HAProxy router), one deployed app
+whose `/emit?n=N` writes N stamped lines as fast as Python can. Measured at
+once, on the same lines: a syslog TCP drain on 127.0.0.1, one `logs -f`
+follower (the API's NDJSON stream) and `docker logs -f` of the replica.
+Printed: lines per second each received, p50/p99 latency from the app's
+write to the follower and to `docker logs -f`, then the server's resident
+memory with 1,000 idle followers attached (and one line reaching all of
+them). Bounded: every wait has a deadline; the whole run takes ~1-2 min.
+
+    .venv/bin/python -m bench.logs [--lines 50000] [--followers 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+from tests.conftest import ShipwayServer, _stop_nginx, remove_docker_objects
+from tests.e2e.helpers import fetch, new_app, wait_for
+from tests.logger.test_drains import SyslogServer
+
+EMITTER = r'''
+import os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit, parse_qs
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        q = parse_qs(urlsplit(self.path).query)
+        n = int(q.get("n", ["0"])[0])
+        tag = q.get("tag", ["x"])[0]
+        out = sys.stdout
+        for i in range(n):
+            out.write("bench %s %d %.6f %s\n" % (tag, i, time.time(), "p" * 60))
+            if i % 100 == 0:
+                out.flush()
+        out.flush()
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+class Collector:
+    """Lines `bench TAG I T` seen by one consumer: count, latencies, span."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag.encode()
+        self.latencies: list[float] = []
+        self.first = self.last = 0.0
+
+    def see(self, raw: bytes, now: float | None = None) -> None:
+        at = raw.find(b"bench " + self.tag + b" ")
+        if at < 0:
+            return
+        parts = raw[at:].split(b" ", 4)
+        now = now or time.time()
+        self.latencies.append(now - float(parts[3]))
+        self.first = self.first or now
+        self.last = now
+
+    def report(self, name: str, total: int) -> str:
+        got = len(self.latencies)
+        lat = sorted(self.latencies) or [float("nan")]
+        rate = got / max(self.last - self.first, 1e-6) if got > 1 else 0.0
+        return (f"{name:<18} {got:>7}/{total} lines  {rate:>9,.0f} lines/s  "
+                f"p50 {lat[len(lat) // 2] * 1000:8.1f} ms  "
+                f"p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:8.1f} ms")
+
+
+def _follow_api(server: ShipwayServer, user_env: dict, app: str, sink: Collector,
+                stop: threading.Event) -> None:
+    auth = _auth(user_env)
+    with requests.get(f"{server.url}/api/apps/{app}/logs",
+                      params={"lines": 1, "follow": "true"}, auth=auth, stream=True,
+                      timeout=(5, 5)) as r:
+        try:
+            for raw in r.iter_lines(chunk_size=65536):
+                sink.see(raw)
+                if stop.is_set():
+                    return
+        except requests.exceptions.RequestException:
+            return
+
+
+def _auth(user_env: dict) -> tuple[str, str]:
+    netrc = Path(user_env["HOME"]) / ".netrc"
+    words = netrc.read_text().split()
+    return words[words.index("login") + 1], words[words.index("password") + 1]
+
+
+def _idle_followers(server: ShipwayServer, auth: tuple[str, str], app: str,
+                    count: int) -> list[socket.socket]:
+    import base64
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    host, port = server.url.split("//", 1)[1].split(":")
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection((host, int(port)), timeout=10)
+        s.sendall(f"GET /api/apps/{app}/logs?lines=1&follow=true HTTP/1.1\r\n"
+                  f"Host: {host}\r\nAuthorization: Basic {token}\r\n\r\n".encode())
+        socks.append(s)
+    return socks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=50_000)
+    parser.add_argument("--followers", type=int, default=1000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    drain = SyslogServer()
+    server = ShipwayServer(tmp / "data", env={"SHIPWAY_FETCH_ALLOW": "127.0.0.1"})
+    docker_proc = None
+    stop = threading.Event()
+    try:
+        server.start()
+        user, app = new_app(server, tmp / "home", "procfile", "benchlogs")
+        (user.src / "serve.py").write_text(EMITTER)
+        user.commit("emitter")
+        user.push()
+        user.shipway("-a", app, "drains:add", f"syslog://127.0.0.1:{drain.port}")
+        container = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=shipway.app={app}"],
+            capture_output=True, text=True, check=True).stdout.split()[0]
+        tag = f"t{int(time.time())}"
+        follower, docker_sink, drain_sink = Collector(tag), Collector(tag), Collector(tag)
+        threading.Thread(target=_follow_api, args=(server, user.env, app, follower, stop),
+                         daemon=True).start()
+        docker_proc = subprocess.Popen(["docker", "logs", "-f", "--tail", "0", container],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=lambda: [docker_sink.see(raw) for raw in docker_proc.stdout],
+                         daemon=True).start()
+        time.sleep(2)
+        started = time.time()
+        assert fetch(server, app, f"/emit?n={args.lines}&tag={tag}", timeout=120).ok
+        emit_seconds = time.time() - started
+        deadline = time.time() + 60
+        while time.time() < deadline and min(len(follower.latencies),
+                                             len(docker_sink.latencies)) < args.lines:
+            time.sleep(0.2)
+        wait_for(lambda: sum(1 for m in drain.messages if tag.encode() in m) >= args.lines
+                 or None, timeout=30)
+        for raw, arrived in zip(list(drain.messages), list(drain.arrivals)):
+            drain_sink.see(raw, arrived)
+        print(f"app wrote {args.lines} lines in {emit_seconds:.2f} s "
+              f"({args.lines / emit_seconds:,.0f} lines/s)")
+        print(follower.report("logs -f (Shipway)", args.lines))
+        print(docker_sink.report("docker logs -f", args.lines))
+        print(drain_sink.report("syslog drain", args.lines))
+        listed = user.shipway_json("-a", app, "drains")
+        print(f"drain: sent {listed[0]['sent']} dropped {listed[0]['dropped']}")
+
+        proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
+        before = proc.memory_info().rss
+        socks = _idle_followers(server, _auth(user.env), app, args.followers)
+        time.sleep(3)
+        during = proc.memory_info().rss
+        fetch(server, app, f"/emit?n=1&tag=all{tag}")
+        time.sleep(3)
+        reached = 0
+        for s in socks:
+            s.settimeout(0.01)
+            try:
+                reached += (f"all{tag}".encode() in s.recv(1 << 20))
+            except OSError:
+                pass
+        print(f"{args.followers} followers: server RSS {before / 2**20:.0f} MiB -> "
+              f"{during / 2**20:.0f} MiB ({(during - before) / args.followers / 1024:.1f} "
+              f"KiB each); one new line reached {reached} of them within 3 s")
+        for s in socks:
+            s.close()
+        print(json.dumps({"ok": True}))
+    finally:
+        stop.set()
+        if docker_proc is not None:
+            docker_proc.kill()
+        drain.close()
+        server.stop()
+        remove_docker_objects(server.instance)
+        _stop_nginx(server.data_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
