@@ -49,6 +49,8 @@ def _run(call: Call, command: str, kind: str, detach: bool) -> dict[str, Any]:
 
 def run(call: Call) -> dict[str, Any]:
     """POST /apps/{app}/run {"command": "...", "detach": false}."""
+    # Who may run comes first: a stranger learns nothing from the body check.
+    call.controller.get_app(call.me, call.params["app"], "write")
     body = call.body or {}
     command = body.get("command")
     if not isinstance(command, str) or not command.strip():

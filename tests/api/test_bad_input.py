@@ -25,7 +25,8 @@ def world(shipway_server) -> World:
 def concrete(route: Route, app: str) -> str:
     return "/api" + route.path.format(app=app, key="1", hostname="x.example.com",
                                       email="x@example.com",
-                                      drain="1")  # issue 18 item 4
+                                      drain="1",  # issue 18 item 4
+                                      container="a" * 64)  # issue 18 item 2
 
 
 BODY_ROUTES = [r for r in ROUTES if r.body]

@@ -20,7 +20,8 @@ def test_ps_scale_restart(logged_in: Cli, app: str) -> None:
     cli.fails(2, "ps:scale", "--replicas", "-1", "-a", app)
     data = cli.json("ps", "-a", app)
     default = {"size": None, "memory_mb": 512, "cpus": 1.0}  # the server's run_memory, run_cpus
-    assert data == {"formation": {"web": 1}, "replica_size": default, "replicas": []}
+    assert data == {"formation": {"web": 1}, "replica_size": default, "replicas": [],
+                    "oneoffs": []}  # issue 18: one-offs running now
     shown = cli.ok("ps", "-a", app).stdout
     assert "web=1" in shown and "replica size: default (512 MiB, 1 CPU)" in shown
     assert cli.json("ps:scale", "--replicas", "2", "-a", app)["formation"] == {"web": 2}
