@@ -28,16 +28,32 @@ refuse() { echo "$*"; exit 3; }
 
 next=$(mktemp -d /tmp/shipway-next.XXXXXX)
 trap 'rm -rf "$next"' EXIT
-curl -fsS --max-time 300 "$url" | tar -xzf - -C "$next"
-
+started=$EPOCHREALTIME
+ms() { echo $(( (${EPOCHREALTIME/./} - ${1/./}) / 1000 )); }
+gunzip=(-z); command -v pigz >/dev/null && gunzip=(-I pigz)
+fetch() {  # the slug into $next, tar's options and member patterns in "$@"
+  find "$next" -mindepth 1 -delete
+  curl -fsS --max-time 300 "$url" | tar "${gunzip[@]}" -xf - -C "$next" "$@"
+}
 old_bin=$(release_bin /app)
+[ -n "$old_bin" ] || refuse "no Elixir release (mix release) to upgrade"
+old_rel=$(dirname "$(dirname "$old_bin")")
+# First only what an OTP release upgrade takes: the release's bin/ and
+# releases/ (not the upgrade tarball: the new files are taken from the slug
+# itself, with no second unpacking in the node) and its applications at
+# versions the running release does not have. The module-reload path
+# fetches the whole slug afterwards.
+partial=(--exclude='*/releases/*.tar.gz' --exclude='*/erts-*')
+for lib in "$old_rel"/lib/*/; do lib=${lib%/}; partial+=(--exclude="*/rel/*/lib/${lib##*/}"); done
+fetch "${partial[@]}" --wildcards '*_build/*/rel/*/bin/*' '*_build/*/rel/*/releases/*' \
+  '*_build/*/rel/*/lib/*' 2>/dev/null || true
 new_bin=$(release_bin "$next")
-[ -n "$old_bin" ] && [ -n "$new_bin" ] || refuse "no Elixir release (mix release) to upgrade"
+[ -n "$new_bin" ] || refuse "no Elixir release (mix release) to upgrade"
 [ "${old_bin#/app/}" = "${new_bin#"$next"/}" ] || refuse "the release name changed"
 old_rel=$(dirname "$(dirname "$old_bin")")
 new_rel=$(dirname "$(dirname "$new_bin")")
 # A higher release version: an OTP release upgrade through release_handler,
-# with the relup and tarball the build made (buildpacks/elixir). Processes
+# with the appups and relup the build made (buildpacks/elixir). Processes
 # are suspended, their code_change/3 migrates their state, and they resume;
 # the node keeps its connections. make_permanent makes the node's next boot
 # (and `bin/APP`) the new release. An install that fails leaves the node on
@@ -49,36 +65,46 @@ new_vsn=$(cut -d' ' -f2 "$new_rel/releases/start_erl.data")
 if [ "$running_vsn" != "$new_vsn" ]; then
   [ ! -f "$new_rel/releases/shipway-no-hot-upgrade" ] \
     || refuse "$(cat "$new_rel/releases/shipway-no-hot-upgrade") ($running_vsn to $new_vsn)"
-  [ -f "$new_rel/releases/$new_vsn/relup" ] && [ -f "$new_rel/releases/$name.tar.gz" ] \
+  [ -f "$new_rel/releases/$new_vsn/relup" ] \
     && grep -q "\"$running_vsn\"" "$new_rel/releases/$new_vsn/relup" \
     || refuse "the release version changed ($running_vsn to $new_vsn) but the build made no relup from $running_vsn"
   [ -f "$old_rel/releases/RELEASES" ] \
     || refuse "the running release has no releases/RELEASES (built before OTP hot upgrades)"
   echo "OTP release upgrade $running_vsn -> $new_vsn (release_handler: code_change/3 runs)"
-  cp "$new_rel/releases/$name.tar.gz" "$old_rel/releases/$name.tar.gz.shipway-new"
-  mv -f "$old_rel/releases/$name.tar.gz.shipway-new" "$old_rel/releases/$name.tar.gz"
-  # `bin/APP rpc` exits 0 when the node went down under the call (what
-  # release_handler does when an instruction fails after the point of no
-  # return: the node reboots on the old release), hence the success line.
+  # The new release's applications and releases/<vsn> put beside the
+  # running ones (release_handler:set_unpacked then takes them as if
+  # unpacked from the tarball), then the node told over its distribution
+  # by erl_call (a C client: no second BEAM booted per replica).
+  for lib in "$new_rel"/lib/*/; do
+    lib=${lib%/}
+    [ -e "$old_rel/lib/${lib##*/}" ] || cp -a "$lib" "$old_rel/lib/${lib##*/}"
+  done
+  rm -rf "$old_rel/releases/$new_vsn"
+  cp -a "$new_rel/releases/$new_vsn" "$old_rel/releases/$new_vsn"
+  echo "slug fetched and release $new_vsn put in place in $(ms "$started") ms"
+  erl_call=$(command -v erl_call || echo /usr/lib/erlang/bin/erl_call)
   status=0
-  said=$("$old_bin" rpc "vsn = ~c\"$new_vsn\"
-    t = System.monotonic_time(:millisecond)
-    case :release_handler.unpack_release(~c\"$name\") do
-      {:ok, ^vsn} -> :ok
-      {:error, {:existing_release, ^vsn}} -> :ok
-      other -> raise \"unpack_release failed: #{inspect(other)}\"
-    end
-    case :release_handler.install_release(vsn) do
-      {:ok, _, _} -> :ok
-      other ->
-        :release_handler.remove_release(vsn)
-        raise \"install_release failed, the node stays on $running_vsn: #{inspect(other)}\"
-    end
-    :ok = :release_handler.make_permanent(vsn)
-    IO.puts(\"release $new_vsn installed and permanent in #{System.monotonic_time(:millisecond) - t} ms\")" 2>&1) \
-    || status=$?
-  [ -z "$said" ] || echo "$said"
-  if [ "$status" != 0 ] || ! grep -q "^release $new_vsn installed and permanent" <<<"$said"; then
+  # An instruction failing after the point of no return reboots the node
+  # on the old release: the call then gets no answer (exit 4 below).
+  said=$("$erl_call" -name "$RELEASE_NODE" -c "$RELEASE_COOKIE" -timeout 120 -e 2>&1 <<EOS
+Vsn = "$new_vsn",
+T = erlang:monotonic_time(millisecond),
+Rel = filename:join([code:root_dir(), "releases", Vsn, "$name.rel"]),
+U = release_handler:set_unpacked(Rel, []),
+case {U, release_handler:install_release(Vsn)} of
+  {{ok, _}, {ok, _, _}} ->
+    ok = release_handler:make_permanent(Vsn),
+    {installed, erlang:monotonic_time(millisecond) - T};
+  Failed ->
+    release_handler:remove_release(Vsn),
+    {failed, Failed}
+end.
+EOS
+  ) || status=$?
+  if [ "$status" = 0 ] && [[ $said =~ \{installed,\ ?([0-9]+)\} ]]; then
+    echo "release $new_vsn installed and permanent in ${BASH_REMATCH[1]} ms (release_handler)"
+  else
+    echo "release_handler said: ${said:0:400}"
     echo "install_release failed: the node stays on (or went back to) release $running_vsn"
     exit 4
   fi
@@ -86,6 +112,7 @@ if [ "$running_vsn" != "$new_vsn" ]; then
   exit 0
 fi
 echo "no version bump ($running_vsn): module reload (code_change/3 is not called)"
+fetch
 
 # Only module code may change: the same ERTS, the same applications at the
 # same versions, the same release version.

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Hot upgrade benchmark (issue 17): an OTP release upgrade of three
+replicas against a restart deploy of the same change, in the same run.
+
+Two apps of examples/elixir-counter, three replicas each, v1 pushed; then
+the same change (version 0.2.0, the GenServer's state becomes a map) pushed
+to one with the hot-upgrade header and to the other plainly. For each push:
+- the deploy step: from "Released vN" to the push's last deploy line, as
+  the push output streams (for the hot push also the runner's own figure,
+  "hot deploy step");
+- the node pause: the longest request during the push, from clients on
+  kept-alive connections through the router (never retried);
+- failed requests;
+- whether one long-lived TCP connection straight to a replica (its
+  published port on 127.0.0.1), used every 100 ms, survived.
+Run: .venv/bin/python bench/hot_upgrade.py
+"""
+from __future__ import annotations
+
+import http.client
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.helpers import bench_server, new_app  # noqa: E402
+from tests.e2e.test_hot_upgrade_otp import counter_v2  # noqa: E402
+
+MAX_SECONDS = 300  # every client stops after this, whatever happens
+
+
+class Load:
+    """`n` keep-alive clients through the router; the slowest request and
+    the failures while running."""
+
+    def __init__(self, port: int, host: str, n: int = 4) -> None:
+        self.port, self.host = port, host
+        self.sent = self.failed = 0
+        self.longest = 0.0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + MAX_SECONDS
+        conn = None
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            started = time.monotonic()
+            ok = False
+            try:
+                conn.request("GET", "/", headers={"Host": self.host})
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = None
+            with self.lock:
+                self.sent += 1
+                self.failed += not ok
+                self.longest = max(self.longest, time.monotonic() - started)
+            time.sleep(0.02)
+
+    def __enter__(self) -> "Load":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+
+
+class LongConnection:
+    """One kept-alive HTTP connection straight to a replica, used every
+    100 ms: `dropped` once any request on it fails."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.requests, self.dropped = 0, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + MAX_SECONDS
+        while not self._stop.is_set() and time.monotonic() < deadline and not self.dropped:
+            try:
+                self.conn.request("GET", "/")
+                resp = self.conn.getresponse()
+                resp.read()
+                self.dropped = resp.status != 200 or resp.will_close
+                self.requests += 1
+            except (OSError, http.client.HTTPException):
+                self.dropped = True
+            time.sleep(0.1)
+
+    def __enter__(self) -> "LongConnection":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+        self.conn.close()
+
+
+def timed_push(user, args: list[str]) -> tuple[float, str]:
+    """(seconds from "Released vN" to the last line, the push output)."""
+    proc = subprocess.Popen(["git", *args], cwd=user.src, env=user.env, text=True,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    released = last = None
+    lines = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        now = time.monotonic()
+        if "Released v" in line:
+            released = now
+        elif released is not None and ("is live at" in line or "hot-upgraded to" in line):
+            last = now
+    proc.wait(timeout=MAX_SECONDS)
+    out = "".join(lines)
+    if proc.returncode != 0 or released is None or last is None:
+        raise SystemExit(f"push failed:\n{out}")
+    return last - released, out
+
+
+def measure(server, tmp: Path, name: str, hot: bool) -> dict:
+    user, app = new_app(server, tmp / name, "elixir-counter", name)
+    user.push()
+    user.shipway("-a", app, "ps:scale", "--replicas", "3")
+    replica = user.shipway_json("-a", app, "ps")["replicas"][0]
+    counter_v2(user.src)
+    user.commit("0.2.0")
+    args = (["-c", "http.extraheader=Shipway-Hot: true"] if hot else []) + ["push", "shipway", "main"]
+    with Load(server.router_port, f"{app}.localhost") as load, \
+            LongConnection(int(replica["host_port"])) as long_conn:
+        time.sleep(1)
+        step, out = timed_push(user, args)
+        time.sleep(1)
+    runner_step = re.search(r"hot deploy step: ([\d.]+) s", out)
+    if hot and "hot-upgraded to" not in out:
+        raise SystemExit(f"the hot push did not hot-upgrade:\n{out}")
+    return {"step": step, "runner_step": float(runner_step.group(1)) if runner_step else None,
+            "pause": load.longest, "sent": load.sent, "failed": load.failed,
+            "long_conn": "survived" if not long_conn.dropped else
+            f"dropped after {long_conn.requests} requests"}
+
+
+def main() -> None:
+    with bench_server("hot-upgrade") as (server, tmp):
+        rows = {"hot (OTP release upgrade)": measure(server, tmp, "hot", hot=True),
+                "restart deploy": measure(server, tmp, "restart", hot=False)}
+    print(f"{'3 replicas, examples/elixir-counter':38} {'deploy step':>12} {'runner step':>12} "
+          f"{'node pause':>11} {'failed/sent':>12}  long-lived connection")
+    for label, r in rows.items():
+        runner = f"{r['runner_step']:.2f} s" if r["runner_step"] is not None else "-"
+        print(f"{label:38} {r['step']:>10.2f} s {runner:>12} {r['pause'] * 1000:>8.0f} ms "
+              f"{r['failed']:>5}/{r['sent']:<6}  {r['long_conn']}")
+
+
+if __name__ == "__main__":
+    main()
