@@ -136,9 +136,11 @@ def main() -> None:
         user.push()
         user.shipway("-a", app, "drains:add", f"syslog://127.0.0.1:{drain.port}")
         container = subprocess.run(
-            ["docker", "ps", "-q", "--filter", f"label=shipway.app={app}"],
+            ["docker", "ps", "-q", "--filter", f"label=shipway.app={app}",
+             "--filter", "label=shipway.role=run", "--filter", "label=shipway.process=web"],
             capture_output=True, text=True, check=True).stdout.split()[0]
         tag = f"t{int(time.time())}"
+        print(f"replica container {container[:12]}")
         follower, docker_sink, drain_sink = Collector(tag), Collector(tag), Collector(tag)
         threading.Thread(target=_follow_api, args=(server, user.env, app, follower, stop),
                          daemon=True).start()
