@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 import docker
 import docker.errors
@@ -124,8 +124,7 @@ class DockerLogCollector:
         try:
             since: dict[str, Any] = ({"since": last.timestamp()} if last is not None
                                     else {"tail": self.store.lines_per_app})
-            stream = self._client.api.logs(container_id, stream=True, follow=True,
-                                           timestamps=True, **since)
+            stream = _log_stream(self._client, container_id, since)
             for chunk in stream:
                 if self._stopping.is_set():
                     break
@@ -146,3 +145,37 @@ class DockerLogCollector:
         finally:
             with self._lock:
                 self._following.discard(container_id)
+
+
+def _log_stream(client: docker.DockerClient, container_id: str,
+                since: dict[str, Any]) -> Iterator[bytes]:
+    """The container's output (stdout and stderr, timestamped, followed) in
+    large reads. docker-py's own stream reads Docker's 8-byte frame header
+    and then the payload of every line separately (about 10,000 lines/s on
+    one core); this reads what has arrived, up to 64 KiB at a time, and cuts
+    the frames itself (bench/logs.py measures both)."""
+    api = client.api
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1,
+              "tail": since.get("tail", "all")}
+    if "since" in since:
+        params["since"] = since["since"]
+    response = api._get(api._url("/containers/{0}/logs", container_id), params=params,
+                        stream=True)
+    api._raise_for_status(response)
+    api._disable_socket_timeout(api._get_raw_response_socket(response))
+    buf = b""
+    while True:
+        chunk = response.raw.read1(65536)
+        if not chunk:
+            return
+        buf += chunk
+        out, at = [], 0
+        while len(buf) - at >= 8:
+            end = at + 8 + int.from_bytes(buf[at + 4:at + 8], "big")
+            if len(buf) < end:
+                break
+            out.append(buf[at + 8:end])
+            at = end
+        buf = buf[at:]
+        if out:
+            yield b"".join(out)
