@@ -252,6 +252,7 @@ class DockerRunner(HotUpgradeMixin, SupervisionMixin):
             self.router.remove_route(app)
             for r in self.docker.list(app):
                 self.docker.remove(r.id)
+            self.oneoff.remove_all(app)  # issue 18: its one-offs go with it
             remove_app_network(self.docker.client, self.settings, app)
             self.slug_access.forget_app(app)
 
@@ -268,6 +269,12 @@ class DockerRunner(HotUpgradeMixin, SupervisionMixin):
         # Before any replica runs: the host is closed to containers but for
         # the gateway port (builder/networks.py).
         ensure_firewall(self.settings)
+        # issue 18: ended one-offs a previous run of this server left (their
+        # reaper died with it); running ones may be another server's.
+        try:
+            self.oneoff.remove_all(None, ended_only=True)
+        except Exception:  # noqa: BLE001 (adoption matters more; next start retries)
+            log.failure("runner: could not remove ended one-offs")
         self._adopt_all()
         self._thread = threading.Thread(target=self._supervise, name="shipway-runner",
                                         daemon=True)

@@ -196,6 +196,22 @@ class OneOffs:
                 return True
         return False
 
+    def remove_all(self, app: str | None, ended_only: bool = False) -> int:
+        """Remove the app's one-offs (None: every one-off of this instance;
+        `ended_only`: those no longer running, as another server sharing the
+        engine may be waiting on a running one)."""
+        client = self._client()
+        filters: dict[str, Any] = {"label": oneoff_labels(self.settings, app)}
+        if ended_only:
+            filters["status"] = ["exited", "created", "dead"]
+        rows = client.api.containers(all=True, filters=filters)
+        for row in rows:
+            try:
+                client.api.remove_container(row["Id"], force=True)
+            except Exception:  # noqa: BLE001 (already gone)
+                pass
+        return len(rows)
+
     def list(self, app: str) -> list[ReplicaState]:
         """The app's one-offs as Docker sees them now (for `ps`)."""
         rows = self._client().api.containers(all=True,

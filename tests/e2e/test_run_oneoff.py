@@ -53,6 +53,12 @@ def test_run_streams_exits_with_the_status_and_leaves_nothing(make_server, tmp_p
     migrated = user.shipway("-a", app, "migrate")
     assert "migrated-v2" in migrated.stdout, migrated.stdout + migrated.stderr
 
+    # A one-off still running goes with its app.
+    user.shipway("-a", app, "run", "--detach", "--", "sleep 300")
+    wait_for(lambda: user.shipway_json("-a", app, "ps")["oneoffs"], timeout=30)
+    user.shipway("-a", app, "apps:destroy", "--confirm", app)
+    assert _oneoffs(server, app) == []
+
 
 def test_run_from_a_terminal_gets_a_tty_and_its_exit_status(make_server, tmp_path) -> None:
     """From a terminal, `run` starts a one-off with its SSH server and runs
