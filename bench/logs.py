@@ -10,7 +10,7 @@ write to the follower and to `docker logs -f`, then the server's resident
 memory with 1,000 idle followers attached (and one line reaching all of
 them). Bounded: every wait has a deadline; the whole run takes ~1-2 min.
 
-    .venv/bin/python -m bench.logs [--lines 50000] [--followers 1000]
+    .venv/bin/python -m bench.logs [--lines 50000] [--followers 1000] [--rate 5000]
 """
 from __future__ import annotations
 
@@ -43,11 +43,15 @@ class H(BaseHTTPRequestHandler):
         q = parse_qs(urlsplit(self.path).query)
         n = int(q.get("n", ["0"])[0])
         tag = q.get("tag", ["x"])[0]
+        rate = float(q.get("rate", ["0"])[0])  # lines/s; 0: as fast as possible
         out = sys.stdout
+        start = time.time()
         for i in range(n):
             out.write("bench %s %d %.6f %s\n" % (tag, i, time.time(), "p" * 60))
             if i % 100 == 0:
                 out.flush()
+                if rate:
+                    time.sleep(max(0.0, start + i / rate - time.time()))
         out.flush()
         self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
         self.wfile.write(b"ok")
@@ -122,6 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--followers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="lines/s the app writes at (0: as fast as it can)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     drain = SyslogServer()
@@ -150,7 +156,7 @@ def main() -> None:
                          daemon=True).start()
         time.sleep(2)
         started = time.time()
-        assert fetch(server, app, f"/emit?n={args.lines}&tag={tag}", timeout=120).ok
+        assert fetch(server, app, f"/emit?n={args.lines}&tag={tag}&rate={args.rate}", timeout=120).ok
         emit_seconds = time.time() - started
         deadline = time.time() + 60
         while time.time() < deadline and min(len(follower.latencies),
