@@ -151,6 +151,9 @@ def measure(server, tmp: Path, name: str, hot: bool) -> dict:
     runner_step = re.search(r"hot deploy step: ([\d.]+) s", out)
     if hot and "hot-upgraded to" not in out:
         raise SystemExit(f"the hot push did not hot-upgrade:\n{out}")
+    for line in out.splitlines():
+        if "put in place in" in line or "installed and permanent" in line:
+            print(line.replace("remote:", "").strip())
     return {"step": step, "runner_step": float(runner_step.group(1)) if runner_step else None,
             "pause": load.longest, "sent": load.sent, "failed": load.failed,
             "long_conn": "survived" if not long_conn.dropped else
