@@ -62,6 +62,7 @@ def test_history_survives_a_restart_with_bad_lines_cut_and_replaced(make_server,
 
     server.stop()
     server.start()
-    after = _logs_with(user, app, "marker-one")
+    assert fetch(server, app, "/after-restart").status_code == 200
+    after = _logs_with(user, app, "GET /after-restart")  # the collector is reading again
     assert "shipway[build]: -----> Released v1" in after  # only our store had it
     assert after.count("marker-one") == 1  # the collector goes on, not from the start
