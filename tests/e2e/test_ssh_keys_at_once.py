@@ -72,3 +72,18 @@ def test_a_key_counts_at_once_when_added_and_when_removed(make_server, tmp_path)
     assert "Permission denied" in refused.stderr, refused.stderr
     # ... while the key that stays still works.
     assert f"logged-in-{app}" in _direct(port, first).stdout
+
+    # Fail closed: when Shipway cannot be asked (here the URL points nowhere,
+    # an injected fault), no key gets in, and the refusal comes fast.
+    client = docker.from_env()
+    try:
+        container = client.containers.get(replica["container_id"])
+        broke = container.exec_run(["sh", "-c", "echo http://127.0.0.1:9/keys/x "
+                                    ">/shipway/ssh/keys_url"], user="1000:1000")
+        assert broke.exit_code == 0, broke.output
+    finally:
+        client.close()
+    began = time.monotonic()
+    closed = _direct(port, first)
+    assert closed.returncode != 0 and "logged-in" not in closed.stdout, closed.stdout
+    assert time.monotonic() - began < 20
