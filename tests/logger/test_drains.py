@@ -223,3 +223,47 @@ def test_credentials_never_shown() -> None:
     shown = redact("https://user:s3cret@logs.example.com:8443/in?token=abc")
     assert "s3cret" not in shown and "abc" not in shown and "user" not in shown
     assert shown == "https://***@logs.example.com:8443/in?***"
+
+
+def test_https_drain_posts_logplex_batches_and_retries(store: LogStore, tmp_path: Path) -> None:
+    """A real HTTPS server on 127.0.0.1 that fails the first POST: the batch
+    comes again (backoff) and every line arrives once, with the header."""
+    import http.server
+
+    server_context, bundle = _certificate(tmp_path)
+    frames: list[bytes] = []
+    calls: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            calls.append(self.headers["Content-Type"])
+            if len(calls) == 1:
+                self.send_response(500)
+                self.end_headers()
+                return
+            while (m := FRAME.match(body)):
+                frames.append(body[m.end():m.end() + int(m.group(1))])
+                body = body[m.end() + int(m.group(1)):]
+            self.send_response(204)
+            self.end_headers()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = server_context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    hub = DrainHub(LOCAL, tls_context(str(bundle)))
+    store.tap(hub.tap)
+    hub.set("shop", [(1, f"https://u:p@127.0.0.1:{httpd.server_address[1]}/in")])
+    for i in range(50):
+        store.add("shop", "app", "web.1", f"post {i}")
+    deadline = time.monotonic() + 15
+    while len(frames) < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [f.rsplit(b" ", 1)[1] for f in frames] == [str(i).encode() for i in range(50)]
+    assert calls[0] == "application/logplex-1" and len(calls) >= 2
+    assert hub.status("shop")[1]["last_error"] == "HTTP 500"
+    hub.stop()
+    httpd.shutdown()
