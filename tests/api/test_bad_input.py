@@ -26,7 +26,8 @@ def concrete(route: Route, app: str) -> str:
     return "/api" + route.path.format(app=app, key="1", hostname="x.example.com",
                                       email="x@example.com",
                                       drain="1",  # issue 18 item 4
-                                      container="a" * 64)  # issue 18 item 2
+                                      container="a" * 64,  # issue 18 item 2
+                                      version="1", webhook="1")  # issue 18 items 5, 7
 
 
 BODY_ROUTES = [r for r in ROUTES if r.body]
@@ -130,6 +131,7 @@ VALID_BODY = {
     "/apps/{app}/maintenance": {"PUT": {"maintenance": True}},  # issue 16
     "/apps/{app}/canary": {"PUT": {"canary": "other", "weight": 5}},  # issue 16
     "/apps/{app}/drains": {"POST": {"url": "syslog://logs.example.com:514"}},  # issue 18
+    "/apps/{app}/webhooks": {"POST": {"url": "https://hooks.example.com/x"}},  # issue 18
 }
 
 
