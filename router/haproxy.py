@@ -19,7 +19,6 @@ so no connection is refused).
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from router.haproxy_overlays import MAINT_BACKEND, MAINT_FILE, OverlaysMixin, re
 from router.haproxy_process import HAProxyProcess, RouterError, maxconn  # noqa: F401 (re-exported)
 from router.haproxy_mapfile import MapWriter
 from router.haproxy_runtime import Runtime
+from router.haproxy_state import read_saved_routes, read_text
 from router.interface import IRouter, Route
 from router.nginx_conf import check_route
 from core.settings import Settings
@@ -44,8 +44,6 @@ DRAIN_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.5  # a dead proxy is started again within about this (issue: 2 s)
 DEFAULT_SLOTS = 4 * CHUNK  # grown (by a settings-style reload) only when all are used
 
-_BACKEND_LINE = re.compile(r"^backend (app\d{5})(?:  # app (\S+))?$")
-_SERVER_LINE = re.compile(r"^    server (\S+) (\S+):(\d+) (?!.* disabled$)")
 
 
 def _write(path: str, text: str) -> None:
@@ -108,12 +106,12 @@ class HAProxyRouter(OverlaysMixin):
             self._map_writer.flush()  # this process's last changes, before reading back
             self._load_files()
             main = render_main(self.layout)
-            settings_changed = self._read(self.layout.main_conf) != main
+            settings_changed = read_text(self.layout.main_conf) != main
             _write(self.layout.main_conf, main)
             # Maintenance mode's shared backend (router/haproxy_overlays.py).
             maint_path = f"{self.layout.conf_dir}/{MAINT_FILE}"
             maint = render_maintenance()
-            settings_changed = settings_changed or self._read(maint_path) != maint
+            settings_changed = settings_changed or read_text(maint_path) != maint
             _write(maint_path, maint)
             for chunk in range(self._nslots // CHUNK):
                 path = self.layout.chunk_path(chunk)
@@ -318,40 +316,10 @@ class HAProxyRouter(OverlaysMixin):
 
     def _load_files(self) -> None:
         """Routes from the chunk files and the map (the router's only state)."""
-        routes: dict[str, dict[tuple[str, int], str]] = {}
-        slots: dict[str, int] = {}
-        nchunks = 0
-        for path in sorted(Path(self.layout.conf_dir).glob("50-slots-*.cfg")):
-            nchunks += 1
-            current = None
-            for line in path.read_text().splitlines():
-                m = _BACKEND_LINE.match(line)
-                if m:
-                    current = m.group(2)
-                    if current:
-                        slots[current], routes[current] = int(m.group(1)[3:]), {}
-                    continue
-                m = _SERVER_LINE.match(line)
-                if m and current:
-                    routes[current][(m.group(2), int(m.group(3)))] = m.group(1)
-        names: dict[str, list[str]] = {a: [] for a in routes}
-        by_backend = {slot_backend(s): a for a, s in slots.items()}
-        for line in self._read(self.layout.map_path).splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1] in by_backend:
-                names[by_backend[parts[1]]].append(parts[0])
-        self._routes = {a: Route(app=a, hostnames=names[a], upstreams=list(u))
-                        for a, u in routes.items()}
-        self._servers, self._slots = routes, slots
-        self._owners = {h: a for a, hs in names.items() for h in hs}
-        self._nslots = max(self._min_slots, nchunks * CHUNK)
-
-    @staticmethod
-    def _read(path: str) -> str:
-        try:
-            return Path(path).read_text()
-        except OSError:
-            return ""
+        saved = read_saved_routes(self.layout)
+        self._routes, self._servers, self._slots = saved.routes, saved.servers, saved.slots
+        self._owners = {h: a for a, r in saved.routes.items() for h in r.hostnames}
+        self._nslots = max(self._min_slots, saved.chunks * CHUNK)
 
     def _watch_loop(self) -> None:
         """Supervision of the proxy itself, faster than the runner's pass

@@ -137,7 +137,6 @@ def _long_files() -> list[str]:
     return long
 
 
-@pytest.mark.xfail(bool(_long_files()), reason="item 6: splits pending", strict=False)
 def test_no_source_file_over_400_lines() -> None:
     long = _long_files()
     assert not long, f"files over {MAX_LINES} lines:\n" + "\n".join(long)
