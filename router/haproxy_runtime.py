@@ -27,11 +27,22 @@ class Runtime:
         """Send one command line (possibly `;`-joined) and return the answer."""
         if "\n" in command:
             raise ValueError("a runtime command is one line")
+        return self.exchange(command.encode() + b"\n", timeout)
+
+    def with_payload(self, command: str, payload: str, timeout: float = TIMEOUT) -> str:
+        """A command with a multi-line payload (`cmd <<`, the lines, a blank
+        line), as certificates are sent; the payload may hold no blank line."""
+        if "\n\n" in payload or ";" in command or "\n" in command:
+            raise ValueError("unsafe runtime payload")
+        return self.exchange(f"{command} <<\n{payload.rstrip(chr(10))}\n\n".encode(), timeout)
+
+    def exchange(self, request: bytes, timeout: float = TIMEOUT) -> str:
+        """One connection to the admin socket: the request, the whole answer."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(self.path)
-            sock.sendall(command.encode() + b"\n")
+            sock.sendall(request)
             chunks = []
             while True:
                 data = sock.recv(65536)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import socket
 import threading
 from pathlib import Path
 
@@ -221,22 +220,7 @@ class TLSManager:
 
     def _payload(self, command: str, payload: str) -> str:
         """A command with a multi-line payload (`cmd <<` ... blank line)."""
-        if "\n\n" in payload or ";" in command or "\n" in command:
-            raise ValueError("unsafe runtime payload")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
-        try:
-            sock.connect(self.runtime.path)
-            sock.sendall(f"{command} <<\n{payload.rstrip(chr(10))}\n\n".encode())
-            chunks = []
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-        finally:
-            sock.close()
-        answer = b"".join(chunks).decode(errors="replace")
+        answer = self.runtime.with_payload(command, payload, timeout=10)
         _raise_on_error(command, answer)
         return answer
 
