@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -125,11 +126,14 @@ def test_remote_console_reaches_the_running_elixir_node(make_server, tmp_path) -
     user, app = new_app(server, tmp_path / "owner", "elixir", "iex")
     key = str(_with_key(user))
     user.push()
-    expect = f"on {app}@127.0.0.1 serving v1".encode()
+    expect = b" serving v1\r\n"
     shown = _in_a_terminal(
         [sys.executable, "-m", "cli.main", "-a", app, "ps:remote_console", "-i", key], user.env,
         b'IO.puts("on " <> Atom.to_string(node()) <> " serving " <> Hello.marker())', expect)
     assert expect in shown, shown.decode(errors="replace")
+    # The node is APP@<the replica's address on the app's network> (issue 17).
+    assert re.search(rf"on {re.escape(app)}@\d+\.\d+\.\d+\.\d+ serving v1".encode(), shown), \
+        shown.decode(errors="replace")
     # the console has gone; the app node is still up and serving
     assert fetch(server, app).text.startswith("Hello from Elixir v1")
 
