@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian machine: install everything, build the stack
 # image, start `shipway server` on its embedded defaults (SQLite, local slug
-# store, Docker runner, nginx), then sign up a demo user and deploy
+# store, Docker runner, HAProxy router), then sign up a demo user and deploy
 # examples/procfile with a real `git push`, and show that it answers.
 #
 # Re-runnable: a running server is reused, the demo user logs in again, and
