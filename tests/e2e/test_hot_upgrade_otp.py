@@ -63,7 +63,7 @@ def test_otp_upgrade_of_three_clustered_replicas_keeps_processes_and_state(make_
     # Three distinct nodes, each connected to the two others through the
     # app's discovery name.
     before = wait_for(lambda: (lambda s: s if len(s) == 3 and all(v[3] == 2 for v in s.values())
-                               else None)(answers(server, app, 30)), timeout=90)
+                               else None)(answers(server, app, 30)), timeout=180)
     assert all(node.startswith(f"{app}@") for node in before), before
     assert {v[0] for v in before.values()} == {"v1"}
 

@@ -45,14 +45,21 @@ defmodule Counter.Cluster do
     query = System.get_env("SHIPWAY_CLUSTER_DNS", "")
     base = System.get_env("LIBCLUSTER_KUBERNETES_NODE_BASENAME", "")
 
-    if query != "" and base != "" and Node.alive?() do
-      for _ <- 1..60 do
-        for ip <- :inet_res.lookup(String.to_charlist(query), :in, :a) do
-          Node.connect(:"#{base}@#{:inet.ntoa(ip)}")
-        end
-        Process.sleep(1000)
-      end
+    if query != "" and base != "" and Node.alive?(), do: poll(query, base)
+  end
+
+  # For as long as the node lives, as DNSPoll does: a replica that boots
+  # late (scale, replacement) is found whenever it appears. Called through
+  # the module, so a hot upgrade that reloads this module moves the loop
+  # onto the new code instead of purging it.
+  @doc false
+  def poll(query, base) do
+    for ip <- :inet_res.lookup(String.to_charlist(query), :in, :a) do
+      Node.connect(:"#{base}@#{:inet.ntoa(ip)}")
     end
+
+    Process.sleep(1000)
+    __MODULE__.poll(query, base)
   end
 end
 
