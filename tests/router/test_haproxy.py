@@ -252,11 +252,15 @@ def test_settings_reload_drops_nothing(settings: Settings, router: HAProxyRouter
     h.start()
     old_worker = router.runtime.raw("show info").split("Pid: ")[1].split()[0]
     changed = HAProxyRouter(settings, threads=2)
-    changed.start()  # 00-main.cfg differs: a reload
-    time.sleep(0.3)
-    stop.set()
-    h.join(10)
-    t.join(10)
+    try:
+        changed.start()  # 00-main.cfg differs: a reload
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        h.join(10)
+        t.join(10)
+        # Its watcher would start the proxy again after the fixture stops it.
+        changed.detach()
     assert router.runtime.raw("show info").split("Pid: ")[1].split()[0] != old_worker
     assert "nbthread 2" in Path(router.layout.main_conf).read_text()
     assert slow == [(200, "u0")]
