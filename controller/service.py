@@ -11,13 +11,18 @@ parts; the bodies are filled in by the controller work.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
 from controller.models import (
     App, AppSecrets, Build, Domain, Release, Slug, SshKey, User,
 )
 from core.output import Output
 from storage.interface import ISlugStore
+
+if TYPE_CHECKING:  # their modules build on this contract (controller/base.py)
+    from controller.activity import Activity
+    from controller.webhooks import Webhook
+    from sqlalchemy.engine import Connection
 
 Need = Literal["read", "write", "owner"]
 
@@ -284,4 +289,48 @@ class Controller:
         raise NotImplementedError
 
     def list_builds(self, user: User, app: str) -> list[Build]:
+        raise NotImplementedError
+
+    def build_for_release(self, app: App, release: Release) -> Build | None:
+        """The push's build behind `release` (`releases:info vN` shows its
+        output); None for rollbacks and config changes."""
+        raise NotImplementedError
+
+    # --- activity (issue 18 item 5) ------------------------------------------
+    def record_activity(self, app: App, actor: str, action: str, summary: str,
+                        detail: dict[str, Any] | None = None,
+                        conn: "Connection | None" = None) -> None:
+        """Internal: record who did what. With `conn`, inside that
+        transaction (recorded exactly when the change commits); without, in
+        its own, and a failure is logged, never raised. Config changes name
+        the variables, never their values."""
+        raise NotImplementedError
+
+    def list_activity(self, user: User, app: str, limit: int = 50) -> list["Activity"]:
+        """Newest first, at most `limit` (1..5000, else BadRequest); owner
+        and collaborators only."""
+        raise NotImplementedError
+
+    # --- deploy webhooks (issue 18 item 7) -------------------------------------
+    def list_webhooks(self, user: User, app: str) -> list["Webhook"]:
+        raise NotImplementedError
+
+    def add_webhook(self, user: User, app: str, url: object) -> "Webhook":
+        """Write access. The URL follows the fetch guard (no loopback,
+        private or link-local address unless SHIPWAY_FETCH_ALLOW allows it;
+        https only otherwise): BadRequest. The answer carries the signing
+        secret, the only time anyone sees it."""
+        raise NotImplementedError
+
+    def remove_webhook(self, user: User, app: str, which: str) -> "Webhook":
+        """`which`: the id `webhooks` shows, or the URL. NotFound if none."""
+        raise NotImplementedError
+
+    def notify_release(self, app: App, release: Release) -> None:
+        """Internal: queue a signed POST to each webhook for a release that
+        succeeded or failed. Never raises, never waits for a receiver."""
+        raise NotImplementedError
+
+    def close_webhooks(self) -> None:
+        """Internal: stop the webhook sender (at close)."""
         raise NotImplementedError
