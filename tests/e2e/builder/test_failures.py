@@ -38,7 +38,7 @@ def _containers(instance: str) -> list:
 
 def test_failing_compile_fails_with_its_output(tmp_path: Path, builder, run_build) -> None:
     repo, sha = _app_with_compile(tmp_path, "echo 'compiling...'\necho 'error: boom-4217' >&2\nexit 3\n")
-    from tests.builder.conftest import Recorder
+    from tests.e2e.builder.conftest import Recorder
     out = Recorder()
     from builder.interface import BuildRequest
     with pytest.raises(BuildFailed) as e:

@@ -12,7 +12,7 @@ import requests
 from controller.errors import DeployFailed
 from runner.run_disk import run_storage
 from tests.conftest import unique
-from tests.runner.conftest import WEB, Rig, wait_for
+from tests.e2e.runner.conftest import WEB, Rig, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -3,14 +3,15 @@ an option (`#--pathspec-from-file=FILE`) made `git checkout` print FILE, a
 secret of the data dir, back to the pusher. Now the push is rejected with a
 clear message and the file's content is nowhere: push output, build record
 (API), app logs. Real server, real git push, an allowed local git server (so
-the fetch itself would go ahead)."""
+the fetch itself would go ahead). The check of refs alone is
+tests/security/test_buildpack_ref.py."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tests.security.test_fetch_guard import World, push_with, world  # noqa: F401 (fixture)
+from tests.e2e.security.test_fetch_guard import World, push_with, world  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("secret_file", ["slug-url.secret", "api-key.secret"])
@@ -27,22 +28,3 @@ def test_option_ref_reads_no_host_file(world: World, tmp_path: Path,  # noqa: F8
     assert done.returncode != 0
     assert "ref" in text and "refused" in text, text
     assert secret not in text and secret[:16] not in text
-
-
-@pytest.mark.parametrize("ref", ["-x", "--pathspec-from-file=/etc/passwd", "--upload-pack=id",
-                                 "a..b", "a b", "x.lock", "@{-1}", "a:b", "a\\b", "/abs", "a/",
-                                 "a//b", ".hidden", "a/.b", "end.", "", "c~1", "c^", "a*", "a?",
-                                 "a[b", "\x01", "x" * 256])
-def test_refs_git_would_misread_are_refused(ref: str) -> None:
-    from builder.remote_git import check_ref
-
-    assert check_ref(ref) is not None
-
-
-@pytest.mark.parametrize("ref", ["main", "v1.2.3", "feature/x-y_z", "release-2024.01",
-                                 "deadbeef", "0123456789abcdef0123456789abcdef01234567",
-                                 "refs/tags/v1", "a@b"])
-def test_ref_names_and_shas_pass(ref: str) -> None:
-    from builder.remote_git import check_ref
-
-    assert check_ref(ref) is None
