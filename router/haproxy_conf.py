@@ -139,6 +139,9 @@ def render_main(layout: Layout) -> str:
 global
 {user}    pidfile {layout.pid}
     maxconn {layout.maxconn}
+    # maxconn may exceed half the file limit (idle clients hold one
+    # descriptor, router/haproxy_process.maxconn): start anyway.
+    no strict-limits
     nbthread {max(1, layout.threads)}
     # Bad input (issue 16): a request's headers must fit one 16 KB buffer
     # (a 64 KB Host header gets a 400, memory per connection stays bounded:

@@ -38,15 +38,44 @@ def _alive(pid: int) -> bool:
         return False
 
 
+MAXCONN_CAP = 20000
+
+
 def maxconn() -> int:
-    """As many connections as the file limit allows (two descriptors each:
-    HAProxy refuses to start with fewer, even for idle connections)."""
+    """How many client connections HAProxy may hold with the file limit it
+    will inherit from this process (raise_soft_nofile() runs first).
+
+    HAProxy's own rule counts two descriptors per connection (client and
+    server side) and, with `strict-limits` (its default), refuses to start
+    when the limit is lower. But an idle kept-alive client holds one
+    descriptor: with a hard limit of 20,000 (raising it needs
+    CAP_SYS_RESOURCE) that rule stops at 9,986 connections, short of the
+    issue's 10,000 idle ones. So two thirds of the descriptors: every
+    connection idle, or half of them with a request in flight at once, fit.
+    Past that HAProxy pauses accepting, or answers 503 for want of an
+    upstream socket (EMFILE), and never stops; `no strict-limits`
+    (haproxy_conf.render_main) lets it start with this budget, whatever
+    limit a reload or an adopted master actually has.
+    """
     import resource
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard == resource.RLIM_INFINITY:
-        return 20000
-    return max(256, min(20000, (hard - 200) // 2))
+    if hard == resource.RLIM_INFINITY or hard >= 2 * MAXCONN_CAP + 200:
+        return MAXCONN_CAP
+    return max(256, min(MAXCONN_CAP, (hard - 200) * 2 // 3))
+
+
+def raise_soft_nofile() -> None:
+    """The soft file limit up to the hard one, so that HAProxy (a child)
+    starts with every descriptor it may have even before its own setrlimit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 class HAProxyProcess:
@@ -120,6 +149,7 @@ class HAProxyProcess:
             raise RouterError(f"haproxy rejected the configuration: {result.stderr.strip()}")
 
     def launch(self) -> None:
+        raise_soft_nofile()
         self.check_config()
         self.stop_orphans()
         Path(self.layout.pid).unlink(missing_ok=True)

@@ -45,9 +45,6 @@ def test_two_servers_never_deploy_one_app_at_once(make_server, tmp_path: Path,
         "SHIPWAY_SLUG_STORE": "s3", "SHIPWAY_S3_BUCKET": bucket,
         "SHIPWAY_S3_ENDPOINT_URL": s3_endpoint, "SHIPWAY_S3_ACCESS_KEY_ID": "test",
         "SHIPWAY_S3_SECRET_ACCESS_KEY": "test",
-        # The router is not what this test is about (and two servers' routers
-        # must not depend on one proxy's start-up on this host): nginx.
-        "SHIPWAY_ROUTER_PROXY": "nginx",
     }
     a = make_server(env=shared, database_url=database_url)
     b = make_server(env=shared, database_url=database_url)
@@ -109,3 +106,22 @@ def test_two_servers_never_deploy_one_app_at_once(make_server, tmp_path: Path,
         assert start >= end, f"v{nxt} began deploying before v{version} had ended"
     assert {_deploys(a.log_path.read_text(errors="replace"), app) != [], _deploys(b.log_path.read_text(errors="replace"), app) != []} == {True}
     assert fetch(a, app).status_code == 200
+
+    # Each server runs its own HAProxy router (the default) on its own ports.
+    masters = [_haproxy_master(server.data_dir) for server in (a, b)]
+    assert None not in masters and masters[0] != masters[1], masters
+    for server in (a, b):
+        unknown = requests.get(f"http://127.0.0.1:{server.router_port}/",
+                               headers={"Host": "nothing-here.localhost"}, timeout=10)
+        assert unknown.status_code == 404, unknown.text
+
+
+def _haproxy_master(data_dir: Path) -> int | None:
+    """The pid of the HAProxy master running on this data dir's router files."""
+    conf = data_dir / "router" / "haproxy"
+    try:
+        pid = int((conf / "haproxy.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if cmdline.split(b"\0")[0].endswith(b"haproxy") and str(conf).encode() in cmdline else None
