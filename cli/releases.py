@@ -20,6 +20,8 @@ def _version(text: str) -> int:
 
 def _show_release(data: dict[str, Any]) -> None:
     pairs({"version": f"v{data['version']}", "status": data["status"],
+           "deploy": ("hot (upgraded in place)" if data.get("hot") else "restart")
+           if data["status"] == "succeeded" else "",
            "by": data["created_by"], "created": data["created_at"],
            "description": data["description"], "commit": data.get("commit") or "",
            "slug": data.get("slug_id") if data.get("slug_id") is not None else ""})
@@ -38,9 +40,10 @@ def register(cli: click.Group) -> None:
         """List the app's releases, newest first."""
         data = session.client.call("GET", f"/apps/{seg(session.app)}/releases")
         session.emit(data, lambda d: table(
-            [(f"v{r['version']}", r["status"], (r.get("commit") or "")[:10],
-              r["description"], r["created_by"], r["created_at"]) for r in d],
-            ["version", "status", "commit", "description", "by", "created"]))
+            [(f"v{r['version']}", r["status"], "hot" if r.get("hot") else "",
+              (r.get("commit") or "")[:10], r["description"], r["created_by"],
+              r["created_at"]) for r in d],
+            ["version", "status", "deploy", "commit", "description", "by", "created"]))
 
     @api_command(cli, "releases:rollback", app=True)
     @click.argument("version", required=False)

@@ -142,7 +142,7 @@ def release_json(release: Release | None) -> dict[str, Any] | None:
             "description": release.description, "commit": release.commit,
             "slug_id": release.slug_id, "process_types": dict(release.process_types),
             "created_by": release.created_by, "created_at": when(release.created_at),
-            "slug_pruned": release.slug_pruned}
+            "slug_pruned": release.slug_pruned, "hot": release.hot}
 
 
 def domain_json(domain: Domain, certificate: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -130,6 +130,8 @@ releases = sa.Table(
     sa.Column("created_by", sa.String(254), nullable=False),
     sa.Column("config_ct", sa.Text, nullable=False),  # encrypted config snapshot
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Went live hot: the running replicas upgraded in place (issue 17).
+    sa.Column("hot", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("app_id", "version", name="uq_releases_app_version"),
 )
 

@@ -151,16 +151,18 @@ class Deployer:
         across every server on the database."""
         return self.controller.release_lock(app)
 
-    def deploy(self, app: App, release: Release, output: Output, hot: bool = False) -> None:
+    def deploy(self, app: App, release: Release, output: Output, hot: bool = False) -> bool:
+        """True when `release` went live hot (the running replicas upgraded
+        in place), False for a restart deploy, also a hot push's fallback."""
         with self._lock(app):
             spec = release_spec(self.settings, self.controller, app, release)
             started = time.time()
             try:
                 self.release_phase(spec, self._tee(app, output))
                 if hot:
-                    self.runner.hot_upgrade(spec, self._tee(app, output))
-                else:
-                    self.runner.deploy(spec, self._tee(app, output))
+                    return bool(self.runner.hot_upgrade(spec, self._tee(app, output)))
+                self.runner.deploy(spec, self._tee(app, output))
+                return False
             finally:
                 # Wall-clock bounds (µs), so the deploys of several servers on
                 # one database can be laid side by side from their logs.

@@ -69,6 +69,7 @@ class Release:
     created_by: str  # email, or "shipway" for system-made releases
     created_at: dt.datetime
     slug_pruned: bool = False  # its slug was pruned: no rollback to it
+    hot: bool = False  # went live hot: the running replicas upgraded in place (issue 17)
 
 
 @attrs.frozen

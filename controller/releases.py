@@ -37,7 +37,8 @@ def to_release(row: Any, app_name: str) -> Release:
                    slug_id=row.slug_id, commit=row.commit,
                    process_types=dict(row.process_types or {}), description=row.description,
                    status=row.status, created_by=row.created_by, created_at=row.created_at,
-                   slug_pruned=getattr(row, "slug_pruned_at", None) is not None)
+                   slug_pruned=getattr(row, "slug_pruned_at", None) is not None,
+                   hot=bool(row.hot))
 
 
 def snapshot_aad(app_id: int, version: int) -> str:
@@ -84,12 +85,14 @@ class ReleasesMixin(AppsMixin):
         return json.loads(self.keyring.decrypt(token, snapshot_aad(app_id, version)))
 
     def _set_status(self, release: Release, status: str,
-                    also: Callable[[Connection], None] | None = None) -> Release:
+                    also: Callable[[Connection], None] | None = None,
+                    hot: bool = False) -> Release:
         """`also` runs in the same transaction: what must change exactly
-        when the release becomes (or does not become) what runs."""
+        when the release becomes (or does not become) what runs. `hot`:
+        it went live by upgrading the running replicas in place."""
         with self.db.write() as conn:
             conn.execute(releases.update().where(releases.c.id == release.id)
-                         .values(status=status))
+                         .values(status=status, hot=hot))
             if also is not None:
                 also(conn)
             row = conn.execute(sa.select(*RELEASE_COLUMNS)
@@ -118,14 +121,15 @@ class ReleasesMixin(AppsMixin):
         with self.release_lock(app):
             release = self._set_status(release, "deploying")
             try:
-                self.deployer().deploy(app, release, output, hot=hot)
+                went_hot = self.deployer().deploy(app, release, output, hot=hot)
             except BaseException as e:
                 failed = self._set_status(release, "failed")
                 log.info("app {app}: release v{version} failed: {error}", app=app.name,
                          version=release.version, error=e)
                 self.notify_release(app, failed)  # issue 18: webhooks, queued
                 raise
-            done = self._set_status(release, "succeeded", also=on_success)
+            done = self._set_status(release, "succeeded", also=on_success,
+                                    hot=hot and bool(went_hot))
             self.notify_release(app, done)  # issue 18: webhooks, queued
             return done
 

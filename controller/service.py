@@ -31,7 +31,7 @@ class Deployer(Protocol):
     """Makes a release live (see `controller/deploys.py`). Raises DeployFailed."""
 
     def deploy(self, app: App, release: Release, output: Output,
-               hot: bool = False) -> None: ...
+               hot: bool = False) -> bool: ...  # True: went live hot (in place)
 
     def apply_formation(self, app: App, output: Output) -> None: ...
 

@@ -25,7 +25,7 @@ log = Logger()
 class HotUpgradeMixin:
     """`hot_upgrade` of IRunner, for DockerRunner (its state, its lock)."""
 
-    def hot_upgrade(self: "DockerRunner", spec: ReleaseSpec, output: Output) -> None:
+    def hot_upgrade(self: "DockerRunner", spec: ReleaseSpec, output: Output) -> bool:
         """Upgrade the running replicas to `spec` in place (runner/files/
         hot-upgrade.sh); where that is not possible (nothing runs, the
         process types or config changed, not an Elixir release, more than
@@ -50,7 +50,8 @@ class HotUpgradeMixin:
             if reason is not None:
                 output(f"-----> Hot upgrade not possible ({reason}): restarting instead")
                 try:
-                    return self.deploy(spec, output)
+                    self.deploy(spec, output)
+                    return False
                 except Exception:
                     if touched and current is not None:
                         # Some replicas run the new code already: replace
@@ -67,6 +68,7 @@ class HotUpgradeMixin:
             self._live[spec.app] = {r.id: attrs.evolve(r, version=spec.version) for r in live}
             output(f"-----> {spec.app} hot-upgraded to v{spec.version} "
                    f"({len(live)} replica(s), none restarted)")
+            return True
 
     def _upgrade_in_place(self: "DockerRunner", spec: ReleaseSpec, live: list[Replica], output: Output,
                           touched: list[Replica]) -> str | None:

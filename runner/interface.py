@@ -35,10 +35,12 @@ class IRunner(Interface):
         route to them, stop the old ones. On failure leave the old replicas
         serving and raise runner.errors.DeployFailed with log lines."""
 
-    def hot_upgrade(spec: ReleaseSpec, output: Output) -> None:
+    def hot_upgrade(spec: ReleaseSpec, output: Output) -> bool:
         """Upgrade the running replicas to `spec` without restarting them
         (same state, same connections); when that is not possible, the same
-        as `deploy`. Raises DeployFailed as `deploy` does."""
+        as `deploy`. Raises DeployFailed as `deploy` does. True when the
+        replicas were upgraded in place, False when they were restarted
+        (`releases` marks the hot ones)."""
 
     def scale(spec: ReleaseSpec, output: Output) -> None:
         """Apply `spec.formation` to the running release `spec`: start missing

@@ -134,7 +134,7 @@ class MemoryRunner:
             self._retire(old, output)
             self.events.append(("deployed", spec.app, spec.version))
 
-    def hot_upgrade(self, spec: ReleaseSpec, output: Output) -> None:
+    def hot_upgrade(self, spec: ReleaseSpec, output: Output) -> bool:
         """In place when only the code changed, else a restart, as the
         Docker runner decides (the in-place step itself cannot fail here)."""
         with self._lock:
@@ -143,13 +143,15 @@ class MemoryRunner:
                 and current.size == spec.size and _env(current) == _env(spec)
             if not same:
                 output("-----> Hot upgrade not possible: restarting instead")
-                return self.deploy(spec, output)
+                self.deploy(spec, output)
+                return False
             for r in live:
                 self._replicas[spec.app][r.id] = attrs.evolve(r, version=spec.version)
             self._desired[spec.app] = spec
             self.events.append(("hot-upgraded", spec.app, spec.version))
             output(f"-----> {spec.app} hot-upgraded to v{spec.version} "
                    f"({len(live)} replica(s), none restarted)")
+            return True
 
     def scale(self, spec: ReleaseSpec, output: Output) -> None:
         with self._lock:

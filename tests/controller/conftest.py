@@ -64,13 +64,13 @@ class RecordingDeployer(Deployer):
         self.routes: list[str] = []
 
     def deploy(self, app: App, release: Any, output: Callable[[str], None],
-               hot: bool = False) -> None:
+               hot: bool = False) -> bool:
         self.status_during_deploy.append(self.store.get_release(app, release.version).status)
         output(f"deploying v{release.version}")
         self.deployed.append((app.name, release.version))
         if self.fail_with is not None:
             raise self.fail_with
-        super().deploy(app, release, output, hot=hot)
+        return super().deploy(app, release, output, hot=hot)
 
     def apply_formation(self, app: App, output: Callable[[str], None]) -> None:
         self.formations.append(app.name)

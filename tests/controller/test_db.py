@@ -143,3 +143,45 @@ def test_upgrade_from_the_first_schema_keeps_apps_and_slugs(database_url):
             assert conn.execute(sa.text("SELECT name FROM apps")).scalar_one() == "old"
     finally:
         db.dispose()
+
+
+def test_release_hot_mark_migrates_up_and_down(database_url):
+    """0009 adds `releases.hot` (issue 17): releases made before it count as
+    restarts; a downgrade drops the column and keeps the releases."""
+    from alembic import command
+
+    from controller.db import Database
+    from controller.migrations import migrate
+
+    db = Database(database_url)
+    try:
+        cfg = alembic_config()
+        with db.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0007")
+            conn.execute(sa.text(
+                "INSERT INTO users (id, email, password_hash, api_key_salt, api_key_hash, "
+                "created_at) VALUES (1, 'old@example.com', 'x', 's', 'h', CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text(
+                "INSERT INTO apps (id, name, owner_id, created_at) "
+                "VALUES (1, 'old', 1, CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text(
+                "INSERT INTO releases (app_id, version, process_types, description, "
+                "status, created_by, config_ct, created_at) VALUES (1, 1, '{}', 'd', "
+                "'succeeded', 'old@example.com', 'x', CURRENT_TIMESTAMP)"))
+            conn.commit()
+        migrate(db)
+        with db.write() as conn:
+            assert conn.execute(sa.text("SELECT hot FROM releases")).scalar_one() in (False, 0)
+            conn.execute(sa.text("UPDATE releases SET hot = :hot"), {"hot": True})
+        with db.engine.connect() as conn:
+            if db.is_sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0007")
+            conn.commit()
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("releases")}
+            assert "hot" not in columns and "status" in columns
+            assert conn.execute(sa.text("SELECT version FROM releases")).scalar_one() == 1
+    finally:
+        db.dispose()

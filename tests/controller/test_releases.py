@@ -341,3 +341,24 @@ def test_work_cut_off_by_a_crash_is_marked_failed_at_start(open_store, store, ow
     assert row.status == "failed" and "interrupted" in row.output
     assert row.finished_at is not None
     assert reopened.fail_interrupted() == (0, 0)  # nothing left to mark
+
+
+def test_a_release_that_went_live_hot_is_marked_and_kept_marked(open_store, store, owner, app,
+                                                               deployer):
+    """issue 17: `releases` marks a release that went live hot (the running
+    replicas upgraded in place); a hot push that had to restart (here the
+    process types changed), a plain deploy and a rollback are restarts."""
+    deploy(store, app, owner, "one")
+    slug = new_slug(store, app, "one")  # the same process types: in place
+    hot = store.deploy_release(app, store.create_release(app, slug, "Deploy hot", owner.email),
+                               hot=True)
+    assert hot.hot and ("hot-upgraded", app.name, hot.version) in deployer.memory.events
+    changed = store.record_slug(app, f"{app.name}/two.tgz", "b" * 64, 10, "two",
+                                {"web": "run two", "worker": "run w"}, ["python"])
+    fallback = store.deploy_release(
+        app, store.create_release(app, changed, "Deploy two", owner.email), hot=True)
+    assert not fallback.hot and ("deployed", app.name, fallback.version) in deployer.memory.events
+    back = store.rollback(owner, app.name, hot.version)
+    assert not back.hot
+    listed = {r.version: r.hot for r in open_store().list_releases(owner, app.name)}
+    assert listed == {1: False, hot.version: True, fallback.version: False, back.version: False}
