@@ -6,6 +6,7 @@ certificates run their router's plain HTTP port on `Pebble.http_port`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -100,11 +101,10 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    if not shutil.which("pebble") or not shutil.which("pebble-challtestsrv"):
-        pytest.skip("pebble is not installed (scripts/install.sh installs it)")
-    dir = tmp_path_factory.mktemp("pebble")
+@contextlib.contextmanager
+def run_pebble(dir: Path) -> Iterator[Pebble]:
+    """pebble and pebble-challtestsrv for as long as the block runs (files in
+    `dir`); the session fixture below and bench/zero_downtime.py use it."""
     ca, cert, key = _tls_files(dir)
     dns_port, chall_mgmt, acme_port, mgmt_port, http_port = (_free_port() for _ in range(5))
     config = {"pebble": {
@@ -135,3 +135,15 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
             proc.terminate()
             proc.wait(10)
         log.close()
+
+
+def pebble_installed() -> bool:
+    return bool(shutil.which("pebble") and shutil.which("pebble-challtestsrv"))
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    if not pebble_installed():
+        pytest.skip("pebble is not installed (scripts/install.sh installs it)")
+    with run_pebble(tmp_path_factory.mktemp("pebble")) as running:
+        yield running
