@@ -35,6 +35,10 @@ if [[ ${RELEASE_DISTRIBUTION:-} == name && -n ${RELEASE_NODE:-} ]]; then
     MY_NODE_NAME=$RELEASE_NODE
     printf 'RELEASE_NODE=%s\nMY_NODE_NAME=%s\n' "$RELEASE_NODE" "$MY_NODE_NAME" >>/shipway/env
   fi
+  # issue 17: the node's distribution listens on this fixed port (below),
+  # which `ps:observer` tunnels to through SSH; nothing publishes it.
+  SHIPWAY_DIST_PORT=9100
+  printf 'SHIPWAY_DIST_PORT=%s\n' "$SHIPWAY_DIST_PORT" >>/shipway/env
 fi
 chmod 0400 /shipway/env
 
@@ -79,6 +83,17 @@ if [[ ${RELEASE_DISTRIBUTION:-} == name || ${RELEASE_DISTRIBUTION:-} == sname ]]
   if [ -n "$release_epmd" ]; then
     if "$release_epmd" -daemon; then log "epmd started for the release's node"
     else log "epmd did not start (the release starts its own)"; fi
+  fi
+  # The fixed distribution port, in the releases' vm.args (what `bin/APP
+  # start` reads; not the environment, which `bin/APP rpc` and `remote`
+  # would inherit and then fail to listen on a port taken). Still
+  # registered with epmd: the app's replicas find each other as before.
+  if [ -n "${SHIPWAY_DIST_PORT:-}" ]; then
+    for vm_args in /app/_build/*/rel/*/releases/*/vm.args; do
+      [ -f "$vm_args" ] && ! grep -q '^## shipway: distribution port' "$vm_args" || continue
+      printf '\n## shipway: distribution port (ps:observer)\n-kernel inet_dist_listen_min %s inet_dist_listen_max %s\n' \
+        "$SHIPWAY_DIST_PORT" "$SHIPWAY_DIST_PORT" >>"$vm_args"
+    done
   fi
 fi
 
