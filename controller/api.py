@@ -221,22 +221,12 @@ class Stream:
 
 def _follow(request: Request, finished: dict, follow: Follow) -> None:
     """Stream `follow` as NDJSON `{"log": line}` until the client leaves:
-    the history first, then each line as it is added (on any thread)."""
-    if finished["gone"]:  # left while the history was read: notifyFinish would never fire
-        follow.stop()
-        return
-    request.setResponseCode(200)
-    request.setHeader(b"Content-Type", NDJSON)
-    request.setHeader(b"Cache-Control", b"no-store")
+    the history first, then each line as it is added (on any thread), one
+    streaming producer per follower (controller/api_follow.py) so a client
+    that stops reading holds a bounded queue and is cut, never the others."""
+    from controller.api_follow import FollowStream
 
-    def send(line: str) -> None:
-        if not finished["gone"]:
-            request.write(json.dumps({"log": line}).encode("utf-8") + b"\n")
-
-    for line in follow.first:
-        send(line)
-    request.notifyFinish().addBoth(lambda _: follow.stop())
-    follow.attach(lambda line: reactor.callFromThread(send, line))
+    FollowStream(request, finished, follow).start()
 
 
 def error_payload(failure: Failure, route: Route) -> tuple[int, dict[str, Any]]:

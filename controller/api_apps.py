@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from controller.api_follow import line_ndjson
 from controller.api_views import (
     Call, Follow, app_certificate, app_json, build_json, certificate_statuses, domain_json,
     output_collector, release_json, replica_json, size_json,
 )
 from controller.errors import BadRequest, TooManyRequests
 from controller.ssh_host_keys import public_host_key
-from logger.store import LogFeed
+from logger.feed import LogFeed
 
 
 def list_apps(call: Call) -> list[dict[str, Any]]:
@@ -222,8 +223,9 @@ def logs(call: Call) -> dict[str, Any] | Follow:
     early = {line.seq for line in feed.pending()}
     first = [line.format() for line in store.tail(app.name, lines, source)
              if line.seq not in early]
-    return Follow(first=first, attach=lambda sink: feed.attach(lambda line: sink(line.format())),
-                  stop=stop)
+    # Each line encoded once for all its followers (controller/api_follow.py).
+    return Follow(first=first, stop=stop,
+                  attach=lambda sink: feed.attach(lambda line: sink(line_ndjson(line))))
 
 
 # --- issue 16, item 5: maintenance mode and canary (controller/maintenance.py) ---

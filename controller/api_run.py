@@ -35,13 +35,15 @@ def _spec(call: Call) -> Any:
 def _run(call: Call, command: str, kind: str, detach: bool) -> dict[str, Any]:
     app, spec = _spec(call)
     settings = call.services.settings
+    logs = call.services.logs  # the one-off's lines join the app's logs: app[run.N]
     if detach:
-        logs = call.services.logs
-        output = logs.writer(app.name, "run", kind) if logs is not None else (lambda _l: None)
+        output = logs.oneoff_writer(app.name, kind) if logs is not None else (lambda _l: None)
         call.services.runner.run_oneoff(spec, command, output, settings.run_timeout,
                                         kind=kind, detach=True)
         return {"exit_code": None, "detached": True, "version": spec.version, "log": []}
     lines, output = output_collector(call.progress)
+    if logs is not None:
+        output = logs.oneoff_writer(app.name, kind, also=output)
     code = call.services.runner.run_oneoff(spec, command, output, settings.run_timeout,
                                            kind=kind)
     return {"exit_code": code, "detached": False, "version": spec.version, "log": lines}

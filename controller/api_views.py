@@ -73,7 +73,7 @@ class Follow:
     and calls `stop` when the client leaves. Nothing holds a thread."""
 
     first: list[str]
-    attach: Callable[[Callable[[str], None]], None]
+    attach: Callable[[Callable[[str | bytes], None]], None]  # bytes: one NDJSON line already
     stop: Callable[[], None]
 
 

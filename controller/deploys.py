@@ -158,7 +158,7 @@ class Deployer:
             spec = release_spec(self.settings, self.controller, app, release)
             started = time.time()
             try:
-                self.release_phase(spec, self._tee(app, output))
+                self.release_phase(spec, output)
                 if hot:
                     return bool(self.runner.hot_upgrade(spec, self._tee(app, output)))
                 self.runner.deploy(spec, self._tee(app, output))
@@ -179,9 +179,20 @@ class Deployer:
         if not command:
             return
         timeout = release_phase_timeout(self.settings, spec.env)
+        # The phase's own lines join the logs as shipway[deploy], the
+        # command's as the one-off's, app[release.N] (as Heroku's).
+        command_output = (self.logs.oneoff_writer(spec.app, RELEASE_TYPE, also=output)
+                          if self.logs is not None else output)
+        if self.logs is not None:
+            record, caller = self.logs.writer(spec.app, "shipway", "deploy"), output
+
+            def output(line: str) -> None:
+                record(line)
+                caller(line)
         output(f"-----> Running release command of v{spec.version}: {command}")
         try:
-            code = self.runner.run_oneoff(spec, command, output, timeout, kind=RELEASE_TYPE)
+            code = self.runner.run_oneoff(spec, command, command_output, timeout,
+                                          kind=RELEASE_TYPE)
         except DeployFailed:
             raise
         except Exception as exc:  # noqa: BLE001 (Docker refused: a failed phase, said once)

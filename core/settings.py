@@ -230,7 +230,7 @@ class Settings:
     # system store (tests).
     log_bytes_per_app: int = attrs.field(default=10 << 20, validator=attrs.validators.ge(4096))
     log_followers_per_app: int = 1000
-    drain_buffer_lines: int = 10_000
+    drain_buffer_lines: int = 100_000  # and at most logger.drains.BUFFER_BYTES
     drain_ca_bundle: str = ""
     # --- end issue 18, items 3 and 4 ---
     # --- issue 18, items 1 and 2: release phase and one-off runs (runner/oneoff.py) ---

@@ -11,7 +11,6 @@ checked address is the one connected to.
 """
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import socket
 import ssl
@@ -29,6 +28,9 @@ SCHEMES = {"syslog": 514, "syslog+tls": 6514, "https": 443}
 HTTP_BATCH = 500
 IO_TIMEOUT = 10.0
 MAX_BACKOFF = 30.0
+# Besides its line count, a drain's buffer holds at most this many bytes of
+# text (the lines are the store's, shared): a 50,000-line burst fits whole.
+BUFFER_BYTES = 16 << 20
 
 
 class BadDrain(ValueError):
@@ -82,9 +84,8 @@ def parse_drain_url(url: str) -> DrainTarget:
 
 def syslog_frame(app: str, line: LogLine) -> bytes:
     """`LEN <190>1 TIMESTAMP shipway APP PROCID - - MSG` (local7.info)."""
-    stamp = line.at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
     procid = line.process if line.source == "app" else f"{line.source}.{line.process}"
-    message = (f"<190>1 {stamp.replace('+00:00', 'Z')} shipway {app} {procid[:128]} - - "
+    message = (f"<190>1 {line.stamp()} shipway {app} {procid[:128]} - - "
                f"{line.text}").encode("utf-8", "replace")
     return str(len(message)).encode() + b" " + message
 
@@ -101,6 +102,7 @@ class Drain:
         self.last_error: str | None = None
         self._buffer: deque[LogLine] = deque()
         self._limit = buffer_lines
+        self._bytes = 0  # characters of the lines buffered (bounded by BUFFER_BYTES)
         self._cond = threading.Condition()
         self._stopping = False
         self._sock: Any = None
@@ -108,11 +110,14 @@ class Drain:
 
     def put(self, line: LogLine) -> None:
         with self._cond:
-            if len(self._buffer) >= self._limit:
-                self._buffer.popleft()
+            while self._buffer and (len(self._buffer) >= self._limit
+                                    or self._bytes + len(line.text) > BUFFER_BYTES):
+                self._bytes -= len(self._buffer.popleft().text)
                 self.dropped += 1
+            if not self._buffer:
+                self._cond.notify()
             self._buffer.append(line)
-            self._cond.notify()
+            self._bytes += len(line.text)
 
     def stop(self) -> None:
         with self._cond:
@@ -135,7 +140,7 @@ class Drain:
         # By number, not count: lines dropped while sending already left.
         with self._cond:
             while self._buffer and self._buffer[0].seq <= batch[-1].seq:
-                self._buffer.popleft()
+                self._bytes -= len(self._buffer.popleft().text)
         self.sent += len(batch)
 
     def _run(self) -> None:
@@ -240,7 +245,7 @@ class DrainHub:
     """Every app's drains, fed by the log store's tap."""
 
     def __init__(self, rules: GuardRules, context: ssl.SSLContext,
-                 buffer_lines: int = 10_000) -> None:
+                 buffer_lines: int = 100_000) -> None:
         self.rules, self.context, self.buffer_lines = rules, context, buffer_lines
         self._drains: dict[str, dict[int, Drain]] = {}
         self._lock = threading.Lock()

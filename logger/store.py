@@ -6,8 +6,11 @@ Lines come from several sources, named as Heroku names them:
 `shipway[deploy]`, `shipway[release]` and `shipway[router]` (one access line
 per request). `add()` never blocks on disk or on a follower: it only puts
 the line on a bounded queue (past `max_pending_bytes` a line is dropped and
-counted in `dropped`); one writer thread takes the queue in batches, hands
-each batch to the subscribers and writes it to SQLite in one transaction.
+counted in `dropped`); `add_many()` queues a whole read at once. A fan-out
+thread hands each batch to the subscribers and drains as soon as it is
+queued; a disk thread then writes it to SQLite in one transaction. The two
+are apart so a follower never waits for the previous batch's commit (under
+a burst that wait was most of a line's latency: bench/logs.py).
 
 Why SQLite rather than a ring of segment files: one batched transaction per
 flush is crash-safe (WAL), `tail -n N --source X` is one indexed query, and
@@ -19,16 +22,19 @@ a log flood never contends with its writes.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import sqlite3
 import threading
+import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import attrs
 
 MAX_LINE = 10_000  # characters kept of one line; the rest is cut and marked
 TRUNCATED = " [truncated {} chars]"
+DISK_DELAY = 1.0  # seconds a line may wait for the disk while followers are served
 
 
 def clip(text: str) -> str:
@@ -48,9 +54,13 @@ class LogLine:
     text: str
     seq: int = 0  # the store's order: one number per line, across restarts
 
+    def stamp(self) -> str:
+        """`2026-11-28T13:56:24.538104Z`: the time as every reader shows it."""
+        at = self.at if self.at.tzinfo is dt.timezone.utc else self.at.astimezone(dt.timezone.utc)
+        return at.isoformat(timespec="microseconds")[:-6] + "Z"
+
     def format(self) -> str:
-        stamp = self.at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
-        return f"{stamp.replace('+00:00', 'Z')} {self.source}[{self.process}]: {self.text}"
+        return f"{self.stamp()} {self.source}[{self.process}]: {self.text}"
 
     def matches(self, source: str | None) -> bool:
         """Heroku's `--source`/`--dyno`: "app", "shipway", a process ("router",
@@ -85,14 +95,19 @@ class LogStore:
         self.batch = batch
         self.dropped = 0  # lines refused because the writer fell behind
         self.drains: Any = None  # controller.drains.Drains, wired by server/main.py
-        self._pending: deque[tuple[str, LogLine]] = deque()
-        self._pending_bytes = 0
+        self._pending: deque[tuple[str, LogLine]] = deque()  # for the fan-out
+        self._unwritten: deque[tuple[str, LogLine]] = deque()  # fanned out, for the disk
+        self._unwritten_bytes = 0
+        self._unwritten_since = 0.0  # when the disk thread last found it empty or wrote
+        self._pending_bytes = 0  # of both queues: the bound covers both
         self._subscribers: dict[str, list[Subscriber]] = {}
         self._taps: list[Callable[[str, LogLine], None]] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._wake_disk = threading.Condition(self._lock)
         self._written = threading.Condition(self._lock)
         self._stopping = False
+        self._fanned_out = True  # the fan-out thread has nothing in hand
         self._memory: dict[str, deque[LogLine]] = {}  # path None: the history
         self._sizes: dict[str, int] = {}
         self._seq = 0
@@ -105,8 +120,11 @@ class LogStore:
             self._sizes = dict(self._db.execute(
                 "SELECT app, SUM(size) FROM lines GROUP BY app").fetchall())
         self._done = self._seq  # the newest line written and handed on
-        self._thread = threading.Thread(target=self._run, name="logs-writer", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name="logs-fanout", daemon=True),
+            threading.Thread(target=self._run_disk, name="logs-writer", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     def _connect(self) -> sqlite3.Connection:
         assert self.path is not None
@@ -120,33 +138,58 @@ class LogStore:
     def add(self, app: str, source: str, process: str, text: str,
             at: dt.datetime | None = None) -> None:
         """Queue one line; never waits (a full queue drops and counts it)."""
-        text = clip(text)
+        self.add_many(app, source, process, [(at, text)])
+
+    def add_many(self, app: str, source: str, process: str,
+                 items: Iterable[tuple[dt.datetime | None, str]]) -> None:
+        """Queue the lines of one read (one lock, one wake-up for them all)."""
+        clipped = [(at, clip(text)) for at, text in items]
+        now = dt.datetime.now(dt.timezone.utc)
         with self._lock:
-            if self._pending_bytes + len(text) > self.max_pending_bytes:
-                self.dropped += 1
-                return
-            self._seq += 1
-            line = LogLine(at or dt.datetime.now(dt.timezone.utc), source, process,
-                           text, self._seq)
-            self._pending.append((app, line))
-            self._pending_bytes += len(text)
-            if len(self._pending) == 1:
+            was_empty = not self._pending
+            for at, text in clipped:
+                if self._pending_bytes + len(text) > self.max_pending_bytes:
+                    self.dropped += 1
+                    continue
+                self._seq += 1
+                self._pending.append((app, LogLine(at or now, source, process, text,
+                                                   self._seq)))
+                self._pending_bytes += len(text)
+            if was_empty and self._pending:
                 self._wake.notify()
 
     def writer(self, app: str, source: str, process: str) -> Callable[[str], None]:
         """An `output`-style callable that adds each line it is given."""
         return lambda text: self.add(app, source, process, text)
 
+    def oneoff_writer(self, app: str, kind: str,
+                      also: Callable[[str], None] | None = None) -> Callable[[str], None]:
+        """A one-off's lines (`run`, `release`, `migrate`) as Heroku names
+        them, `app[run.2741]`: its own process, numbered at random since it
+        has no replica slot. Each line also goes to `also` (the caller)."""
+        record = self.writer(app, "app", f"{kind}.{secrets.randbelow(9000) + 1000}")
+        if also is None:
+            return record
+
+        def both(text: str) -> None:
+            record(text)
+            also(text)
+
+        return both
+
     def _run(self) -> None:
+        """The fan-out: every queued line to the drains and followers, at
+        once, then on to the disk thread."""
         while True:
             with self._lock:
                 while not self._pending and not self._stopping:
                     self._wake.wait()
                 if not self._pending and self._stopping:
+                    self._wake_disk.notify()
                     return
-                count = min(len(self._pending), self.batch)
-                batch = [self._pending.popleft() for _ in range(count)]
-                self._pending_bytes -= sum(len(line.text) for _, line in batch)
+                batch = list(self._pending)
+                self._pending.clear()
+                self._fanned_out = False
                 subscribers = {app: list(subs) for app, subs in self._subscribers.items()}
                 taps = list(self._taps)
             for app, line in batch:
@@ -154,8 +197,45 @@ class LogStore:
                     _quietly(tap, app, line)
                 for subscriber in subscribers.get(app, ()):
                     _quietly(subscriber, line)
-            self._keep(batch)
             with self._lock:
+                self._unwritten.extend(batch)
+                self._unwritten_bytes += sum(len(line.text) for _, line in batch)
+                self._fanned_out = True
+                self._wake_disk.notify()
+
+    def _disk_may_write(self) -> bool:
+        """Followers first: under a burst the disk thread waits while the
+        fan-out has lines in hand (its SQLite work would hold the GIL from
+        them), unless a quarter of the queue bound or DISK_DELAY has built
+        up. Called with the lock held."""
+        if not self._unwritten:
+            return False
+        if self._stopping or (not self._pending and self._fanned_out):
+            return True
+        return (self._unwritten_bytes >= self.max_pending_bytes // 4
+                or time.monotonic() - self._unwritten_since >= DISK_DELAY)
+
+    def _run_disk(self) -> None:
+        while True:
+            with self._lock:
+                while not self._disk_may_write():
+                    if self._stopping and not self._pending and self._fanned_out:
+                        return
+                    if not self._unwritten:
+                        self._wake_disk.wait()
+                        self._unwritten_since = time.monotonic()
+                    else:
+                        self._wake_disk.wait(DISK_DELAY / 4)
+                count = min(len(self._unwritten), self.batch)
+                batch = [self._unwritten.popleft() for _ in range(count)]
+                self._unwritten_bytes -= sum(len(line.text) for _, line in batch)
+                self._unwritten_since = time.monotonic()
+            try:
+                self._keep(batch)
+            except sqlite3.Error:  # a full disk: the lines were delivered live at least
+                self.dropped += len(batch)
+            with self._lock:
+                self._pending_bytes -= sum(len(line.text) for _, line in batch)
                 self._done = batch[-1][1].seq
                 self._written.notify_all()
 
@@ -201,7 +281,9 @@ class LogStore:
         with self._lock:
             self._stopping = True
             self._wake.notify()
-        self._thread.join(10)
+            self._wake_disk.notify()
+        for thread in self._threads:
+            thread.join(10)
         if self._db is not None:
             self._db.close()
 
@@ -212,7 +294,8 @@ class LogStore:
         if lines <= 0:
             return []
         with self._lock:
-            queued = [line for a, line in self._pending if a == app and line.matches(source)]
+            queued = [line for a, line in (*self._unwritten, *self._pending)
+                      if a == app and line.matches(source)]
             kept = [line for line in self._memory.get(app, ()) if line.matches(source)]
         if self.path is not None:
             kept = self._query(app, lines, source)
@@ -288,35 +371,3 @@ def _quietly(fn: Callable[..., None], *args: object) -> None:
         fn(*args)
     except Exception:  # noqa: BLE001
         pass
-
-
-class LogFeed:
-    """A follower's line queue: lines are kept from the moment it subscribes
-    (so none is missed while the history is being sent), then handed to the
-    sink once one is attached. Bounded: a follower that never attaches
-    cannot hold more than `limit` lines."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._pending: deque[LogLine] = deque(maxlen=limit)
-        self._sink: Subscriber | None = None
-        self._lock = threading.Lock()
-
-    def put(self, line: LogLine) -> None:
-        with self._lock:
-            sink = self._sink
-            if sink is None:
-                self._pending.append(line)
-                return
-        sink(line)
-
-    def pending(self) -> list[LogLine]:
-        with self._lock:
-            return list(self._pending)
-
-    def attach(self, sink: Subscriber) -> None:
-        with self._lock:
-            pending, self._pending = list(self._pending), deque()
-            self._sink = sink
-        for line in pending:
-            sink(line)
-

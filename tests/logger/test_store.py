@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from logger.docker_collector import parse_docker_line
-from logger.store import MAX_LINE, LogFeed, LogStore
+from logger.feed import LogFeed
+from logger.store import MAX_LINE, LogStore
 
 AT = dt.datetime(2026, 11, 28, 14, 0, 1, 250000, tzinfo=dt.timezone.utc)
 
