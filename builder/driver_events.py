@@ -151,4 +151,4 @@ def _b64(words: list[str]) -> str:
     return base64.b64decode("".join(words)).decode("utf-8", "replace")
 
 
-_DriverEvents = DriverEvents  # the name tests/builder/test_buildpacks.py knows
+_DriverEvents = DriverEvents  # the name tests/builder/test_driver_events.py knows

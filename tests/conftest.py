@@ -240,13 +240,20 @@ def remove_docker_objects(instance: str) -> None:
         pass
 
 
-@pytest.fixture
-def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+# Issue 15 item 7: outside tests/e2e/ a test server builds and runs in memory
+# (runner: memory, builder: memory), so those tests need no Docker;
+# tests/e2e/conftest.py gives its tests the same fixtures on Docker.
+MEMORY_BACKENDS = {"SHIPWAY_RUNNER": "memory", "SHIPWAY_BUILDER": "memory"}
+
+
+def servers_made(tmp_path_factory: pytest.TempPathFactory,
+                 backends: dict[str, str]) -> Iterator[Any]:
     """Factory: start fresh servers (each its own data dir); all stopped and
-    their containers removed at teardown."""
+    their containers removed at teardown. A test's own env wins over backends."""
     started: list[ShipwayServer] = []
 
     def make(**kw: Any) -> ShipwayServer:
+        kw["env"] = {**backends, **(kw.get("env") or {})}
         server = ShipwayServer(tmp_path_factory.mktemp("shipway"), **kw)
         started.append(server)
         return server.start()
@@ -258,15 +265,25 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         _stop_nginx(server.data_dir)
 
 
-@pytest.fixture(scope="session")
-def shipway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
+def shared_server(tmp_path_factory: pytest.TempPathFactory,
+                  backends: dict[str, str]) -> Iterator[ShipwayServer]:
     """One server shared by the tests that only need the API (each test makes
     its own users and apps, so they do not interfere)."""
-    server = ShipwayServer(tmp_path_factory.mktemp("shipway-shared")).start()
+    server = ShipwayServer(tmp_path_factory.mktemp("shipway-shared"), env=backends).start()
     yield server
     server.stop()
     server.cleanup_docker()
     _stop_nginx(server.data_dir)
+
+
+@pytest.fixture
+def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from servers_made(tmp_path_factory, MEMORY_BACKENDS)
+
+
+@pytest.fixture(scope="session")
+def shipway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShipwayServer]:
+    yield from shared_server(tmp_path_factory, MEMORY_BACKENDS)
 
 
 def _stop_nginx(data_dir: Path) -> None:

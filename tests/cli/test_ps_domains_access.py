@@ -1,5 +1,5 @@
 """ps, ps:scale, ps:restart (on an app with no release yet: the formation is
-stored and applied at the first deploy; tests/cli/test_deploy.py scales a
+stored and applied at the first deploy; tests/e2e/cli/test_deploy.py scales a
 running app), domains*, access*."""
 from __future__ import annotations
 
