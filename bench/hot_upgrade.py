@@ -8,9 +8,13 @@ to one with the hot-upgrade header and to the other plainly. For each push:
 - the deploy step: from "Released vN" to the push's last deploy line, as
   the push output streams (for the hot push also the runner's own figure,
   "hot deploy step");
-- the node pause: the longest request during the push, from clients on
-  kept-alive connections through the router (never retried);
+- the node pause: the longest request that overlapped the deploy step,
+  from clients on kept-alive connections through the router (never
+  retried); also the longest over the whole push (the build shares the
+  host's CPUs with the app);
 - failed requests;
+- the longest request in 2 s of the same load before the push (steady
+  state: what the host's CPU noise alone costs);
 - whether one long-lived TCP connection straight to a replica (its
   published port on 127.0.0.1), used every 100 ms, survived.
 Run: .venv/bin/python bench/hot_upgrade.py
@@ -35,13 +39,13 @@ MAX_SECONDS = 300  # every client stops after this, whatever happens
 
 
 class Load:
-    """`n` keep-alive clients through the router; the slowest request and
-    the failures while running."""
+    """`n` keep-alive clients through the router; every request's start,
+    end and outcome, and the failures while running."""
 
     def __init__(self, port: int, host: str, n: int = 4) -> None:
         self.port, self.host = port, host
         self.sent = self.failed = 0
-        self.longest = 0.0
+        self.requests: list[tuple[float, float]] = []  # (start, end), monotonic
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
@@ -67,8 +71,13 @@ class Load:
             with self.lock:
                 self.sent += 1
                 self.failed += not ok
-                self.longest = max(self.longest, time.monotonic() - started)
+                self.requests.append((started, time.monotonic()))
             time.sleep(0.02)
+
+    def longest(self, start: float = 0.0, end: float = float("inf")) -> float:
+        """The longest request that overlapped [start, end]."""
+        with self.lock:
+            return max((e - s for s, e in self.requests if e >= start and s <= end), default=0.0)
 
     def __enter__(self) -> "Load":
         for t in self._threads:
@@ -114,8 +123,9 @@ class LongConnection:
         self.conn.close()
 
 
-def timed_push(user, args: list[str]) -> tuple[float, str]:
-    """(seconds from "Released vN" to the last line, the push output)."""
+def timed_push(user, args: list[str]) -> tuple[float, float, str]:
+    """(the monotonic times of "Released vN" and of the push's last deploy
+    line, the push output)."""
     proc = subprocess.Popen(["git", *args], cwd=user.src, env=user.env, text=True,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     released = last = None
@@ -132,7 +142,7 @@ def timed_push(user, args: list[str]) -> tuple[float, str]:
     out = "".join(lines)
     if proc.returncode != 0 or released is None or last is None:
         raise SystemExit(f"push failed:\n{out}")
-    return last - released, out
+    return released, last, out
 
 
 def measure(server, tmp: Path, name: str, hot: bool) -> dict:
@@ -145,8 +155,11 @@ def measure(server, tmp: Path, name: str, hot: bool) -> dict:
     args = (["-c", "http.extraheader=Shipway-Hot: true"] if hot else []) + ["push", "shipway", "main"]
     with Load(server.router_port, f"{app}.localhost") as load, \
             LongConnection(int(replica["host_port"])) as long_conn:
-        time.sleep(1)
-        step, out = timed_push(user, args)
+        time.sleep(0.5)
+        steady_from = time.monotonic()
+        time.sleep(2)
+        steady_to = time.monotonic()
+        released, last, out = timed_push(user, args)
         time.sleep(1)
     runner_step = re.search(r"hot deploy step: ([\d.]+) s", out)
     if hot and "hot-upgraded to" not in out:
@@ -154,8 +167,11 @@ def measure(server, tmp: Path, name: str, hot: bool) -> dict:
     for line in out.splitlines():
         if "put in place in" in line or "installed and permanent" in line:
             print(line.replace("remote:", "").strip())
-    return {"step": step, "runner_step": float(runner_step.group(1)) if runner_step else None,
-            "pause": load.longest, "sent": load.sent, "failed": load.failed,
+    return {"step": last - released,
+            "runner_step": float(runner_step.group(1)) if runner_step else None,
+            "pause": load.longest(released, last), "push_longest": load.longest(),
+            "steady": load.longest(steady_from, steady_to),
+            "sent": load.sent, "failed": load.failed,
             "long_conn": "survived" if not long_conn.dropped else
             f"dropped after {long_conn.requests} requests"}
 
@@ -164,13 +180,19 @@ def main() -> None:
     with bench_server("hot-upgrade") as (server, tmp):
         rows = {"hot (OTP release upgrade)": measure(server, tmp, "hot", hot=True),
                 "restart deploy": measure(server, tmp, "restart", hot=False)}
-    print(f"{'3 replicas, examples/elixir-counter':38} {'deploy step':>12} {'runner step':>12} "
-          f"{'node pause':>11} {'failed/sent':>12}  long-lived connection")
+    print("longest request: during the deploy step (the node pause), in 2 s of the same load "
+          "before the push (steady), over the whole push (with the build)")
+    print(f"{'3 replicas, examples/elixir-counter':32} {'deploy step':>12} {'runner step':>12} "
+          f"{'pause (step)':>13} {'steady':>8} {'push':>8} {'failed/sent':>12}  long-lived connection")
     for label, r in rows.items():
         runner = f"{r['runner_step']:.2f} s" if r["runner_step"] is not None else "-"
-        print(f"{label:38} {r['step']:>10.2f} s {runner:>12} {r['pause'] * 1000:>8.0f} ms "
+        print(f"{label:32} {r['step']:>10.2f} s {runner:>12} {r['pause'] * 1000:>10.0f} ms "
+              f"{r['steady'] * 1000:>5.0f} ms {r['push_longest'] * 1000:>5.0f} ms "
               f"{r['failed']:>5}/{r['sent']:<6}  {r['long_conn']}")
-
+    hot, restart = rows.values()
+    print(f"hot/restart: deploy step {hot['step'] / restart['step']:.2f}x, "
+          f"pause {hot['pause'] / max(restart['pause'], 1e-6):.2f}x "
+          f"(issue 17's goals: hot step <= 0.5 s, pause <= 50 ms, 0 failed, connection kept)")
 
 if __name__ == "__main__":
     main()

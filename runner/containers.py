@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import time
 from typing import Any, Callable
 
 import attrs
 import docker
 import docker.errors
+import docker.utils.socket
 
 from builder.networks import ensure_app_network
 from builder.stack import APP_UID
@@ -212,21 +214,27 @@ class Containers:
 
     # --- inside a running replica ---------------------------------------------------
     def run_script(self, container_id: str, name: str, args: list[str],
-                   timeout: float = 600) -> tuple[int, list[str]]:
+                   timeout: float = 600, stdin: bytes | None = None) -> tuple[int, list[str]]:
         """Run `runner/files/<name>` in the replica as the app user: (exit
         status, output lines). Passed as `bash -c`'s script, so that it
         needs no file in the replica (whose root is read-only) and replicas
-        started by an older Shipway get the current one."""
+        started by an older Shipway get the current one. `stdin`, when
+        given, is the script's standard input (the hot upgrade's artefact:
+        no fetch from inside the replica)."""
         exec_id = self.client.api.exec_create(container_id, ["timeout", str(int(timeout)), "bash",
                                                              "-c", runner_file(name).decode(),
                                                              name, *args],
-                                              user=f"{APP_UID}:{APP_UID}", workdir="/app")["Id"]
+                                              user=f"{APP_UID}:{APP_UID}", workdir="/app",
+                                              stdin=stdin is not None)["Id"]
         # A client that waits as long as the script may run: the shared
         # one gives up on a silent answer after 120 s, while the script
         # would go on without anyone reading its result.
         patient = docker.from_env(timeout=int(timeout) + 30)
         try:
-            output = patient.api.exec_start(exec_id).decode("utf-8", "replace")
+            if stdin is None:
+                output = patient.api.exec_start(exec_id).decode("utf-8", "replace")
+            else:
+                output = _exec_with_stdin(patient, exec_id, stdin)
         finally:
             patient.close()
         code = self.client.api.exec_inspect(exec_id).get("ExitCode")
@@ -277,3 +285,17 @@ class Containers:
         except docker.errors.APIError as exc:
             if "already in progress" not in str(exc):
                 raise
+
+
+def _exec_with_stdin(client: docker.DockerClient, exec_id: str, data: bytes) -> str:
+    """Start the exec on a hijacked connection, write `data` to its stdin,
+    close that side (end of file for the script) and read its output."""
+    sock = client.api.exec_start(exec_id, socket=True)
+    raw = getattr(sock, "_sock", sock)  # the SDK's SocketIO wraps the socket
+    try:
+        raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+        frames = docker.utils.socket.frames_iter(sock, tty=False)
+        return b"".join(chunk for _stream, chunk in frames).decode("utf-8", "replace")
+    finally:
+        sock.close()

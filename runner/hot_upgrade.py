@@ -5,8 +5,10 @@ the runner's desired and live state under the app's lock, as `deploy` does.
 """
 from __future__ import annotations
 
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -20,6 +22,27 @@ if TYPE_CHECKING:
     from runner.docker_runner import DockerRunner
 
 log = Logger()
+
+# The slug's first member when the Elixir buildpack made one (see
+# buildpacks/elixir/bin/compile): what a replica needs of the new release
+# for a hot upgrade, a few hundred KB.
+UPGRADE_ARTEFACT = ".shipway-upgrade.tar"
+
+
+def upgrade_artefact(slug: Path) -> bytes | None:
+    """The slug's upgrade artefact, read from its head (only that much of
+    the slug is inflated), or None when the slug does not start with one.
+    Read once on the host and handed to every replica on its script's
+    stdin: no replica fetches or inflates the slug for an OTP upgrade."""
+    try:
+        with tarfile.open(slug, "r|gz") as tar:
+            first = tar.next()
+            if first is None or first.name != UPGRADE_ARTEFACT or not first.isfile():
+                return None
+            data = tar.extractfile(first)
+            return data.read() if data is not None else None
+    except (OSError, tarfile.TarError):
+        return None
 
 
 class HotUpgradeMixin:
@@ -76,13 +99,15 @@ class HotUpgradeMixin:
         gets each replica whose code may have changed. All replicas at
         once: each runs hot-upgrade.sh, which installs an OTP release
         upgrade (a higher release version) or reloads changed modules."""
-        slug_url, _keys = self._urls(spec)
         output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
         started = time.monotonic()
+        slug_url, _keys = self._urls(spec)
+        artefact = upgrade_artefact(self.local_slugs.path(spec.slug_key))
         replicas = sorted(live, key=lambda r: r.created)
         with ThreadPoolExecutor(max_workers=min(16, len(replicas))) as pool:
-            results = list(pool.map(lambda r: self._run_upgrade(r, slug_url, spec), replicas))
-        output(f"       hot deploy step: {time.monotonic() - started:.2f} s for {len(replicas)} replica(s)")
+            results = list(pool.map(lambda r: self._run_upgrade(r, slug_url, spec, artefact), replicas))
+        output(f"       hot deploy step: {time.monotonic() - started:.2f} s for {len(replicas)} replica(s)"
+               + (f" (upgrade artefact {len(artefact) / 1024:.0f} KB)" if artefact else ""))
         reasons = []
         for r, (code, said) in zip(replicas, results):
             for line in said[-20:]:
@@ -98,9 +123,13 @@ class HotUpgradeMixin:
                 reasons.append(f"replica {r.id[:12]} failed (exit {code})")
         return reasons[0] if reasons else None
 
-    def _run_upgrade(self: "DockerRunner", r: Replica, slug_url: str,
-                     spec: ReleaseSpec) -> tuple[int, list[str]]:
+    def _run_upgrade(self: "DockerRunner", r: Replica, slug_url: str, spec: ReleaseSpec,
+                     artefact: bytes | None) -> tuple[int, list[str]]:
         try:
-            return self.docker.run_script(r.id, "hot-upgrade.sh", [slug_url, str(spec.version)])
+            if artefact is None:
+                return self.docker.run_script(r.id, "hot-upgrade.sh", [slug_url, str(spec.version)])
+            return self.docker.run_script(r.id, "hot-upgrade.sh",
+                                          [slug_url, str(spec.version), "artefact-on-stdin"],
+                                          stdin=artefact)
         except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
             return -1, [f"could not be reached: {exc}"]

@@ -126,8 +126,12 @@ excludes=()
 gz=(gzip -1)
 command -v pigz >/dev/null && gz=(pigz -1)
 cd "$BUILD_DIR" || { event pack-failed 1; exit 1; }  # as it is now, after compile
+# Top-level names starting with .shipway- go first: small files a replica
+# reads from the slug's head without unpacking the rest (the Elixir
+# buildpack's hot-upgrade artefact).
 shopt -s dotglob nullglob
-names=(*)
+names=(.shipway-*)
+for name in *; do [[ $name == .shipway-* ]] || names+=("$name"); done
 shopt -u dotglob nullglob
 event packing
 if [ ${#names[@]} -eq 0 ]; then

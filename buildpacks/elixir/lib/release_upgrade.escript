@@ -13,7 +13,9 @@
 %%       ships in its ebin or priv is used as it is), then the relup
 %%       (systools:make_relup) and NEWREL/releases/NAME.tar.gz with mix's
 %%       own files (env.sh, vm.args...), which `bin/NAME` needs after
-%%       make_permanent. Exit 3 with the reason on the last line when the
+%%       make_permanent, and releases/NEWVSN/shipway-upgrade-libs: the
+%%       applications OLDREL lacks (the buildpack's upgrade artefact takes
+%%       them). Exit 3 with the reason on the last line when the
 %%       change cannot be hot-loaded (ERTS changed, an application removed).
 -mode(compile).
 
@@ -31,6 +33,11 @@ main(["upgrade", OldRel, NewRel, Name, OldVsn, NewVsn]) ->
     [appup(NewRel, A, OV, NV, lib(OldRel, A, OV), lib(NewRel, A, NV))
      || {A, NV} <- NewApps, {_, OV} <- [lists:keyfind(A, 1, OldApps)], OV =/= NV],
     NewDir = filename:join([NewRel, "releases", NewVsn]),
+    % The applications the running release lacks: with releases/NewVsn,
+    % all a replica needs to install the upgrade (the buildpack packs them
+    % into the slug's small upgrade artefact).
+    New = [["lib/", atom_to_list(A), "-", V, "\n"] || {A, V} <- NewApps, not lists:member({A, V}, OldApps)],
+    ok = file:write_file(filename:join(NewDir, "shipway-upgrade-libs"), New),
     % systools wants NAME.boot beside NAME.rel; mix writes start.boot.
     Boot = filename:join(NewDir, Name ++ ".boot"),
     filelib:is_file(Boot) orelse ({ok, _} = file:copy(filename:join(NewDir, "start.boot"), Boot)),
@@ -42,7 +49,7 @@ main(["upgrade", OldRel, NewRel, Name, OldVsn, NewVsn]) ->
     Extra = [{F, filename:join(["releases", NewVsn, rel_path(NewDir, F)])}
              || F <- filelib:wildcard(filename:join(NewDir, "**")), filelib:is_regular(F),
                 not lists:member(filename:basename(F), [Name ++ ".rel", Name ++ ".boot", "start.boot",
-                                                        "relup", "sys.config"])],
+                                                        "relup", "sys.config", "shipway-upgrade-libs"])],
     check(systools:make_tar(Base(NewRel, NewVsn),
                             [{path, NewPath}, {outdir, filename:join(NewRel, "releases")},
                              {extra_files, Extra}, silent, no_warn_sasl])),
