@@ -228,8 +228,9 @@ class Containers:
                                               stdin=stdin is not None)["Id"]
         # A client that waits as long as the script may run: the shared
         # one gives up on a silent answer after 120 s, while the script
-        # would go on without anyone reading its result.
-        patient = docker.from_env(timeout=int(timeout) + 30)
+        # would go on without anyone reading its result. The shared one's
+        # API version: no version request to the engine first.
+        patient = docker.from_env(timeout=int(timeout) + 30, version=self.client.api.api_version)
         try:
             if stdin is None:
                 output = patient.api.exec_start(exec_id).decode("utf-8", "replace")
