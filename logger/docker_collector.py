@@ -174,9 +174,12 @@ def _log_stream(client: docker.DockerClient, container_id: str,
                 since: dict[str, Any]) -> Iterator[bytes]:
     """The container's output (stdout and stderr, timestamped, followed) in
     large reads. docker-py's own stream reads Docker's 8-byte frame header
-    and then the payload of every line separately (about 10,000 lines/s on
-    one core); this reads what has arrived, up to 64 KiB at a time, and cuts
-    the frames itself (bench/logs.py measures both)."""
+    and then the payload of every line separately; urllib3's `read1` still
+    returns one HTTP chunk per call, and Docker sends each line as a chunk:
+    ~10 µs of Python per line, the collector's limit under a burst
+    (bench/logs.py). So this reads the connection's buffered bytes as they
+    arrive, up to 64 KiB at a time, and undoes the chunked encoding and
+    Docker's frames itself."""
     api = client.api
     params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1,
               "tail": since.get("tail", "all")}
@@ -186,11 +189,12 @@ def _log_stream(client: docker.DockerClient, container_id: str,
                         stream=True)
     api._raise_for_status(response)
     api._disable_socket_timeout(api._get_raw_response_socket(response))
+    raw = response.raw
+    reader = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client's buffered reader
+    body = (_unchunk(reader) if raw.chunked and reader is not None
+            else iter(lambda: raw.read1(65536), b""))
     buf = b""
-    while True:
-        chunk = response.raw.read1(65536)
-        if not chunk:
-            return
+    for chunk in body:
         buf += chunk
         out, at = [], 0
         while len(buf) - at >= 8:
@@ -199,6 +203,36 @@ def _log_stream(client: docker.DockerClient, container_id: str,
                 break
             out.append(buf[at + 8:end])
             at = end
+        buf = buf[at:]
+        if out:
+            yield b"".join(out)
+
+
+def _unchunk(reader: Any) -> Iterator[bytes]:
+    """HTTP/1.1 chunked encoding undone in bulk: what has arrived (one
+    `read1`), as the payload of every whole chunk in it; ends at the last
+    chunk or when the connection closes."""
+    buf = b""
+    while True:
+        data = reader.read1(65536)
+        if not data:
+            return
+        buf += data
+        out, at = [], 0
+        while True:
+            eol = buf.find(b"\r\n", at)
+            if eol < 0:
+                break
+            size = int(buf[at:eol].split(b";", 1)[0], 16)
+            if size == 0:
+                if out:
+                    yield b"".join(out)
+                return
+            end = eol + 2 + size
+            if len(buf) < end + 2:
+                break
+            out.append(buf[eol + 2:end])
+            at = end + 2
         buf = buf[at:]
         if out:
             yield b"".join(out)
