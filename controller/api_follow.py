@@ -68,6 +68,10 @@ def line_ndjson(line: LogLine) -> bytes:
 class FollowStream:
     """One follower's connection: see the module doc."""
 
+    __slots__ = ("request", "finished", "follow", "max_pending", "max_paused", "clock",
+                 "call_on_reactor", "_lock", "_queue", "_queued", "_dropped", "_scheduled",
+                 "_paused", "_closed", "_timer")  # 1,000 followers: ~1 KiB less each
+
     def __init__(self, request: Request, finished: dict, follow: Follow, *,
                  max_pending: int = MAX_PENDING, max_paused: float = MAX_PAUSED,
                  clock: Any = reactor,
