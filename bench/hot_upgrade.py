@@ -165,7 +165,7 @@ def measure(server, tmp: Path, name: str, hot: bool) -> dict:
     if hot and "hot-upgraded to" not in out:
         raise SystemExit(f"the hot push did not hot-upgrade:\n{out}")
     for line in out.splitlines():
-        if "put in place in" in line or "installed and permanent" in line:
+        if "installed and permanent" in line or "hot deploy step:" in line:
             print(line.replace("remote:", "").strip())
     return {"step": last - released,
             "runner_step": float(runner_step.group(1)) if runner_step else None,
