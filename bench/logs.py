@@ -8,9 +8,14 @@ follower (the API's NDJSON stream) and `docker logs -f` of the replica.
 Printed: lines per second each received, p50/p99 latency from the app's
 write to the follower and to `docker logs -f`, then the server's resident
 memory with 1,000 idle followers attached (and one line reaching all of
-them). Bounded: every wait has a deadline; the whole run takes ~1-2 min.
+them); then a flood (`--flood-mbps`, 10 MB/s, and flat out, for
+`--flood-seconds`): the server's memory, another API call's latency
+meanwhile, and the app's print rate with Shipway collecting against the
+same with the server stopped. Bounded: every wait has a deadline; the whole
+run takes ~2-3 min.
 
     .venv/bin/python -m bench.logs [--lines 50000] [--followers 1000] [--rate 5000]
+                                   [--flood-mbps 10] [--flood-seconds 5]
 """
 from __future__ import annotations
 
@@ -53,6 +58,20 @@ class H(BaseHTTPRequestHandler):
                 if rate:
                     time.sleep(max(0.0, start + i / rate - time.time()))
         out.flush()
+        if self.path.startswith("/flood"):  # MB/s for some seconds (0: flat out)
+            mbps, seconds = float(q["mbps"][0]), float(q["seconds"][0])
+            line = ("flood " + "f" * 1000 + "\n").encode()
+            raw, sent, start = sys.stdout.buffer, 0, time.time()
+            while time.time() - start < seconds:
+                raw.write(line * 64)
+                raw.flush()
+                sent += len(line) * 64
+                if mbps:
+                    time.sleep(max(0.0, start + sent / (mbps * 1e6) - time.time()))
+            body = ("%d %.6f" % (sent, time.time() - start)).encode()
+            self.send_response(200); self.send_header("Content-Length", str(len(body)))
+            self.end_headers(); self.wfile.write(body)
+            return
         self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
         self.wfile.write(b"ok")
 
@@ -122,12 +141,73 @@ def _idle_followers(server: ShipwayServer, auth: tuple[str, str], app: str,
     return socks
 
 
+def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
+           seconds: float) -> None:
+    """A replica printing `mbps` MB/s (then flat out) for `seconds`: the
+    server's memory, how fast another API call answers meanwhile, and the
+    app's own print rate with Shipway collecting and with the server
+    stopped (SIGSTOP: Docker's json-file driver takes the lines either way,
+    so the difference is what Shipway's reading costs the app)."""
+    import signal
+
+    auth = _auth(user_env)
+    proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
+
+    def one(rate: float) -> tuple[float, float, float, float]:
+        """(app MB/s, server RSS growth MiB, API p50 ms, API max ms)."""
+        before, peak, calls, done = proc.memory_info().rss, 0, [], threading.Event()
+
+        def probe() -> None:
+            nonlocal peak
+            while not done.is_set():
+                started = time.monotonic()
+                try:
+                    requests.get(f"{server.url}/api/apps/{app}", auth=auth, timeout=30)
+                    calls.append(time.monotonic() - started)
+                except requests.RequestException:
+                    calls.append(30.0)
+                if proc.status() != psutil.STATUS_STOPPED:
+                    peak = max(peak, proc.memory_info().rss)
+                time.sleep(0.2)
+
+        probing = threading.Thread(target=probe, daemon=True)
+        if proc.status() != psutil.STATUS_STOPPED:
+            probing.start()
+        sent, took = fetch(server, app, f"/flood?mbps={rate}&seconds={seconds}",
+                           timeout=seconds + 60).text.split()
+        done.set()
+        if probing.is_alive():
+            probing.join(40)
+        calls.sort()
+        return (int(sent) / float(took) / 1e6, (max(peak, before) - before) / 2**20,
+                calls[len(calls) // 2] * 1000 if calls else float("nan"),
+                calls[-1] * 1000 if calls else float("nan"))
+
+    for rate in (mbps, 0.0):
+        name = f"{rate:g} MB/s" if rate else "flat out"
+        collected = one(rate)
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            alone = one(rate)[0]
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(seconds)  # the collector catches up on what the stop held back
+        print(f"flood {name} for {seconds:g} s: app printed {collected[0]:.1f} MB/s with Shipway "
+              f"collecting, {alone:.1f} MB/s with the server stopped "
+              f"({collected[0] / alone:.2f}x); server RSS +{collected[1]:.0f} MiB; "
+              f"API call p50 {collected[2]:.0f} ms, max {collected[3]:.0f} ms")
+    print(f"server RSS after the floods: {proc.memory_info().rss / 2**20:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--followers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=0,
                         help="lines/s the app writes at (0: as fast as it can)")
+    parser.add_argument("--flood-mbps", type=float, default=10,
+                        help="the flood phase: MB/s the replica prints (0: skip the phase)")
+    parser.add_argument("--flood-seconds", type=float, default=5)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     drain = SyslogServer()
@@ -155,6 +235,8 @@ def main() -> None:
         threading.Thread(target=lambda: [docker_sink.see(raw) for raw in docker_proc.stdout],
                          daemon=True).start()
         time.sleep(2)
+        server_proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
+        cpu_before, own_before = sum(server_proc.cpu_times()[:2]), time.process_time()
         started = time.time()
         assert fetch(server, app, f"/emit?n={args.lines}&tag={tag}&rate={args.rate}", timeout=120).ok
         emit_seconds = time.time() - started
@@ -166,8 +248,12 @@ def main() -> None:
                  or None, timeout=30)
         for raw, arrived in zip(list(drain.messages), list(drain.arrivals)):
             drain_sink.see(raw, arrived)
+        cpu = sum(server_proc.cpu_times()[:2]) - cpu_before
+        own = time.process_time() - own_before
         print(f"app wrote {args.lines} lines in {emit_seconds:.2f} s "
-              f"({args.lines / emit_seconds:,.0f} lines/s)")
+              f"({args.lines / emit_seconds:,.0f} lines/s); the server used {cpu:.2f} s of CPU "
+              f"for them ({cpu / args.lines * 1e6:.1f} µs a line, follower and drain included); "
+              f"this script's readers {own:.2f} s")
         print(follower.report("logs -f (Shipway)", args.lines))
         print(docker_sink.report("docker logs -f", args.lines))
         print(drain_sink.report("syslog drain", args.lines))
@@ -193,6 +279,8 @@ def main() -> None:
               f"KiB each); one new line reached {reached} of them within 3 s")
         for s in socks:
             s.close()
+        if args.flood_mbps:
+            _flood(server, user.env, app, args.flood_mbps, args.flood_seconds)
         print(json.dumps({"ok": True}))
     finally:
         stop.set()
