@@ -5,25 +5,34 @@ replica, in one run, alternated round by round.
 
 The replica is a static nginx on 127.0.0.1 (fast enough not to be the
 bottleneck). Both proxies get one worker/thread, the same forwarded headers
-and, for HTTPS, the same ECDSA P-256 certificate, each terminating its own
-TLS. Modes (wrk, 1 thread, 16 connections, best of --rounds runs of
---seconds each):
+and, for HTTPS, the same ECDSA P-256 certificate (TLS 1.3, X25519 on both),
+each terminating its own TLS. Modes (wrk, 1 thread, 16 connections,
+--rounds runs of --seconds each):
 - keep-alive: reused client connections;
 - new connection per request (`Connection: close`);
-- HTTPS with a new connection per request: each request a full TLS
-  handshake (wrk resumes no session), so requests/s = handshakes/s.
+- HTTPS with a new connection per request and session resumption off on
+  both proxies (wrk resumes TLS sessions whenever the server lets it), so
+  each request is one full handshake: requests/s = handshakes/s.
+
+The router must write one access line per request (issue 18); the plain
+nginx writes none, so a second peer, "nginx+log", writes nginx's access log
+(buffered, to a file) and the ratios are printed against both.
 
 Prints per proxy: requests/s, average latency, latency added over the
 replica reached directly with keep-alive (its service time: both proxies
-pool their upstream connections), the proxy's own CPU (master + workers, /proc) per
-request; then the ratios against nginx and the issue's goals (added latency
-and CPU per request <= 1.1x nginx's; TLS handshakes/s >= 0.9x nginx's).
-Usage: .venv/bin/python bench/router_overhead.py [--seconds 3] [--rounds 2]
+pool their upstream connections), the proxy's own CPU (master + workers,
+/proc) per request as min/median/max over the rounds; then the router /
+peer ratios (median of the per-round ratios, with min and max: each round
+runs the proxies back to back, so a round's ratio shares its noise) and the
+issue's goals (added latency and CPU per request <= 1.1x nginx's; TLS
+handshakes/s >= 0.9x nginx's).
+Usage: .venv/bin/python bench/router_overhead.py [--seconds 3] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,9 +73,11 @@ def wrk(url: str, seconds: int, close: bool, pids: set[int]) -> dict:
             "socket_errors": errors.group(1) if errors else ""}
 
 
-def plain_nginx(root: Path, upstream: int, pem_path: Path) -> tuple[subprocess.Popen, int, int]:
+def plain_nginx(root: Path, upstream: int, pem_path: Path,
+                access_log: bool = False) -> tuple[subprocess.Popen, int, int]:
     """nginx, one worker, a static upstream (pooled keep-alive connections)
-    to the replica, the router's forwarded headers; http and https ports."""
+    to the replica, the router's forwarded headers; http and https ports
+    (no TLS session resumption: every handshake is a full one)."""
     port, tls_port = free_port(), free_port()
     (root / "logs").mkdir(parents=True)
     conf = root / "nginx.conf"
@@ -74,7 +85,7 @@ def plain_nginx(root: Path, upstream: int, pem_path: Path) -> tuple[subprocess.P
 error_log {root}/logs/error.log;
 events {{ worker_connections 4096; }}
 http {{
-  access_log off;
+  {"access_log logs/access.log combined buffer=64k flush=1s;" if access_log else "access_log off;"}
   keepalive_requests 1000000;
   upstream replica {{ server 127.0.0.1:{upstream}; keepalive 32; }}
   server {{
@@ -83,6 +94,8 @@ http {{
     ssl_certificate {pem_path};
     ssl_certificate_key {pem_path};
     ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_tickets off;
+    ssl_session_cache off;
     location / {{
       proxy_pass http://replica;
       proxy_http_version 1.1;
@@ -101,10 +114,22 @@ http {{
     return proc, port, tls_port
 
 
+def no_resumption(router: HAProxyRouter) -> None:
+    """The router as deployed, but with TLS session resumption off (no
+    tickets, no session cache) so that each handshake is a full one, as on
+    the nginx peer: a settings reload of the bench's own copy."""
+    main_conf = Path(router.layout.main_conf)
+    text = main_conf.read_text()
+    text = text.replace("\n    nbthread", "\n    tune.ssl.cachesize 0\n    nbthread", 1)
+    text = re.sub(r"(bind \S+ ssl crt .*)\n", r"\1 no-tls-tickets\n", text, count=1)
+    main_conf.write_text(text)
+    router.reload()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="shipway-overhead-"))
     pem = self_signed_pem(HOST)
@@ -112,74 +137,87 @@ def main() -> None:
     pem_path.write_text(pem)
     up_proc, up, _ = static_upstream(tmp / "replica")
     ng_proc, ng_port, ng_tls = plain_nginx(tmp / "nginx", up, pem_path)
+    lg_proc, lg_port, lg_tls = plain_nginx(tmp / "nginx-log", up, pem_path, access_log=True)
     settings = Settings(data_dir=tmp / "router", router_port=free_port(), https_port=free_port(),
                         base_domain="localhost", router_workers=1)
     router = HAProxyRouter(settings)
     router.start()
-    best: dict[str, dict[str, dict]] = {"direct": {}, "nginx": {}, "router": {}}
+    runs: dict[str, dict[str, list[dict]]] = {name: {m: [] for m in MODES} for name in TARGETS}
     try:
+        no_resumption(router)
         router.set_route(Route("app", [HOST], [("127.0.0.1", up)]))
         assert router.tls is not None
         router.tls.install(HOST, pem)
+
+        def urls(port: int, tls_port: int) -> dict[str, str]:
+            return {"keepalive": f"http://127.0.0.1:{port}/", "new_conn": f"http://127.0.0.1:{port}/",
+                    "https": f"https://127.0.0.1:{tls_port}/"}
+
         targets = {
             "direct": ({"keepalive": f"http://127.0.0.1:{up}/", "new_conn": f"http://127.0.0.1:{up}/"},
                        lambda: {up_proc.pid} | _children(up_proc.pid)),
-            "nginx": ({"keepalive": f"http://127.0.0.1:{ng_port}/",
-                       "new_conn": f"http://127.0.0.1:{ng_port}/",
-                       "https": f"https://127.0.0.1:{ng_tls}/"},
-                      lambda: {ng_proc.pid} | _children(ng_proc.pid)),
-            "router": ({"keepalive": f"http://127.0.0.1:{settings.router_port}/",
-                        "new_conn": f"http://127.0.0.1:{settings.router_port}/",
-                        "https": f"https://127.0.0.1:{settings.https_port}/"},
+            "nginx": (urls(ng_port, ng_tls), lambda: {ng_proc.pid} | _children(ng_proc.pid)),
+            "nginx+log": (urls(lg_port, lg_tls), lambda: {lg_proc.pid} | _children(lg_proc.pid)),
+            "router": (urls(settings.router_port, settings.https_port),
                        lambda: {router.pid()} | _children(router.pid())),
         }
         for _ in range(args.rounds):
             for mode in MODES:
-                for name, (urls, pids) in targets.items():
-                    if mode not in urls:
+                for name, (target_urls, pids) in targets.items():
+                    if mode not in target_urls:
                         continue
-                    res = wrk(urls[mode], args.seconds, mode != "keepalive", pids())
+                    res = wrk(target_urls[mode], args.seconds, mode != "keepalive", pids())
                     if res["non2xx"] or res["socket_errors"]:
                         print(f"  {name} {mode}: non-2xx {res['non2xx']}, socket errors "
                               f"{res['socket_errors']}")
-                    if mode not in best[name] or res["rps"] > best[name][mode]["rps"]:
-                        best[name][mode] = res
+                    runs[name][mode].append(res)
     finally:
         router.stop()
-        ng_proc.terminate()
-        up_proc.terminate()
-        ng_proc.wait(10)
-        up_proc.wait(10)
-    report(best, args)
+        for proc in (ng_proc, lg_proc, up_proc):
+            proc.terminate()
+        for proc in (ng_proc, lg_proc, up_proc):
+            proc.wait(10)
+    report(runs, args)
 
 
-def report(best: dict[str, dict[str, dict]], args: argparse.Namespace) -> None:
-    print(f"\nwrk -t1 -c16, best of {args.rounds} x {args.seconds} s per mode; proxies: 1 worker")
-    print(f"{'mode':10} {'path':7} {'req/s':>9} {'lat ms':>7} {'added ms':>9} {'proxy CPU us/req':>17}")
+TARGETS = ("direct", "nginx", "nginx+log", "router")
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def report(runs: dict[str, dict[str, list[dict]]], args: argparse.Namespace) -> None:
+    print(f"\nwrk -t1 -c16, {args.rounds} rounds x {args.seconds} s per mode; proxies: 1 worker; "
+          "figures are medians over the rounds, CPU min/median/max")
+    print(f"{'mode':10} {'path':10} {'req/s':>9} {'lat ms':>7} {'added ms':>9}  proxy CPU us/req")
+    direct_lat = statistics.median(r["lat_ms"] for r in runs["direct"]["keepalive"])
     for mode in MODES:
-        # The replica's own service time (both proxies pool their upstream
-        # connections, so a new client connection costs the replica nothing).
-        direct = best["direct"]["keepalive"]
-        for name in ("direct", "nginx", "router"):
-            r = best[name].get(mode)
-            if r is None or (name == "direct" and mode == "https"):
+        for name in TARGETS:
+            rs = runs[name][mode]
+            if not rs:
                 continue
-            added = r["lat_ms"] - direct["lat_ms"] if name != "direct" else float("nan")
-            print(f"{mode:10} {name:7} {r['rps']:9.0f} {r['lat_ms']:7.3f} {added:9.3f} {r['cpu_us']:17.1f}")
-    print("\nratios router / nginx (goal: added latency and CPU <= 1.1; TLS handshakes/s >= 0.9)")
-    for mode in MODES:
-        n, h = best["nginx"][mode], best["router"][mode]
-        cpu = h["cpu_us"] / n["cpu_us"] if n["cpu_us"] else float("nan")
-        line = f"  {mode:10} CPU/request {cpu:.2f} ({'met' if cpu <= 1.1 else 'NOT met'})"
-        d = best["direct"]["keepalive"]["lat_ms"]
-        na, ha = n["lat_ms"] - d, h["lat_ms"] - d
-        lat = ha / na if na > 0 else float("nan")
-        line += f"; added latency {lat:.2f} ({'met' if lat <= 1.1 else 'NOT met'})"
-        if mode == "https":
-            hs = h["rps"] / n["rps"]
-            line += f"; handshakes/s {h['rps']:.0f} vs {n['rps']:.0f} = {hs:.2f} " \
-                    f"({'met' if hs >= 0.9 else 'NOT met'})"
-        print(line)
+            lat = statistics.median(r["lat_ms"] for r in rs)
+            added = lat - direct_lat if name != "direct" else float("nan")
+            cpu = [r["cpu_us"] for r in rs]
+            print(f"{mode:10} {name:10} {statistics.median(r['rps'] for r in rs):9.0f} {lat:7.3f} "
+                  f"{added:9.3f}  {min(cpu):.1f} / {statistics.median(cpu):.1f} / {max(cpu):.1f}")
+    print("\nratios router / peer, per round (min / median / max); goal: added latency and "
+          "CPU <= 1.1, TLS handshakes/s >= 0.9")
+    for peer in ("nginx", "nginx+log"):
+        for mode in MODES:
+            pairs = list(zip(runs["router"][mode], runs[peer][mode]))
+            cpu = [h["cpu_us"] / n["cpu_us"] for h, n in pairs if n["cpu_us"]]
+            line = f"  vs {peer:10} {mode:10} CPU/request {spread(cpu)}"
+            line += f" ({'met' if statistics.median(cpu) <= 1.1 else 'NOT met'})"
+            lat = [(h["lat_ms"] - direct_lat) / (n["lat_ms"] - direct_lat)
+                   for h, n in pairs if n["lat_ms"] > direct_lat]
+            if lat:
+                line += f"; added latency {spread(lat)} ({'met' if statistics.median(lat) <= 1.1 else 'NOT met'})"
+            if mode == "https":
+                hs = [h["rps"] / n["rps"] for h, n in pairs]
+                line += f"; handshakes/s {spread(hs)} ({'met' if statistics.median(hs) >= 0.9 else 'NOT met'})"
+            print(line)
 
 
 if __name__ == "__main__":

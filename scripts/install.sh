@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(git openssh-client openssh-server debootstrap nginx-light postgresql
               sqlite3 curl ca-certificates python3-venv
               haproxy  # issue 16: the router changed at run time (router/haproxy.py)
-              pebble)  # issue 16: a real ACME server (pebble, pebble-challtestsrv) for the tests
+              pebble  # issue 16: a real ACME server (pebble, pebble-challtestsrv) for the tests
+              wrk)  # bench/router_*.py: the HTTP load generator
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
