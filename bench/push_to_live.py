@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Push-to-live benchmark: time from the start of `git push` to the new
-version's first 200 through nginx, for a cold first deploy (new app, empty
+version's first 200 through the router, for a cold first deploy (new app, empty
 build cache) and a warm redeploy of a one-line change, for the Procfile and
 the Elixir examples. Median of several runs, with the build / release /
 deploy split read from the push's own progress lines as they stream.
@@ -64,7 +64,7 @@ def replica_marks(server: ShipwayServer, app: str, version: int, wall_start: flo
 
 
 def timed_push(user: User, server: ShipwayServer, app: str, version: int) -> dict[str, float]:
-    """Push, timestamping the pipeline's lines, while polling nginx for the
+    """Push, timestamping the pipeline's lines, while polling the router for the
     first 200 that comes from release `version`."""
     marks: dict[str, float] = {}
     stop = threading.Event()
@@ -118,7 +118,7 @@ def timed_push(user: User, server: ShipwayServer, app: str, version: int) -> dic
     poller.join(60)
     stop.set()
     if "first_200" not in marks:
-        raise RuntimeError(f"{expected} never answered through nginx")
+        raise RuntimeError(f"{expected} never answered through the router")
     rel = {k: v - start for k, v in marks.items()}
     replica = replica_marks(server, app, version, wall_start)
     return {
@@ -159,7 +159,7 @@ def main() -> int:
                       f"warm {warm['total']:.2f} s", flush=True)
                 user.shipway("-a", app, "apps:destroy", "--confirm", app)
         print(f"\nmedian of {args.runs} run(s), seconds from `git push` to the first 200 of "
-              "the new release through nginx:")
+              "the new release through the router:")
         print(f"  {'example':<9} {'kind':<5} {'total':>7} {'build':>7} {'release':>8} "
               f"{'deploy':>7} {'push returned':>14}  goal")
         met = True
