@@ -108,16 +108,19 @@ class Drain:
         self._sock: Any = None
         threading.Thread(target=self._run, name=f"drain-{app}-{drain_id}", daemon=True).start()
 
-    def put(self, line: LogLine) -> None:
+    def put(self, lines: list[LogLine]) -> None:
+        """Buffer lines, oldest first; past the bound the oldest are dropped."""
         with self._cond:
-            while self._buffer and (len(self._buffer) >= self._limit
-                                    or self._bytes + len(line.text) > BUFFER_BYTES):
-                self._bytes -= len(self._buffer.popleft().text)
-                self.dropped += 1
             if not self._buffer:
                 self._cond.notify()
-            self._buffer.append(line)
-            self._bytes += len(line.text)
+            buffer, limit = self._buffer, self._limit
+            for line in lines:
+                while buffer and (len(buffer) >= limit
+                                  or self._bytes + len(line.text) > BUFFER_BYTES):
+                    self._bytes -= len(buffer.popleft().text)
+                    self.dropped += 1
+                buffer.append(line)
+                self._bytes += len(line.text)
 
     def stop(self) -> None:
         with self._cond:
@@ -250,11 +253,11 @@ class DrainHub:
         self._drains: dict[str, dict[int, Drain]] = {}
         self._lock = threading.Lock()
 
-    def tap(self, app: str, line: LogLine) -> None:
+    def tap(self, app: str, lines: list[LogLine]) -> None:
         drains = self._drains.get(app)
         if drains:
             for drain in list(drains.values()):
-                drain.put(line)
+                drain.put(lines)
 
     def set(self, app: str, rows: list[tuple[int, str]]) -> None:
         """The app's drains are now `rows` (id, url): new ones start, gone
