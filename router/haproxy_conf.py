@@ -153,15 +153,16 @@ global
     stats socket {layout.admin_socket} mode 600 level admin expose-fd listeners
     stats timeout 30s
     log stderr format raw local0 err
-    # Issue 18: one access line per request to the logger (logger/router_lines.py),
-    # as datagrams on an abstract socket (the workers run as nobody, who
-    # cannot reach the data dir); never blocking; the backend names the app.
-    log abns@{layout.dir}/access.sock len 8192 format raw local0 info
+    # Issue 18: one access line per request to the logger (logger/router_lines.py)
+    # through the in-memory ring below; the backend names the app.
+    log ring@shipway_access local0 info
 
 defaults
     mode http
     log global
-    log-format "shipway-access %b %HM %{{+Q}}HU %ST %B %Ta %Tw %Tc %Tr %ci"
+    # Only what the router line shows (logger/router_lines.py): each field
+    # is formatted for every request.
+    log-format "shipway-access %b %HM %{{+Q}}HU %ST %B %Ta %Tc %ci"
     option dontlognull
     timeout connect 5s
     # A client silent for 60 s mid-request or mid-response is cut.
@@ -173,11 +174,16 @@ defaults
     # that never send a request).
     timeout http-request 10s
     timeout http-keep-alive 65s
-    # A replica that refuses the connection is skipped for another one;
-    # requests already sent are never replayed.
+    # A replica that refuses the connection is skipped for another one. A
+    # pooled connection the replica closed just as a request was sent on it
+    # (http-reuse always, below) fails with an empty response: that request
+    # is sent again, as nginx does, for idempotent methods only (HAProxy 2.6
+    # would replay any method: the frontends disable it for the others).
+    # Only requests that fit one buffer are replayed. No response-timeout:
+    # a slow request is not sent twice.
     retries 2
     option redispatch 1
-    retry-on conn-failure
+    retry-on conn-failure empty-response
     option forwardfor
     # Any request, a client connection's first too, may take an idle pooled
     # connection to the replica (as nginx's upstream keepalive does). With
@@ -192,7 +198,7 @@ defaults
 
 frontend shipway_http
     bind {layout.listen_host}:{layout.listen_port}
-{render_limits(layout)}    http-request set-header X-Forwarded-Proto http
+{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto http
     # The bound port as a literal: %[dst_port] costs two system calls per
     # connection (getsockname, getsockopt SO_ORIGINAL_DST).
     http-request set-header X-Forwarded-Port {layout.listen_port}
@@ -202,7 +208,26 @@ frontend shipway_http
 {render_https_frontend(layout)}
 backend {NOT_FOUND_BACKEND}
     http-request return status 404 content-type text/html string {_quote(_NOT_FOUND_PAGE)}
+
+# Access lines are written into this ring and forwarded in batches, octet
+# counted, over one stream connection to the logger's abstract socket (the
+# workers run as nobody, who cannot reach the data dir). A datagram per
+# line cost the router ~0.2x nginx's CPU per request (a send and a wake-up
+# of the reader each) and lost lines beyond the socket's 512-datagram
+# queue; the ring keeps ~1 MB of lines while the logger is away and never
+# blocks a request (router/README.md).
+ring shipway_access
+    format raw
+    maxlen 8192
+    size 1048576
+    timeout connect 2s
+    timeout server 1h
+    server logger abns@{layout.dir}/access.sock log-proto octet-count
 """
+
+
+# retry-on empty-response replays only idempotent methods (see defaults).
+NO_REPLAY = "    http-request disable-l7-retry if !{ method GET HEAD PUT DELETE OPTIONS TRACE }\n"
 
 
 def frontend_maxconn(layout: Layout) -> int:
@@ -282,7 +307,7 @@ def render_https_frontend(layout: Layout) -> str:
     return f"""
 frontend shipway_https
     bind {layout.listen_host}:{layout.https_port} ssl crt {layout.default_cert} crt-list {layout.crt_list} alpn http/1.1
-{render_limits(layout)}    http-request set-header X-Forwarded-Proto https
+{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto https
     http-request set-header X-Forwarded-Port {layout.https_port}
     http-request set-header X-Request-Start t=%[date(0,ms)]
     use_backend %[{_HOST},map({layout.map_path})]
