@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -95,3 +96,39 @@ def git_daemon(base: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+class HitCounter:
+    """A TCP listener on 127.0.0.1 that counts connections (and answers
+    `reply` to each, or stays silent)."""
+
+    def __init__(self, reply: bytes | None = None) -> None:
+        self.hits = 0
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.hits += 1
+            if self.reply is None:
+                self._held.append(conn)  # silent: never answers
+                continue
+            try:
+                conn.recv(65536)
+                conn.sendall(self.reply)
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._held:
+            conn.close()

@@ -5,7 +5,6 @@ failures said in our words."""
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import time
 from pathlib import Path
@@ -15,43 +14,7 @@ import pytest
 
 from builder.remote_git import FetchPolicy, clone_ref, fetch_commit, fetch_home
 from controller.errors import BuildFailed
-from tests.builder.helpers import commit_dir, git, git_daemon, write_tree
-
-
-class HitCounter:
-    """A TCP listener on 127.0.0.1 that counts connections (and answers
-    `reply` to each, or stays silent)."""
-
-    def __init__(self, reply: bytes | None = None) -> None:
-        self.hits = 0
-        self.reply = reply
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.hits += 1
-            if self.reply is None:
-                self._held.append(conn)  # silent: never answers
-                continue
-            try:
-                conn.recv(65536)
-                conn.sendall(self.reply)
-            finally:
-                conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self._held:
-            conn.close()
+from tests.builder.helpers import HitCounter, commit_dir, git, git_daemon, write_tree
 
 
 @pytest.fixture

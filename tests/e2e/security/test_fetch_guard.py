@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -17,45 +16,13 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.builder.helpers import HitCounter
 from tests.conftest import ShipwayServer, _stop_nginx
 from tests.e2e.helpers import User, new_app
 
 
-class Recorder:
-    """An HTTP server on 127.0.0.1 that counts every connection it accepts
-    (and answers 200 with a marker body), or with `silent` never answers."""
-
-    def __init__(self, silent: bool = False) -> None:
-        self.hits = 0
-        self.silent = silent
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.hits += 1
-            if self.silent:
-                self._held.append(conn)
-                continue
-            try:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\nINTERNAL-SECRET")
-            except OSError:
-                pass
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self._held:
-            conn.close()
+# what the internal server answers, so a leak of its body would show
+SECRET_REPLY = b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\nINTERNAL-SECRET"
 
 
 class GitHttp:
@@ -167,7 +134,7 @@ def _api_key(user: User) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory, stack_image: str) -> Iterator[World]:
     root = tmp_path_factory.mktemp("served")
     make_buildpack(root)
-    recorder, silent, githttp = Recorder(), Recorder(silent=True), GitHttp(root)
+    recorder, silent, githttp = HitCounter(SECRET_REPLY), HitCounter(None), GitHttp(root)
     allow = f"127.0.0.1:{githttp.port},127.0.0.1:{silent.port}"
     server = ShipwayServer(tmp_path_factory.mktemp("shipway-fetch"),
                            env={"SHIPWAY_FETCH_ALLOW": allow,
