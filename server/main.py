@@ -194,8 +194,21 @@ def _start_background(services: Services, interrupted: list | None = None) -> No
     if services.logs is not None:  # issue 18: the last queued lines reach the disk
         reactor.addSystemEventTrigger("after", "shutdown", services.logs.close)
     d = threads.deferToThread(boot)
+    d.addCallback(lambda _: _freeze_heap())
     d.addCallback(lambda _: log.info("shipway: ready"))
     d.addErrback(lambda f: log.failure("shipway: start-up failed", f))
+
+
+def _freeze_heap() -> None:
+    """Issue 18: a full garbage collection holds the GIL, so the reactor,
+    for as long as it scans every object; with start-up's ~150,000 objects
+    (modules, Twisted, Docker's client) that was 0.1-0.2 s at a time during
+    a log burst (bench/logs.py). Objects made before "ready" live for the
+    process: frozen, no collection scans them again."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def run(settings: Settings) -> None:
@@ -212,6 +225,12 @@ def run(settings: Settings) -> None:
 
     interrupted = interrupted_deploys(services.controller)
     reactor.suggestThreadPoolSize(32)
+    # Issue 18: the reactor shares the GIL with the log threads (collector,
+    # fan-out, SQLite writer, drains). Each time it comes back from a socket
+    # call it waits up to one switch interval for a busy thread to let go,
+    # and one API call makes dozens of such calls: 5 ms (Python's default)
+    # made another call take up to ~0.5 s during a 10 MB/s log flood.
+    sys.setswitchinterval(0.001)
     listen(services)
     reactor.callWhenRunning(_start_background, services, interrupted)
     reactor.addSystemEventTrigger("before", "shutdown", services.runner.stop)
