@@ -9,6 +9,7 @@ APT_PACKAGES=(git openssh-client openssh-server debootstrap nginx-light postgres
               sqlite3 curl ca-certificates python3-venv
               haproxy  # issue 16: the router changed at run time (router/haproxy.py)
               pebble  # issue 16: a real ACME server (pebble, pebble-challtestsrv) for the tests
+              libnginx-mod-http-lua lua-resty-core  # bench/router_lua.py: the nginx + Lua candidate
               wrk)  # bench/router_*.py: the HTTP load generator
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
