@@ -4,23 +4,32 @@ bytes=73 connect=1ms service=12ms fwd="1.2.3.4"`.
 
 HAProxy formats each request's line (router/haproxy_conf.py: `log-format`
 with the backend, method, path, status, bytes, total and connect times,
-client) into an in-memory ring and forwards the ring over one stream
-connection, octet counted (`LEN SP LINE`, RFC 6587), to a unix socket in
-Linux's abstract namespace named for the router's directory (any local user
-could connect to it, as to a TCP port on 127.0.0.1). This reader listens
-there and turns each line into one line of the app the backend serves.
-HAProxy never waits for it: while it is slow or absent the ring (1 MB)
-keeps the newest lines and forwards them once it reads again. A datagram per
-line cost HAProxy a send and a wake-up of this thread per request and lost
-lines past the socket's 512-datagram queue. The host is not in the line:
-HAProxy 2.6 cannot log a request header without a capture declared in the
-frontend.
+client) into an in-memory ring, and this reader pulls the ring over
+HAProxy's admin socket: one connection, `show events shipway_access -w`,
+which streams each new line as it is written (one per `\n`). Nothing is
+pushed to the logger, so a stopped or restarting logger costs HAProxy
+nothing: the ring's own forwarder (`server` in the ring) reconnected in a
+tight loop while nobody listened (~4,700 failed connects and up to half a
+core a second). HAProxy never waits for this reader: a line that finds the
+ring full while the reader lags is dropped. A datagram per line cost
+HAProxy a send and a wake-up of this thread per request and lost lines past
+the socket's 512-datagram queue (router/README.md). The host is not in the
+line: HAProxy 2.6 cannot log a request header without a capture declared
+in the frontend.
+
+A `-w` session keeps its worker alive: a worker that soft-stops (a settings
+reload, `HAProxyProcess.stop`) writes `Proxy NAME stopped` lines into its
+ring first, and on the first of them this reader hangs up and connects to
+the socket again, which the new worker (if any) now answers. It also asks
+`show info` for the worker's pid when the stream is quiet, in case a stop
+line was lost.
 """
 from __future__ import annotations
 
 import re
 import socket
 import threading
+import time
 from typing import Callable
 
 from logger.store import LogStore
@@ -44,82 +53,128 @@ def router_line(raw: bytes) -> tuple[str, str] | None:
                      f'fwd="{client}"')
 
 
-def octet_frames(buffer: bytearray) -> list[bytes]:
-    """Takes the complete `LEN SP MESSAGE` frames off the front of `buffer`
-    (what is left is the start of the next frame). Raises ValueError on a
-    stream that is not octet counted."""
-    frames, pos = [], 0
-    while True:
-        space = buffer.find(b" ", pos, pos + 12)
-        if space < 0:
-            if len(buffer) - pos >= 12:
-                raise ValueError("not an octet-counted stream")
-            break
-        size = int(buffer[pos:space])
-        if len(buffer) < space + 1 + size:
-            break
-        frames.append(bytes(buffer[space + 1:space + 1 + size]))
-        pos = space + 1 + size
-    del buffer[:pos]
-    return frames
+RING = "shipway_access"
+_STOPPING = re.compile(rb"^Proxy \S+ stopped \(")
+QUIET = 2.0  # seconds without a line before the worker's pid is checked
+BACKOFF_MAX = 5.0
+BATCH, PAUSE = 32768, 0.02  # under load, read in batches (see _session)
+
+
+def _worker_pid(answer: bytes) -> str | None:
+    match = re.search(rb"^Pid: (\d+)", answer, re.M)
+    return match.group(1).decode() if match else None
 
 
 class RouterLogReceiver:
-    """Reads HAProxy's access datagrams on its own thread (never the reactor)."""
+    """Pulls HAProxy's access lines on its own thread (never the reactor)."""
 
-    def __init__(self, path: str, store: LogStore,
+    def __init__(self, admin_socket: str, store: LogStore,
                  app_for_backend: Callable[[str], str | None]) -> None:
-        self.path, self.store, self.app_for_backend = path, store, app_for_backend
+        self.admin_socket, self.store, self.app_for_backend = admin_socket, store, app_for_backend
+        self._stopped = threading.Event()
         self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
         self.unparsed = 0
+        self.sessions = 0  # `show events` sessions opened (tests, diagnosis)
 
     def start(self) -> None:
-        # HAProxy's `abns@NAME`: Linux's abstract namespace, the name padded
-        # with NULs to the whole address (as HAProxy connects to it). No file:
-        # HAProxy's workers (nobody) reach it without a way into the data dir.
-        name = self.path.encode()
-        if len(name) > 107:
-            raise OSError(f"router log socket name too long: {self.path}")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(b"\0" + name + b"\0" * (107 - len(name)))
-        sock.listen(8)
-        self._sock = sock
-        threading.Thread(target=self._accept, name="logs-router", daemon=True).start()
+        threading.Thread(target=self._run, name="logs-router", daemon=True).start()
 
     def stop(self) -> None:
-        sock, self._sock = self._sock, None
+        self._stopped.set()
+        with self._lock:
+            sock, self._sock = self._sock, None
         if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
 
-    def _accept(self) -> None:
-        # One connection per HAProxy worker (two for a while after a settings
-        # reload: the old worker's and the new one's).
-        while self._sock is not None:
+    def _run(self) -> None:
+        # A worker that started before this reader may hold lines that an
+        # earlier run of this server read: its first session skips the ring
+        # (`-n`), as does a new session with the same worker. A worker that
+        # started since holds only lines nobody read: its ring is read whole,
+        # so that no line is lost across a reload or a restart of HAProxy.
+        backoff, last_pid, began = 0.1, None, time.monotonic()
+        while not self._stopped.is_set():
             try:
-                conn, _ = self._sock.accept()
+                now, uptime = self._worker_now()
+                fresh = uptime <= time.monotonic() - began and now != last_pid
+                pid = self._session(skip_old=not fresh)
             except OSError:
-                return
-            threading.Thread(target=self._read, args=(conn,), name="logs-router-conn",
-                             daemon=True).start()
+                pid = None
+            if pid is not None:
+                last_pid, backoff = pid, 0.1
+            self._stopped.wait(backoff)  # HAProxy down or restarting: no spin
+            backoff = min(BACKOFF_MAX, backoff * 2)
 
-    def _read(self, conn: socket.socket) -> None:
-        buffer = bytearray()
-        with conn:
-            while self._sock is not None:
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(QUIET)
+        try:
+            sock.connect(self.admin_socket)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _worker_now(self) -> tuple[str | None, float]:
+        """The pid and uptime (s) of the worker answering the socket now."""
+        with self._connect() as sock:
+            sock.sendall(b"show info\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        answer = b"".join(chunks)
+        uptime = re.search(rb"^Uptime_sec: (\d+)", answer, re.M)
+        return _worker_pid(answer), float(uptime.group(1)) if uptime else 0.0
+
+    def _session(self, skip_old: bool) -> str | None:
+        """One `show events` session; returns the pid of the worker that
+        answered it (None if it never did), when it ends."""
+        sock = self._connect()
+        with self._lock:
+            if self._stopped.is_set():
+                sock.close()
+                return None
+            self._sock = sock
+        self.sessions += 1
+        flags = " -w -n" if skip_old else " -w"
+        pid, buffer = None, b""
+        with sock:
+            sock.sendall(f"show info; show events {RING}{flags}\n".encode())
+            while not self._stopped.is_set():
                 try:
-                    chunk = conn.recv(1 << 16)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                    frames = octet_frames(buffer)
-                except (OSError, ValueError):
-                    return
-                for frame in frames:
-                    self._add(frame)
+                    chunk = sock.recv(1 << 16)
+                except socket.timeout:
+                    if pid is not None and self._worker_now()[0] != pid:
+                        return pid  # a new worker took the socket over
+                    continue
+                if not chunk:
+                    return pid
+                buffer += chunk
+                if pid is None:
+                    # `show info`'s answer ends with an empty line.
+                    head, sep, rest = buffer.partition(b"\n\n")
+                    if not sep:
+                        continue
+                    pid, buffer = _worker_pid(head), rest
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if _STOPPING.match(line):
+                        return pid  # this worker is stopping: find the next one
+                    if line:
+                        self._add(line)
+                if len(chunk) < BATCH:
+                    # Let lines gather in the ring: HAProxy then writes them
+                    # in larger chunks (fewer wake-ups on both sides).
+                    self._stopped.wait(PAUSE)
+        return pid
 
-    def _add(self, frame: bytes) -> None:
-        parsed = router_line(frame)
+    def _add(self, line: bytes) -> None:
+        parsed = router_line(line)
         app = self.app_for_backend(parsed[0]) if parsed else None
         if parsed is None or app is None:
             self.unparsed += 1

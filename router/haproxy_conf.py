@@ -209,20 +209,21 @@ frontend shipway_http
 backend {NOT_FOUND_BACKEND}
     http-request return status 404 content-type text/html string {_quote(_NOT_FOUND_PAGE)}
 
-# Access lines are written into this ring and forwarded in batches, octet
-# counted, over one stream connection to the logger's abstract socket (the
-# workers run as nobody, who cannot reach the data dir). A datagram per
-# line cost the router ~0.2x nginx's CPU per request (a send and a wake-up
-# of the reader each) and lost lines beyond the socket's 512-datagram
-# queue; the ring keeps ~1 MB of lines while the logger is away and never
-# blocks a request (router/README.md).
+# Access lines are written into this in-memory ring; the logger pulls them
+# over the admin socket (`show events shipway_access -w`,
+# logger/router_lines.py). The ring has no `server`: HAProxy 2.6's
+# forwarder reconnects in a tight loop while nothing listens (~4,700
+# failed connects and up to 0.9 s of CPU a second with the logger
+# stopped, tests/router/test_haproxy_idle.py). A datagram per line cost the
+# router ~0.2x nginx's CPU per request (a send and a wake-up of the reader
+# each) and lost lines beyond the socket's 512-datagram queue. Writing into
+# the ring never blocks a request: with no reader the oldest lines are
+# overwritten, a line that finds no room past a lagging reader is dropped
+# (router/README.md).
 ring shipway_access
     format raw
     maxlen 8192
     size 1048576
-    timeout connect 2s
-    timeout server 1h
-    server logger abns@{layout.dir}/access.sock log-proto octet-count
 """
 
 

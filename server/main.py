@@ -131,7 +131,8 @@ def listen(services: Services) -> None:
 
 
 def _start_router_lines(services: Services) -> None:
-    """Issue 18: HAProxy's access datagrams become each app's router lines."""
+    """Issue 18: HAProxy's access lines (pulled from its ring over the admin
+    socket) become each app's router lines."""
     from router.haproxy import HAProxyRouter
     from router.haproxy_conf import slot_backend
 
@@ -146,19 +147,15 @@ def _start_router_lines(services: Services) -> None:
                 return app
         return None
 
-    receiver = RouterLogReceiver(f"{router.layout.dir}/access.sock", services.logs, app_for)
-    try:
-        receiver.start()
-    except OSError:
-        log.failure("shipway: router access lines are off (the socket did not open)")
-        return
+    receiver = RouterLogReceiver(router.layout.admin_socket, services.logs, app_for)
+    receiver.start()  # connects (again) whenever HAProxy answers
     reactor.callFromThread(reactor.addSystemEventTrigger, "before", "shutdown", receiver.stop)
 
 
 def _start_background(services: Services, interrupted: list | None = None) -> None:
     def boot() -> None:
         services.builder.cleanup_leftovers()
-        _start_router_lines(services)  # issue 18: before the proxy starts logging
+        _start_router_lines(services)  # issue 18
         try:
             services.router.start()
         except Exception:  # noqa: BLE001 (supervision starts it again)

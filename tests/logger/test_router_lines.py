@@ -1,15 +1,24 @@
-"""HAProxy's access lines as Heroku-style router lines, through a real
-abstract unix stream socket, octet counted as HAProxy's ring forwards them."""
+"""HAProxy's access lines as Heroku-style router lines, pulled from a real
+HAProxy's ring over its admin socket (`show events ... -w`)."""
 from __future__ import annotations
 
-import socket
+import http.client
+import os
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
-from logger.router_lines import RouterLogReceiver, octet_frames, router_line
+from core.settings import Settings
+from logger.router_lines import RouterLogReceiver, router_line
 from logger.store import LogStore
+from router.haproxy import HAProxyRouter
+from router.haproxy_conf import NOT_FOUND_BACKEND
+from tests.conftest import free_port
+from tests.router.test_haproxy_idle import cpu_seconds, workers
+
+haproxy = pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"), reason="haproxy not installed")
 
 
 def test_access_line_becomes_a_router_line() -> None:
@@ -21,40 +30,81 @@ def test_access_line_becomes_a_router_line() -> None:
     assert router_line(b"something else") is None
 
 
-def test_octet_frames_keep_a_partial_frame_for_the_next_read() -> None:
-    buffer = bytearray(b"3 abc5 hello2 h")
-    assert octet_frames(buffer) == [b"abc", b"hello"]
-    assert buffer == b"2 h"
-    buffer += b"i"
-    assert octet_frames(buffer) == [b"hi"] and buffer == b""
-    with pytest.raises(ValueError):
-        octet_frames(bytearray(b"GET / HTTP/1.1\r\nHost: x\r\n"))
+@pytest.fixture
+def router(tmp_path: Path) -> Iterator[HAProxyRouter]:
+    settings = Settings(data_dir=tmp_path / "data", router_port=free_port(),
+                        base_domain="localhost", https_port=free_port())
+    r = HAProxyRouter(settings, threads=1)
+    r.start()
+    yield r
+    r.stop()
 
 
-def test_receiver_adds_lines_of_the_backends_app(tmp_path: Path) -> None:
-    store = LogStore(tmp_path / "logs.sqlite3")
-    path = str(tmp_path / "access.sock")
-    receiver = RouterLogReceiver(path, store, {"app00001": "shop"}.get)
-    receiver.start()
-    name = path.encode()
-    sender = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sender.connect(b"\0" + name + b"\0" * (107 - len(name)))  # as HAProxy's abns@ connects
-    lines = [b'shipway-access app00001 GET "/" 200 5 2 0 127.0.0.1',
-             b'shipway-access app09999 GET "/" 200 5 2 0 127.0.0.1',
-             b'shipway-access app00001 POST "/b" 201 0 7 1 127.0.0.1']
-    stream = b"".join(b"%d %s" % (len(line), line) for line in lines)
-    sender.sendall(stream[:30])  # a frame split across two reads
-    time.sleep(0.1)
-    sender.sendall(stream[30:])
-    deadline = time.monotonic() + 5
-    while len(store.tail("shop", 5)) < 2 and time.monotonic() < deadline:
+def _get(router: HAProxyRouter, path: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", router.settings.router_port, timeout=5)
+    conn.request("GET", path, headers={"Host": "nobody.localhost"})
+    conn.getresponse().read()
+    conn.close()
+
+
+def _wait(check: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [line.format().split(" ", 1)[1] for line in store.tail("shop", 5)] == [
-        'shipway[router]: at=info method=GET path="/" status=200 bytes=5 connect=0ms '
-        'service=2ms fwd="127.0.0.1"',
-        'shipway[router]: at=info method=POST path="/b" status=201 bytes=0 connect=1ms '
-        'service=7ms fwd="127.0.0.1"']
-    assert receiver.unparsed == 1
-    sender.close()
-    receiver.stop()
-    store.close()
+    return check()
+
+
+def _paths(store: LogStore) -> list[str]:
+    return [line.format().split('path="', 1)[1].split('"', 1)[0] for line in store.tail("shop", 100)]
+
+
+@haproxy
+def test_receiver_pulls_lines_across_a_reload_and_lets_the_old_worker_go(
+        router: HAProxyRouter, tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.sqlite3")
+    _get(router, "/before")  # in the ring before the reader came: skipped (-n)
+    time.sleep(1.1)  # Uptime_sec: the worker is older than the reader
+    receiver = RouterLogReceiver(router.layout.admin_socket, store,
+                                 {NOT_FOUND_BACKEND: "shop"}.get)
+    receiver.start()
+    try:
+        assert _wait(lambda: receiver.sessions == 1)
+        time.sleep(0.2)  # the session's `show events` is read by HAProxy
+        _get(router, "/a%20b?x=1")
+        assert _wait(lambda: _paths(store) == ["/a%20b?x=1"])
+        line = store.tail("shop", 1)[0].format().split(" ", 1)[1]
+        assert line.startswith('shipway[router]: at=info method=GET path="/a%20b?x=1" status=404 ')
+        old = router.pid() and workers(router.pid())
+        router.process.reload()  # a settings reload: a new worker
+        _get(router, "/after-reload")  # possibly before the reader reconnected
+        assert _wait(lambda: _paths(store) == ["/a%20b?x=1", "/after-reload"])
+        # The old worker's `-w` session is hung up: the worker exits.
+        assert _wait(lambda: not set(old) & set(workers(router.pid())), 5)
+        assert receiver.unparsed == 0
+    finally:
+        receiver.stop()
+        store.close()
+
+
+@haproxy
+def test_receiver_waits_quietly_for_a_missing_haproxy(tmp_path: Path) -> None:
+    """No HAProxy: the reader backs off; it starts reading once one runs."""
+    store = LogStore(tmp_path / "logs.sqlite3")
+    settings = Settings(data_dir=tmp_path / "data", router_port=free_port(),
+                        base_domain="localhost", https_port=free_port())
+    r = HAProxyRouter(settings, threads=1)
+    receiver = RouterLogReceiver(r.layout.admin_socket, store, {NOT_FOUND_BACKEND: "shop"}.get)
+    receiver.start()
+    try:
+        time.sleep(1)
+        r.start()
+        (worker,) = workers(r.pid())
+        _get(r, "/first")  # a worker younger than the reader: read whole
+        assert _wait(lambda: _paths(store) == ["/first"])
+        before = cpu_seconds(worker)
+        time.sleep(1)
+        assert cpu_seconds(worker) - before < 0.1  # the waiting session costs nothing
+    finally:
+        receiver.stop()
+        r.stop()
+        store.close()
