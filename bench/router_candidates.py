@@ -18,11 +18,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -95,32 +93,6 @@ def wrk(port: int, seconds: int, close: bool, pids: set[int]) -> dict:
     return {"rps": rps, "lat_ms": float(lat.group(1)) * scale,
             "cpu_us_per_req": cpu / max(1.0, rps * seconds) * 1e6,
             "non2xx": int(errors.group(1)) if errors else 0}
-
-
-def access_line_reader(path: str) -> socket.socket:
-    """Reads (and drops) the router's access lines, as `shipway server`'s
-    logger does: with nobody listening, HAProxy 2.6's ring forwarder
-    reconnects in a tight loop (a third of a core while idle, seen with
-    strace), which would be charged to the router here. The name is padded
-    with NULs as HAProxy's `abns@` connects to it."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(b"\0" + path.encode() + b"\0" * (107 - len(path.encode())))
-    sock.listen(8)
-
-    def drain(conn: socket.socket) -> None:
-        with conn:
-            while conn.recv(1 << 16):
-                pass
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=drain, args=(conn,), daemon=True).start()
-    threading.Thread(target=accept, daemon=True).start()
-    return sock
 
 
 def idle_connections_across_changes(port: int, change, changes: int = 5, clients: int = 20) -> tuple[int, int]:
@@ -199,7 +171,6 @@ def bench_nginx(tmp: Path, up: int, up2: int, seconds: int) -> dict:
 def bench_haproxy(tmp: Path, up: int, up2: int, seconds: int) -> dict:
     s = Settings(data_dir=tmp / "haproxy", router_port=free_port(), base_domain="localhost", router_workers=1)
     r = HAProxyRouter(s)
-    reader = access_line_reader(f"{r.layout.dir}/access.sock")
     r.start()
     result = {}
     try:
@@ -215,7 +186,6 @@ def bench_haproxy(tmp: Path, up: int, up2: int, seconds: int) -> dict:
         result["idle_across_settings_reload"] = idle_connections_across_changes(s.router_port, r.reload, 3)
     finally:
         r.stop()
-        reader.close()
     for n in (1000, 10000):
         result.update(haproxy_scale(tmp / f"scale{n}", up, n))
     return result
@@ -232,7 +202,6 @@ def haproxy_scale(tmp: Path, up: int, n: int) -> dict:
             render_chunk(chunk, {i: (rt.app, {"s1": rt.upstreams[0]})
                                  for i, rt in routes.items() if i // CHUNK == chunk}))
     Path(r.layout.map_path).write_text(render_map((f"a{i}.localhost", slot_backend(i)) for i in routes))
-    reader = access_line_reader(f"{r.layout.dir}/access.sock")
     start_ms = timed(r.start)
     try:
         times = {
@@ -245,7 +214,6 @@ def haproxy_scale(tmp: Path, up: int, n: int) -> dict:
         rss = rss_kb({r.pid()} | _children(r.pid()))
     finally:
         r.stop()
-        reader.close()
     return {f"change_ms_{n}": {k: round(v, 2) for k, v in times.items()},
             f"start_ms_{n}": round(start_ms), f"rss_kb_{n}": rss}
 

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.router_candidates import HOST, access_line_reader, idle_connections_across_changes, wrk
+from bench.router_candidates import HOST, idle_connections_across_changes, wrk
 from core.settings import Settings
 from router.haproxy import HAProxyRouter
 from router.interface import Route
@@ -176,7 +176,6 @@ def bench_lua(tmp: Path, up: int, up2: int, seconds: int, rounds: int) -> dict:
     s = Settings(data_dir=tmp / "lua-haproxy", router_port=free_port(), base_domain="localhost",
                  router_workers=1)
     ha = HAProxyRouter(s, https_port=0)
-    reader = access_line_reader(f"{ha.layout.dir}/access.sock")
     ha.start()
     result: dict = {}
     try:
@@ -222,7 +221,6 @@ def bench_lua(tmp: Path, up: int, up2: int, seconds: int, rounds: int) -> dict:
             result[f"{name} idle clients (failed, requests)"] = idle_connections_across_changes(port, change)
     finally:
         ha.stop()
-        reader.close()
         for proc in (ng, lua):
             proc.send_signal(signal.SIGQUIT)
             proc.wait(10)
