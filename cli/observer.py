@@ -15,6 +15,7 @@ is opened on this machine but the tunnel's port.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -55,6 +56,10 @@ port() ->
 """
 # The remote side of the session: the node's name and cookie, then it
 # lasts as long as the CLI keeps its stdin open.
+# What the replica says is the app's to choose, and the node's name goes into
+# an Erlang expression run on this machine: only plain names and cookies pass.
+NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}@[A-Za-z0-9_.:-]{1,255}\Z")
+COOKIE = re.compile(r"[A-Za-z0-9_.+/=-]{1,255}\Z")
 REMOTE_INFO = ('printf "node=%s\\ncookie=%s\\nport=%s\\n" "${RELEASE_NODE:-}" '
                '"${RELEASE_COOKIE:-}" "${SHIPWAY_DIST_PORT:-}"; exec cat >/dev/null')
 
@@ -166,14 +171,8 @@ def register(cli: click.Group) -> None:
         previous = signal.signal(signal.SIGTERM, _exit_on_term)
         try:
             said = tunnel.read_info()
-            if not said.get("node") or not said.get("cookie"):
-                raise click.ClickException("the replica runs no Erlang node (not an Elixir "
-                                           "release with distribution)")
-            if said.get("port") != str(DIST_PORT):
-                raise click.ClickException(
-                    "the replica's node has no fixed distribution port (it started before "
-                    "ps:observer existed): `shipway ps:restart` first")
-            if _observe(said["node"], said["cookie"], local, print_only):
+            node, cookie = checked_info(said)
+            if _observe(node, cookie, local, print_only):
                 return
             try:  # the tunnel lasts until Ctrl-C (or until it breaks)
                 code = tunnel.proc.wait()
@@ -183,6 +182,23 @@ def register(cli: click.Group) -> None:
         finally:
             tunnel.close()
             signal.signal(signal.SIGTERM, previous)
+
+
+def checked_info(said: dict[str, str]) -> tuple[str, str]:
+    """The node's name and cookie from what the replica said, refused unless
+    plain: the name is spliced into an Erlang expression run on this machine."""
+    node, cookie = said.get("node", ""), said.get("cookie", "")
+    if not node or not cookie:
+        raise click.ClickException("the replica runs no Erlang node (not an Elixir "
+                                   "release with distribution)")
+    if not NODE_NAME.match(node) or not COOKIE.match(cookie) or cookie.startswith("-"):
+        raise click.ClickException("the replica's node name or cookie is not a plain "
+                                   "Erlang name (refused: it would run here)")
+    if said.get("port") != str(DIST_PORT):
+        raise click.ClickException(
+            "the replica's node has no fixed distribution port (it started before "
+            "ps:observer existed): `shipway ps:restart` first")
+    return node, cookie
 
 
 def _exit_on_term(_signum: int, _frame: Any) -> None:
