@@ -80,6 +80,7 @@ class HAProxyRouter(OverlaysMixin):
         self._lock = threading.RLock()
         self._routes: dict[str, Route] = {}
         self._slots: dict[str, int] = {}  # app -> slot
+        self._backend_apps: dict[str, str] = {}  # slot backend -> app (app_for_backend)
         self._servers: dict[str, dict[tuple[str, int], str]] = {}  # app -> upstream -> server
         self._owners: dict[str, str] = {}  # hostname -> app
         self._nslots = self._min_slots
@@ -356,6 +357,19 @@ class HAProxyRouter(OverlaysMixin):
                         self._draining.pop((b, n), None)
                 self._drain_wakeup.notify_all()
                 self._drain_wakeup.wait(0.1)
+
+    def app_for_backend(self, backend: str) -> str | None:
+        """The app whose slot `backend` is, for each access line: a cached
+        reverse of the slot map, rebuilt only when a slot changed hands (a
+        walk over every app per request cost O(apps) on the logger thread)."""
+        app = self._backend_apps.get(backend)
+        slot = self._slots.get(app) if app is not None else None
+        if slot is not None and slot_backend(slot) == backend:
+            return app
+        if not (backend.startswith("app") and backend[3:].isdigit()):
+            return None  # the default backend and the like: no app's
+        self._backend_apps = {slot_backend(s): a for a, s in list(self._slots.items())}
+        return self._backend_apps.get(backend)
 
     def _map_entries(self) -> list[tuple[str, str]]:
         return [(h, slot_backend(self._slots[a])) for h, a in self._owners.items()]

@@ -134,20 +134,14 @@ def _start_router_lines(services: Services) -> None:
     """Issue 18: HAProxy's access lines (pulled from its ring over the admin
     socket) become each app's router lines."""
     from router.haproxy import HAProxyRouter
-    from router.haproxy_conf import slot_backend
 
     router = services.router
     if services.logs is None or not isinstance(router, HAProxyRouter):
         return
     from logger.router_lines import RouterLogReceiver
 
-    def app_for(backend: str) -> str | None:
-        for app, slot in list(router._slots.items()):  # the router's own map
-            if slot_backend(slot) == backend:
-                return app
-        return None
-
-    receiver = RouterLogReceiver(router.layout.admin_socket, services.logs, app_for)
+    receiver = RouterLogReceiver(router.layout.admin_socket, services.logs,
+                                 router.app_for_backend)
     receiver.start()  # connects (again) whenever HAProxy answers
     reactor.callFromThread(reactor.addSystemEventTrigger, "before", "shutdown", receiver.stop)
 
