@@ -27,6 +27,9 @@ log = Logger()
 # buildpacks/elixir/bin/compile): what a replica needs of the new release
 # for a hot upgrade, a few hundred KB.
 UPGRADE_ARTEFACT = ".shipway-upgrade.tar"
+# Past this the artefact is not read into memory (its size is the push's
+# to claim): the replicas then fetch the slug as before.
+MAX_ARTEFACT_BYTES = 64 << 20
 
 
 def upgrade_artefact(slug: Path) -> bytes | None:
@@ -37,7 +40,8 @@ def upgrade_artefact(slug: Path) -> bytes | None:
     try:
         with tarfile.open(slug, "r|gz") as tar:
             first = tar.next()
-            if first is None or first.name != UPGRADE_ARTEFACT or not first.isfile():
+            if (first is None or first.name != UPGRADE_ARTEFACT or not first.isfile()
+                    or first.size > MAX_ARTEFACT_BYTES):
                 return None
             data = tar.extractfile(first)
             return data.read() if data is not None else None

@@ -52,6 +52,7 @@ node() {  # erl_call to the node running here, Erlang expressions on stdin
 # whole slug, for the module-reload path, under /tmp.
 next=/app/.shipway-next.$$
 trap '[ ! -e "$next" ] || rm -rf "$next"' EXIT
+trap 'exit 143' TERM  # a timeout's SIGTERM runs the EXIT trap too
 whole=false
 fetch() {  # the whole slug into $next
   rm -rf "$next"
@@ -90,6 +91,9 @@ new_rel=${new_bin%/bin/*}
 name=${old_bin##*/}
 vsn_of "$old_rel/releases/start_erl.data"; running_vsn=$vsn
 vsn_of "$new_rel/releases/start_erl.data"; new_vsn=$vsn
+# Both go into paths and into the Erlang expressions below: plain only.
+[[ $name =~ ^[A-Za-z0-9_.-]+$ && $new_vsn =~ ^[A-Za-z0-9._+-]+$ && $new_vsn != *..* ]] \
+  || refuse "not hot-upgradable: the release's name or version is not plain"
 if [ "$running_vsn" != "$new_vsn" ]; then
   if [ -f "$new_rel/releases/shipway-no-hot-upgrade" ]; then
     read -r reason < "$new_rel/releases/shipway-no-hot-upgrade" || true

@@ -31,3 +31,14 @@ def test_no_artefact_unless_it_comes_first(tmp_path: Path) -> None:
     (tmp_path / "bad.tar.gz").write_bytes(b"not a slug")
     assert upgrade_artefact(tmp_path / "bad.tar.gz") is None
     assert upgrade_artefact(tmp_path / "missing.tar.gz") is None
+
+
+def test_an_artefact_over_the_bound_is_not_read(tmp_path: Path, monkeypatch) -> None:
+    """Its size is the push's to claim (a gzip bomb inflates on the host):
+    past the bound the replicas fetch the slug instead."""
+    import runner.hot_upgrade as hot
+    monkeypatch.setattr(hot, "MAX_ARTEFACT_BYTES", 1000)
+    big = _slug(tmp_path / "big.tar.gz", [(UPGRADE_ARTEFACT, b"\0" * 1001)])
+    assert upgrade_artefact(big) is None
+    fits = _slug(tmp_path / "fits.tar.gz", [(UPGRADE_ARTEFACT, b"\0" * 1000)])
+    assert upgrade_artefact(fits) == b"\0" * 1000
