@@ -75,7 +75,7 @@ class RouterLogReceiver:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self.unparsed = 0
-        self.sessions = 0  # `show events` sessions opened (tests, diagnosis)
+        self.sessions = 0  # `show events` sessions answered (tests, diagnosis)
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="logs-router", daemon=True).start()
@@ -140,7 +140,6 @@ class RouterLogReceiver:
                 sock.close()
                 return None
             self._sock = sock
-        self.sessions += 1
         flags = " -w -n" if skip_old else " -w"
         pid, buffer = None, b""
         with sock:
@@ -161,6 +160,9 @@ class RouterLogReceiver:
                     if not sep:
                         continue
                     pid, buffer = _worker_pid(head), rest
+                    # Counted once HAProxy has answered the command line's
+                    # first half: `show events` is next (tests wait on this).
+                    self.sessions += 1
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if _STOPPING.match(line):
