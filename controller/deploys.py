@@ -133,10 +133,13 @@ class Deployer:
         self.runner = runner
         self.logs = logs  # logger.store.LogStore: deploy lines join the app's logs
 
-    def _tee(self, app: App, output: Output) -> Output:
+    def _tee(self, app: str, output: Output) -> Output:
+        """`output` that also writes each line into the app's logs, as
+        shipway[deploy]: whoever deploys and whoever reads the logs later
+        see the same lines."""
         if self.logs is None:
             return output
-        record = self.logs.writer(app.name, "shipway", "deploy")
+        record = self.logs.writer(app, "shipway", "deploy")
 
         def both(line: str) -> None:
             record(line)
@@ -160,8 +163,8 @@ class Deployer:
             try:
                 self.release_phase(spec, output)
                 if hot:
-                    return bool(self.runner.hot_upgrade(spec, self._tee(app, output)))
-                self.runner.deploy(spec, self._tee(app, output))
+                    return bool(self.runner.hot_upgrade(spec, self._tee(app.name, output)))
+                self.runner.deploy(spec, self._tee(app.name, output))
                 return False
             finally:
                 # Wall-clock bounds (µs), so the deploys of several servers on
@@ -183,12 +186,7 @@ class Deployer:
         # command's as the one-off's, app[release.N] (as Heroku's).
         command_output = (self.logs.oneoff_writer(spec.app, RELEASE_TYPE, also=output)
                           if self.logs is not None else output)
-        if self.logs is not None:
-            record, caller = self.logs.writer(spec.app, "shipway", "deploy"), output
-
-            def output(line: str) -> None:
-                record(line)
-                caller(line)
+        output = self._tee(spec.app, output)
         output(f"-----> Running release command of v{spec.version}: {command}")
         try:
             code = self.runner.run_oneoff(spec, command, command_output, timeout,
@@ -211,13 +209,13 @@ class Deployer:
         with self._lock(app):
             spec = self._current_spec(app)
             if spec is not None:  # else the formation applies at the first deploy
-                self.runner.scale(spec, self._tee(app, output))
+                self.runner.scale(spec, self._tee(app.name, output))
 
     def restart(self, app: App, output: Output) -> None:
         with self._lock(app):
             spec = self._current_spec(app)
             if spec is not None:
-                self.runner.deploy(spec, self._tee(app, output))
+                self.runner.deploy(spec, self._tee(app.name, output))
 
     def _current_spec(self, app: App) -> ReleaseSpec | None:
         """The spec of what is live now, None before the first deploy."""
