@@ -8,6 +8,7 @@ from cli import maintenance  # issue 16: maintenance:on|off, canary:set|unset
 from cli import activity, webhooks  # issue 18: apps:activity, webhooks[:add|:remove]
 from cli import run  # issue 18 items 1-2 (cli/run.py): run -- CMD, ps:migrate
 from cli import observer  # issue 17 item 5: ps:observer
+from cli import certs  # issue 16 item 3: certs, certs:auto:refresh
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +22,7 @@ def cli(url: str | None, as_json: bool, app_name: str | None) -> None:
 
 server_cmd.register(cli)
 for module in (account, apps, config_cmd, releases, ps, logs, domains, access, maintenance,
-               activity, webhooks, run, observer):
+               activity, webhooks, run, observer, certs):
     module.register(cli)
 
 # issue 18 item 8: Gigalixir's names, typed from habit; each is the same

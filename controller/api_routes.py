@@ -10,6 +10,7 @@ import attrs
 from controller import api_account as account
 from controller import api_activity as activity  # issue 18 items 5 and 7
 from controller import api_apps as apps
+from controller import api_certs as certs  # issue 16 item 3: certs, certs:auto:refresh
 from controller import api_run as oneoff  # issue 18 items 1 and 2: run, ps:migrate
 from controller.api_views import Call
 
@@ -66,6 +67,9 @@ ROUTES: list[Route] = [
     R("POST", "/apps/{app}/domains", apps.add_domain, body=True, status=201),
     R("DELETE", "/apps/{app}/domains/{hostname}", apps.remove_domain),
     R("POST", "/apps/{app}/domains/{hostname}/verify", apps.verify_domain),
+    # issue 16 item 3: each routed name's certificate; try or renew it now
+    R("GET", "/apps/{app}/certs", certs.list_certs),
+    R("POST", "/apps/{app}/certs/refresh", certs.refresh_certs, body=True),
     R("GET", "/apps/{app}/collaborators", apps.list_collaborators),
     R("POST", "/apps/{app}/collaborators", apps.add_collaborator, body=True, status=201),
     R("DELETE", "/apps/{app}/collaborators/{email}", apps.remove_collaborator),

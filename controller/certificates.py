@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Protocol
 
 import attrs
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from twisted.logger import Logger
 
 from controller.crypto import Keyring
@@ -148,8 +150,35 @@ class CertificateStore:
                     continue
                 if r.status in ("pending", "failed"):
                     out.append(r.hostname)
+                elif r.next_attempt_at is not None:  # a refresh, or a renewal that failed
+                    out.append(r.hostname)
                 elif r.not_before and r.not_after and at >= self.renew_at(r.not_before, r.not_after):
                     out.append(r.hostname)
+        return out
+
+    def refresh(self, conn: Connection, app_id: int, hostnames: Iterable[str]) -> dict[str, str]:
+        """certs:auto:refresh, in the caller's transaction: each name due now,
+        backoff restarted. An issued certificate is renewed, and served until
+        its successor is stored (a failed renewal keeps it). hostname ->
+        "renew", "retry" (pending, failed) or "issue" (not seen yet)."""
+        names = sorted(set(hostnames))
+        rows = {r.hostname: r for r in conn.execute(sa.select(
+            certificates.c.hostname, certificates.c.status)
+            .where(certificates.c.hostname.in_(names))).all()}
+        out: dict[str, str] = {}
+        for host in names:
+            row = rows.get(host)
+            if row is None:
+                conn.execute(certificates.insert().values(
+                    hostname=host, app_id=app_id, status="pending", failures=0,
+                    updated_at=now()))
+                out[host] = "issue"
+            else:  # (a name moving from another app: reconcile() makes it pending)
+                renew = row.status == "issued"
+                conn.execute(certificates.update().where(certificates.c.hostname == host).values(
+                    next_attempt_at=now(), failures=0, error=None, updated_at=now(),
+                    status=row.status if renew else "pending"))
+                out[host] = "renew" if renew else "retry"
         return out
 
     def renew_at(self, not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime:
@@ -216,6 +245,23 @@ class CertificateManager:
         self.locks = locks
         self._acme: ACMEClient | None = None
         self._lock = threading.Lock()
+        self._wake_queued = threading.Event()
+
+    def wake(self) -> None:
+        """Tick now in a thread (certs:auto:refresh), not at the loop's next
+        turn; a wake while one is queued adds nothing."""
+        if self._wake_queued.is_set():
+            return
+        self._wake_queued.set()
+        threading.Thread(target=self._woken, name="certificates-wake", daemon=True).start()
+
+    def _woken(self) -> None:
+        with self._lock:  # after a tick under way, whose due() was read before the wake
+            self._wake_queued.clear()
+        try:
+            self.tick()
+        except Exception as e:  # the server's loop tries again; this is only sooner
+            log.warn("certificates: woken tick failed: {e}", e=e)
 
     def load(self) -> None:
         """Put every stored certificate into the router (start, proxy restart)."""
@@ -322,6 +368,19 @@ def certificate_lock(hostname: str) -> str:
     return f"certificate:{hostname}"
 
 
+# This process's managers (make_manager), woken by an API call here; other
+# processes' see a refresh at their loop's next turn (server/tls.py).
+_running: "weakref.WeakSet[CertificateManager]" = weakref.WeakSet()
+
+
+def wake_managers() -> int:
+    """Wake this process's certificate managers; returns how many."""
+    managers = list(_running)
+    for manager in managers:
+        manager.wake()
+    return len(managers)
+
+
 def make_manager(db: Database, keyring: Keyring, settings: Any,
                  target: CertificateTarget, locks: Locks | None = None) -> CertificateManager | None:
     """The manager for these settings, or None when ACME is off."""
@@ -333,4 +392,6 @@ def make_manager(db: Database, keyring: Keyring, settings: Any,
         return ACMEClient(settings.acme_directory, store.account_key(settings.acme_directory),
                           email=settings.acme_email, ca_bundle=settings.acme_ca_bundle)
 
-    return CertificateManager(store, target, factory, locks)
+    manager = CertificateManager(store, target, factory, locks)
+    _running.add(manager)
+    return manager

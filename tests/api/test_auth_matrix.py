@@ -142,6 +142,10 @@ CASES: dict[str, tuple[Prepare, dict[str, Any]]] = {
     "POST /apps/{app}/domains": (_add_domain, app_route()),
     "DELETE /apps/{app}/domains/{hostname}": (_remove_domain, app_route()),
     "POST /apps/{app}/domains/{hostname}/verify": (_verify_domain, app_route()),
+    # issue 16 item 3 (this server has no ACME directory: the permitted get the 409)
+    "GET /apps/{app}/certs": (fixed("/apps/{app}/certs"), app_route()),
+    "POST /apps/{app}/certs/refresh": (fixed("/apps/{app}/certs/refresh"),
+                                       app_route(collab=409, owner=409)),
     "GET /apps/{app}/collaborators": (fixed("/apps/{app}/collaborators"), app_route()),
     "POST /apps/{app}/collaborators": (_add_collab, app_route(collab=403)),
     "DELETE /apps/{app}/collaborators/{email}": (_remove_collab, app_route(collab=403)),
