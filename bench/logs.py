@@ -20,14 +20,20 @@ run takes ~2-3 min.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import sys
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
 
 import psutil
 import requests
@@ -60,12 +66,18 @@ class H(BaseHTTPRequestHandler):
         out.flush()
         if self.path.startswith("/flood"):  # MB/s for some seconds (0: flat out)
             mbps, seconds = float(q["mbps"][0]), float(q["seconds"][0])
-            line = ("flood " + "f" * 1000 + "\n").encode()
-            raw, sent, start = sys.stdout.buffer, 0, time.time()
+            # 64 lines a write, the first stamped (the bench's readers look
+            # at that one only: at flat out they must keep up with the app)
+            line = "flood " + "f" * 1000 + "\n"
+            first = "bench %s %%d %%.6f %s\n" % (tag, "f" * 980)
+            raw, sent, start, i = sys.stdout.buffer, 0, time.time(), 0
+            rest = (line * 63).encode()
             while time.time() - start < seconds:
-                raw.write(line * 64)
+                block = (first % (i, time.time())).encode() + rest
+                raw.write(block)
                 raw.flush()
-                sent += len(line) * 64
+                sent += len(block)
+                i += 1
                 if mbps:
                     time.sleep(max(0.0, start + sent / (mbps * 1e6) - time.time()))
             body = ("%d %.6f" % (sent, time.time() - start)).encode()
@@ -80,11 +92,14 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 
 
 class Collector:
-    """Lines `bench TAG I T` seen by one consumer: count, latencies, span."""
+    """Lines `bench TAG I T` seen by one consumer: count, latencies, span,
+    and Docker's own stamp of each line when the consumer shows it (the
+    latency after Docker took the line: the part the reader adds)."""
 
     def __init__(self, tag: str) -> None:
         self.tag = tag.encode()
         self.latencies: list[float] = []
+        self.stamps: list[tuple[float, bytes]] = []  # (arrival, Docker's stamp)
         self.first = self.last = 0.0
 
     def see(self, raw: bytes, now: float | None = None) -> None:
@@ -94,6 +109,9 @@ class Collector:
         parts = raw[at:].split(b" ", 4)
         now = now or time.time()
         self.latencies.append(now - float(parts[3]))
+        stamp = _STAMP.search(raw, 0, at)
+        if stamp:
+            self.stamps.append((now, stamp.group()))
         self.first = self.first or now
         self.last = now
 
@@ -101,20 +119,36 @@ class Collector:
         got = len(self.latencies)
         lat = sorted(self.latencies) or [float("nan")]
         rate = got / max(self.last - self.first, 1e-6) if got > 1 else 0.0
+        after = sorted(now - _docker_time(stamp) for now, stamp in self.stamps)
         return (f"{name:<18} {got:>7}/{total} lines  {rate:>9,.0f} lines/s  "
-                f"p50 {lat[len(lat) // 2] * 1000:8.1f} ms  "
-                f"p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:8.1f} ms")
+                f"p50 {_pct(lat, 0.5) * 1000:7.1f} ms  p99 {_pct(lat, 0.99) * 1000:7.1f} ms"
+                + (f"  (after Docker's stamp p50 {_pct(after, 0.5) * 1000:.0f}, "
+                   f"p99 {_pct(after, 0.99) * 1000:.0f} ms)" if after else ""))
 
 
-def _follow_api(server: ShipwayServer, user_env: dict, app: str, sink: Collector,
+_STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z")
+
+
+def _docker_time(stamp: bytes) -> float:
+    whole, _, fraction = stamp[:-1].decode().partition(".")
+    return (dt.datetime.fromisoformat(whole).replace(tzinfo=dt.timezone.utc).timestamp()
+            + float("0." + fraction))
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+
+def _follow_api(server: ShipwayServer, user_env: dict, app: str, sinks: list[Collector],
                 stop: threading.Event) -> None:
     auth = _auth(user_env)
     with requests.get(f"{server.url}/api/apps/{app}/logs",
                       params={"lines": 1, "follow": "true"}, auth=auth, stream=True,
-                      timeout=(5, 5)) as r:
+                      timeout=(5, 120)) as r:  # quiet for seconds between phases
         try:
             for raw in r.iter_lines(chunk_size=65536):
-                sink.see(raw)
+                for sink in sinks:
+                    sink.see(raw)
                 if stop.is_set():
                     return
         except requests.exceptions.RequestException:
@@ -142,7 +176,7 @@ def _idle_followers(server: ShipwayServer, auth: tuple[str, str], app: str,
 
 
 def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
-           seconds: float) -> None:
+           seconds: float, sinks: tuple[list[Collector], list[Collector]]) -> None:
     """A replica printing `mbps` MB/s (then flat out) for `seconds`: the
     server's memory, how fast another API call answers meanwhile, and the
     app's own print rate with Shipway collecting and with the server
@@ -153,7 +187,7 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
     auth = _auth(user_env)
     proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
 
-    def one(rate: float) -> tuple[float, float, float, float]:
+    def one(rate: float, tag: str) -> tuple[float, float, float, float]:
         """(app MB/s, server RSS growth MiB, API p50 ms, API max ms)."""
         before, peak, calls, done = proc.memory_info().rss, 0, [], threading.Event()
 
@@ -173,7 +207,7 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
         probing = threading.Thread(target=probe, daemon=True)
         if proc.status() != psutil.STATUS_STOPPED:
             probing.start()
-        sent, took = fetch(server, app, f"/flood?mbps={rate}&seconds={seconds}",
+        sent, took = fetch(server, app, f"/flood?mbps={rate}&seconds={seconds}&tag={tag}",
                            timeout=seconds + 60).text.split()
         done.set()
         if probing.is_alive():
@@ -185,10 +219,21 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
 
     for rate in (mbps, 0.0):
         name = f"{rate:g} MB/s" if rate else "flat out"
-        collected = one(rate)
+        tag = f"f{rate:g}x{int(time.time())}"
+        follower, peer = Collector(tag), Collector(tag)
+        sinks[0].append(follower)
+        sinks[1].append(peer)
+        collected = one(rate, tag)
+        deadline = time.time() + 15  # the last lines reach both readers
+        while time.time() < deadline and (len(follower.latencies) < len(peer.latencies)
+                                          or not peer.latencies):
+            time.sleep(0.2)
+        time.sleep(1)
+        sinks[0].remove(follower)
+        sinks[1].remove(peer)
         proc.send_signal(signal.SIGSTOP)
         try:
-            alone = one(rate)[0]
+            alone = one(rate, "alone")[0]
         finally:
             proc.send_signal(signal.SIGCONT)
         time.sleep(seconds)  # the collector catches up on what the stop held back
@@ -196,7 +241,22 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
               f"collecting, {alone:.1f} MB/s with the server stopped "
               f"({collected[0] / alone:.2f}x); server RSS +{collected[1]:.0f} MiB; "
               f"API call p50 {collected[2]:.0f} ms, max {collected[3]:.0f} ms")
+        sent = len(peer.latencies)  # stamped lines docker logs -f saw (1 in 64)
+        print(follower.report("  logs -f (Shipway)", sent))
+        print(peer.report("  docker logs -f", sent))
     print(f"server RSS after the floods: {proc.memory_info().rss / 2**20:.0f} MiB")
+
+
+def _profile(pid: int, path: str) -> subprocess.Popen:
+    """py-spy sampling every thread of the server (GIL holders and waiters
+    apart: `--gil` would show only the holder) until interrupted."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", path, "-f", "raw",
+                             "-r", "250", "--threads", "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ})
+    time.sleep(1)  # attached before the burst starts
+    return proc
 
 
 def main() -> None:
@@ -208,6 +268,9 @@ def main() -> None:
     parser.add_argument("--flood-mbps", type=float, default=10,
                         help="the flood phase: MB/s the replica prints (0: skip the phase)")
     parser.add_argument("--flood-seconds", type=float, default=5)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy (pip install py-spy) samples the server's threads "
+                             "during the burst into FILE (collapsed stacks)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     drain = SyslogServer()
@@ -228,15 +291,23 @@ def main() -> None:
         tag = f"t{int(time.time())}"
         print(f"replica container {container[:12]}")
         follower, docker_sink, drain_sink = Collector(tag), Collector(tag), Collector(tag)
-        threading.Thread(target=_follow_api, args=(server, user.env, app, follower, stop),
+        follower_sinks, docker_sinks = [follower], [docker_sink]  # the flood adds its own
+        threading.Thread(target=_follow_api, args=(server, user.env, app, follower_sinks, stop),
                          daemon=True).start()
-        docker_proc = subprocess.Popen(["docker", "logs", "-f", "--tail", "0", container],
+        docker_proc = subprocess.Popen(["docker", "logs", "-f", "-t", "--tail", "0", container],
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=lambda: [docker_sink.see(raw) for raw in docker_proc.stdout],
-                         daemon=True).start()
+
+        def read_docker() -> None:
+            assert docker_proc is not None and docker_proc.stdout is not None
+            for raw in docker_proc.stdout:
+                for sink in docker_sinks:
+                    sink.see(raw)
+
+        threading.Thread(target=read_docker, daemon=True).start()
         time.sleep(2)
         server_proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
         cpu_before, own_before = sum(server_proc.cpu_times()[:2]), time.process_time()
+        spy = _profile(server_proc.pid, args.profile) if args.profile else None
         started = time.time()
         assert fetch(server, app, f"/emit?n={args.lines}&tag={tag}&rate={args.rate}", timeout=120).ok
         emit_seconds = time.time() - started
@@ -246,6 +317,9 @@ def main() -> None:
             time.sleep(0.2)
         wait_for(lambda: sum(1 for m in drain.messages if tag.encode() in m) >= args.lines
                  or None, timeout=30)
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+            spy.wait(30)
         for raw, arrived in zip(list(drain.messages), list(drain.arrivals)):
             drain_sink.see(raw, arrived)
         cpu = sum(server_proc.cpu_times()[:2]) - cpu_before
@@ -283,7 +357,8 @@ def main() -> None:
         # reactor): let that pass, or it lands in the flood's API latency.
         time.sleep(3)
         if args.flood_mbps:
-            _flood(server, user.env, app, args.flood_mbps, args.flood_seconds)
+            _flood(server, user.env, app, args.flood_mbps, args.flood_seconds,
+                   (follower_sinks, docker_sinks))
         print(json.dumps({"ok": True}))
     finally:
         stop.set()

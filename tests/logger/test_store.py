@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from logger.docker_collector import parse_docker_line
+from logger.docker_collector import parse_docker_chunk, parse_docker_line
 from logger.feed import LogFeed
-from logger.store import MAX_LINE, LogStore
+from logger.store import MAX_LINE, LogLine, LogStore
 
 AT = dt.datetime(2026, 11, 28, 14, 0, 1, 250000, tzinfo=dt.timezone.utc)
 
@@ -146,3 +146,48 @@ def test_feed_keeps_lines_until_attached_then_passes_them_on(store: LogStore) ->
 ])
 def test_docker_lines(raw: bytes, at: dt.datetime | None, text: str) -> None:
     assert parse_docker_line(raw) == (at, text)
+
+
+def test_docker_chunk_stamps_match_the_stores_own(tmp_path: Path) -> None:
+    """The stamp cut from Docker's text is the text the store would format
+    from the parsed time, whatever shape Docker gave (a short fraction and
+    a line without a stamp are formatted by the store), and the store
+    keeps it."""
+    raw = (b"2026-11-28T14:00:01.250000123Z full\n2026-11-28T14:00:01.25Z short\n"
+           b"no stamp\n2026-11-28T23:59:59.999999999Z \xff end")
+    items, stamps = parse_docker_chunk(raw)
+    assert [text for _, text in items] == ["full", "short", "no stamp", "\ufffd end"]
+    assert stamps == ["2026-11-28T14:00:01.250000Z", "", "", "2026-11-28T23:59:59.999999Z"]
+    store = LogStore(tmp_path / "logs.sqlite3")
+    try:
+        store.add_many("a", "app", "web.1", items, stamps)
+        store.flush()
+        for line, (at, _) in zip(store.tail("a", 10), items):
+            if at is not None:
+                assert line.stamp() == LogLine(at, "app", "web.1", "").stamp()
+        assert [line.stamp()[:19] for line in store.tail("a", 10)][:2] == [
+            "2026-11-28T14:00:01"] * 2
+    finally:
+        store.close()
+
+
+def test_a_failing_follower_or_drain_stops_nothing(store: LogStore) -> None:
+    """A follower that raises on one line still gets the next ones, and the
+    other followers and drains get them all."""
+    picky, other, tapped = [], [], []
+
+    def fails_on_b(line: LogLine) -> None:
+        if line.text == "b":
+            raise RuntimeError("this follower's request is gone")
+        picky.append(line.text)
+
+    def broken_tap(app: str, lines: list[LogLine]) -> None:
+        raise RuntimeError("a drain's bug")
+
+    store.tap(broken_tap)
+    store.tap(lambda app, lines: tapped.extend(line.text for line in lines))
+    store.subscribe("a", fails_on_b)
+    store.subscribe("a", lambda line: other.append(line.text))
+    store.add_many("a", "app", "web.1", [(None, "a"), (None, "b"), (None, "c")])
+    store.flush()
+    assert picky == ["a", "c"] and other == tapped == ["a", "b", "c"]
