@@ -2,7 +2,7 @@
 """Hot upgrade benchmark (issue 17): an OTP release upgrade of three
 replicas against a restart deploy of the same change, in the same run.
 
-Two apps of examples/elixir-counter, three replicas each, v1 pushed; then
+Two apps of examples/elixir-counter, --replicas each (3), v1 pushed; then
 the same change (version 0.2.0, the GenServer's state becomes a map) pushed
 to one with the hot-upgrade header and to the other plainly. For each push:
 - the deploy step: from "Released vN" to the push's last deploy line, as
@@ -17,11 +17,17 @@ to one with the hot-upgrade header and to the other plainly. For each push:
   state: what the host's CPU noise alone costs);
 - whether one long-lived TCP connection straight to a replica (its
   published port on 127.0.0.1), used every 100 ms, survived.
-Run: .venv/bin/python bench/hot_upgrade.py
+The hot step is the whole path from "Released vN" (the release made) to
+all replicas running it; the runner's timing line splits it (docker exec
+start, artefact in, erl_call, stage, switch). --stagger stages the
+replicas one after the other instead of all at once.
+Run: .venv/bin/python bench/hot_upgrade.py [--replicas N] [--stagger]
 """
 from __future__ import annotations
 
+import argparse
 import http.client
+import os
 import re
 import subprocess
 import sys
@@ -33,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.helpers import bench_server, new_app  # noqa: E402
+from runner.hot_upgrade import STAGGER_ENV  # noqa: E402
 from tests.e2e.test_hot_upgrade_otp import counter_v2  # noqa: E402
 
 MAX_SECONDS = 300  # every client stops after this, whatever happens
@@ -145,10 +152,10 @@ def timed_push(user, args: list[str]) -> tuple[float, float, str]:
     return released, last, out
 
 
-def measure(server, tmp: Path, name: str, hot: bool) -> dict:
+def measure(server, tmp: Path, name: str, hot: bool, replicas: int) -> dict:
     user, app = new_app(server, tmp / name, "elixir-counter", name)
     user.push()
-    user.shipway("-a", app, "ps:scale", "--replicas", "3")
+    user.shipway("-a", app, "ps:scale", "--replicas", str(replicas))
     replica = user.shipway_json("-a", app, "ps")["replicas"][0]
     counter_v2(user.src)
     user.commit("0.2.0")
@@ -165,7 +172,7 @@ def measure(server, tmp: Path, name: str, hot: bool) -> dict:
     if hot and "hot-upgraded to" not in out:
         raise SystemExit(f"the hot push did not hot-upgrade:\n{out}")
     for line in out.splitlines():
-        if "installed and permanent" in line or "hot deploy step:" in line:
+        if any(k in line for k in ("installed and permanent", "hot deploy step:", "timing: docker exec", "staged ")):
             print(line.replace("remote:", "").strip())
     return {"step": last - released,
             "runner_step": float(runner_step.group(1)) if runner_step else None,
@@ -177,18 +184,30 @@ def measure(server, tmp: Path, name: str, hot: bool) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Hot upgrade vs restart deploy of the Elixir example (issue 17).")
+    parser.add_argument("--replicas", type=int, default=3, help="replicas of each app (3)")
+    parser.add_argument("--stagger", action="store_true",
+                        help="stage the replicas one after the other (the switch stays simultaneous)")
+    parser.add_argument("--hot-only", action="store_true", help="skip the restart deploy (no comparison)")
+    args = parser.parse_args()
+    # Read by the runner of the server the bench starts.
+    os.environ[STAGGER_ENV] = "1" if args.stagger else "0"
     with bench_server("hot-upgrade") as (server, tmp):
-        rows = {"hot (OTP release upgrade)": measure(server, tmp, "hot", hot=True),
-                "restart deploy": measure(server, tmp, "restart", hot=False)}
+        rows = {"hot (OTP release upgrade)": measure(server, tmp, "hot", True, args.replicas)}
+        if not args.hot_only:
+            rows["restart deploy"] = measure(server, tmp, "restart", False, args.replicas)
     print("longest request: during the deploy step (the node pause), in 2 s of the same load "
           "before the push (steady), over the whole push (with the build)")
-    print(f"{'3 replicas, examples/elixir-counter':32} {'deploy step':>12} {'runner step':>12} "
+    label = f"{args.replicas} replica(s){', staggered' if args.stagger else ''}, elixir-counter"
+    print(f"{label:32} {'deploy step':>12} {'runner step':>12} "
           f"{'pause (step)':>13} {'steady':>8} {'push':>8} {'failed/sent':>12}  long-lived connection")
     for label, r in rows.items():
         runner = f"{r['runner_step']:.2f} s" if r["runner_step"] is not None else "-"
         print(f"{label:32} {r['step']:>10.2f} s {runner:>12} {r['pause'] * 1000:>10.0f} ms "
               f"{r['steady'] * 1000:>5.0f} ms {r['push_longest'] * 1000:>5.0f} ms "
               f"{r['failed']:>5}/{r['sent']:<6}  {r['long_conn']}")
+    if args.hot_only:
+        return
     hot, restart = rows.values()
     print(f"hot/restart: deploy step {hot['step'] / restart['step']:.2f}x, "
           f"pause {hot['pause'] / max(restart['pause'], 1e-6):.2f}x "

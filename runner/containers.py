@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import threading
 import time
 from typing import Any, Callable
 
@@ -290,13 +291,47 @@ class Containers:
 
 def _exec_with_stdin(client: docker.DockerClient, exec_id: str, data: bytes) -> str:
     """Start the exec on a hijacked connection, write `data` to its stdin,
-    close that side (end of file for the script) and read its output."""
+    close that side (end of file for the script) and read its output. A
+    script that ends without reading all of its stdin (a refusal, a bad
+    environment) must be reported by its own words and exit status: the
+    engine then stops reading the stream but may hold the connection open
+    for seconds (measured here: 0.3 to 25 s) before the write fails with a
+    broken pipe, which told nothing. So the write runs in a thread, and
+    once the engine says the process has ended, what it printed is taken
+    and the connection closed."""
     sock = client.api.exec_start(exec_id, socket=True)
     raw = getattr(sock, "_sock", sock)  # the SDK's SocketIO wraps the socket
+    chunks: list[bytes] = []
+
+    def write() -> None:
+        try:
+            raw.sendall(data)
+            raw.shutdown(socket.SHUT_WR)
+        except OSError:  # BrokenPipe, ConnectionReset: the script is gone
+            pass
+
+    def read() -> None:
+        try:
+            for _stream, chunk in docker.utils.socket.frames_iter(sock, tty=False):
+                chunks.append(chunk)
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=write, name="exec-stdin", daemon=True)
+    reader = threading.Thread(target=read, name="exec-output", daemon=True)
+    writer.start()
+    reader.start()
     try:
-        raw.sendall(data)
-        raw.shutdown(socket.SHUT_WR)
-        frames = docker.utils.socket.frames_iter(sock, tty=False)
-        return b"".join(chunk for _stream, chunk in frames).decode("utf-8", "replace")
+        while reader.is_alive():
+            reader.join(0.25)
+            if reader.is_alive() and not client.api.exec_inspect(exec_id).get("Running", True):
+                reader.join(1.0)  # its last words are on their way
+                break
+        return b"".join(chunks).decode("utf-8", "replace")
     finally:
+        try:
+            raw.shutdown(socket.SHUT_RDWR)  # unblocks a write still waiting
+        except OSError:
+            pass
+        writer.join(5)
         sock.close()

@@ -1,10 +1,15 @@
-"""Hot upgrade: new module code loaded into the running replicas of an
-Elixir release (runner/files/hot-upgrade.sh), none restarted; a restart
-deploy wherever that is not possible. A mixin of DockerRunner: it works on
+"""Hot upgrade: the running replicas of an Elixir release upgraded in
+place (runner/files/hot-upgrade.sh), none restarted: an OTP release
+upgrade (release_handler) when the build made a relup, through one
+`docker exec` for all replicas, else the changed modules reloaded; a
+restart deploy wherever that is not possible. A mixin of DockerRunner: it works on
 the runner's desired and live state under the app's lock, as `deploy` does.
 """
 from __future__ import annotations
 
+import io
+import os
+import re
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +35,58 @@ UPGRADE_ARTEFACT = ".shipway-upgrade.tar"
 # Past this the artefact is not read into memory (its size is the push's
 # to claim): the replicas then fetch the slug as before.
 MAX_ARTEFACT_BYTES = 64 << 20
+# Set to 1 (in the server's environment), the replicas stage an OTP
+# upgrade one after the other instead of all at once; the switch stays
+# simultaneous. For bench/hot_upgrade's comparison of the two.
+STAGGER_ENV = "SHIPWAY_HOT_UPGRADE_STAGGER"
+_PLAIN = re.compile(r"[A-Za-z0-9_.+-]+")
+_RELEASE_DIR = re.compile(r"(?:\./)?(_build/[A-Za-z0-9_.-]+/rel/[A-Za-z0-9_.-]+)/releases/start_erl\.data")
+# NAME|CODE|TEXT: a replica's outcome in the OTP path's output.
+_OUTCOME = re.compile(r"^([A-Za-z0-9_.-]+)\|(\d+)\|(.*)$")
+
+
+@attrs.frozen
+class UpgradePlan:
+    """What the artefact says the hot push is: an OTP release upgrade of
+    `rel` (_build/<env>/rel/<name>) to `vsn` (it has a relup), a refusal
+    (the build said why there is no relup), or neither (`rel` None: no
+    version bump, or no artefact: the module-reload path, which fetches
+    the slug)."""
+    rel: str | None = None
+    vsn: str | None = None
+    refusal: str | None = None
+
+
+def upgrade_plan(artefact: bytes | None) -> UpgradePlan:
+    """Read on the host from the artefact's listing, so that the replicas
+    get the artefact only when they install a relup, and a refusal costs
+    no `docker exec` at all."""
+    if artefact is None:
+        return UpgradePlan()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(artefact), mode="r:") as tar:
+            members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+            found = [m.group(1) for name in members if (m := _RELEASE_DIR.fullmatch(name))]
+            if len(found) != 1:
+                return UpgradePlan()
+            rel = found[0]
+
+            def text(name: str) -> str:
+                data = tar.extractfile(members[name]) if name in members else None
+                return data.read(4096).decode("utf-8", "replace") if data is not None else ""
+
+            fields = text(f"{rel}/releases/start_erl.data").split()
+            vsn = fields[1] if len(fields) == 2 else ""
+            if not _PLAIN.fullmatch(vsn) or ".." in vsn or ".." in rel:
+                return UpgradePlan(refusal="not hot-upgradable: the release's name or version is not plain")
+            said = text(f"{rel}/releases/shipway-no-hot-upgrade").strip().splitlines()
+            if said:
+                return UpgradePlan(refusal=f"{said[0]} (to {vsn})")
+            if f"{rel}/releases/{vsn}/relup" in members:
+                return UpgradePlan(rel=rel, vsn=vsn)
+            return UpgradePlan()
+    except (tarfile.TarError, OSError):
+        return UpgradePlan()
 
 
 def upgrade_artefact(slug: Path) -> bytes | None:
@@ -100,18 +157,27 @@ class HotUpgradeMixin:
     def _upgrade_in_place(self: "DockerRunner", spec: ReleaseSpec, live: list[Replica], output: Output,
                           touched: list[Replica]) -> str | None:
         """None when every replica was upgraded, else why not; `touched`
-        gets each replica whose code may have changed. All replicas at
-        once: each runs hot-upgrade.sh, which installs an OTP release
-        upgrade (a higher release version) or reloads changed modules."""
+        gets each replica whose code may have changed. An OTP release
+        upgrade (the artefact has a relup) goes through one replica for
+        all (hot-upgrade.sh's otp mode); a push without a version bump
+        reloads the changed modules, each replica fetching the slug."""
         output(f"-----> Hot upgrading {len(live)} replica(s) to v{spec.version}")
         started = time.monotonic()
-        slug_url, _keys = self._urls(spec)
-        artefact = upgrade_artefact(self.local_slugs.path(spec.slug_key))
         replicas = sorted(live, key=lambda r: r.created)
-        with ThreadPoolExecutor(max_workers=min(16, len(replicas))) as pool:
-            results = list(pool.map(lambda r: self._run_upgrade(r, slug_url, spec, artefact), replicas))
+        artefact = upgrade_artefact(self.local_slugs.path(spec.slug_key))
+        plan = upgrade_plan(artefact)
+        if plan.refusal is not None:
+            return plan.refusal
+        if plan.rel is not None and artefact is not None:
+            results = self._otp_upgrade(replicas, spec, plan, artefact)
+        else:
+            slug_url, _keys = self._urls(spec)
+            with ThreadPoolExecutor(max_workers=min(16, len(replicas))) as pool:
+                results = list(pool.map(
+                    lambda r: self._run_upgrade(r, [str(spec.version), "reload", slug_url]), replicas))
         output(f"       hot deploy step: {time.monotonic() - started:.2f} s for {len(replicas)} replica(s)"
-               + (f" (upgrade artefact {len(artefact) / 1024:.0f} KB)" if artefact else ""))
+               + (f" (upgrade artefact {len(artefact) / 1024:.0f} KB, one docker exec)"
+                  if plan.rel is not None and artefact else ""))
         reasons = []
         for r, (code, said) in zip(replicas, results):
             for line in said[-20:]:
@@ -125,15 +191,65 @@ class HotUpgradeMixin:
                                "release_handler kept it on the old release")
             elif code != 0:
                 reasons.append(f"replica {r.id[:12]} failed (exit {code})")
+        # A replica's own reason before "another replica could not...".
+        reasons.sort(key=lambda why: why.startswith("another replica"))
         return reasons[0] if reasons else None
 
-    def _run_upgrade(self: "DockerRunner", r: Replica, slug_url: str, spec: ReleaseSpec,
-                     artefact: bytes | None) -> tuple[int, list[str]]:
+    def _otp_upgrade(self: "DockerRunner", replicas: list[Replica], spec: ReleaseSpec,
+                     plan: UpgradePlan, artefact: bytes) -> list[tuple[int, list[str]]]:
+        """(exit status, lines) per replica of the OTP release upgrade,
+        run by one `docker exec` in the oldest replica with the artefact
+        on stdin: its node stages the release on every node over the
+        distribution, then switches them all (hot-upgrade.sh)."""
+        stagger = "true" if os.environ.get(STAGGER_ENV) == "1" else "false"
+        conductor = replicas[0]
+        before = time.time()
+        code, said = self._run_upgrade(conductor, [str(spec.version), "otp", str(plan.rel), str(plan.vsn),
+                                                   stagger, *(r.name for r in replicas)], artefact)
+        after = time.time()
+        outcomes: dict[str, tuple[int, str]] = {}
+        common: list[str] = []
+        for line in said:
+            match = _OUTCOME.match(line)
+            if match and match.group(1) in {r.name for r in replicas}:
+                outcomes[match.group(1)] = (int(match.group(2)), match.group(3))
+            elif not line.startswith(("timing|", "conductor|")):
+                common.append(line)
+        breakdown = _breakdown(said, before, after)
+        results = []
+        for r in replicas:
+            if r.name in outcomes:
+                own_code, text = outcomes[r.name]
+                results.append((own_code, [*([breakdown] if r is conductor else []), *common, text]))
+            else:  # the exec itself failed or refused: the same for all
+                results.append((code if code != 0 else 1, common or ["no answer from the upgrade"]))
+        return results
+
+    def _run_upgrade(self: "DockerRunner", r: Replica, args: list[str],
+                     artefact: bytes | None = None) -> tuple[int, list[str]]:
         try:
-            if artefact is None:
-                return self.docker.run_script(r.id, "hot-upgrade.sh", [slug_url, str(spec.version)])
-            return self.docker.run_script(r.id, "hot-upgrade.sh",
-                                          [slug_url, str(spec.version), "artefact-on-stdin"],
-                                          stdin=artefact)
+            return self.docker.run_script(r.id, "hot-upgrade.sh", args, stdin=artefact)
         except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
             return -1, [f"could not be reached: {exc}"]
+
+
+def _breakdown(said: list[str], before: float, after: float) -> str:
+    """Where the OTP path's time went, from its timing lines (epoch µs of
+    this host and the replica share a clock): docker exec start, the
+    artefact's transfer, erl_call's connection, reaching the nodes, the
+    stage and the switch, the exec's end."""
+    times: dict[str, list[int]] = {}
+    for line in said:
+        head, _, rest = line.partition("|")
+        if head in ("timing", "conductor") and re.fullmatch(r"[\d|]+", rest):
+            times[head] = [int(x) for x in rest.split("|")]
+    if len(times.get("timing", [])) != 4 or len(times.get("conductor", [])) != 3:
+        return "timing: not reported"
+    w0, reached, staged, switched = times["timing"]
+    script, received, done = times["conductor"]
+    us = lambda t: (t - before * 1e6) / 1000  # noqa: E731 (ms since the exec was asked for)
+    return (f"timing: docker exec started {us(script):.0f} ms, artefact received +{(received - script) / 1000:.0f} ms, "
+            f"erl_call connected +{(w0 - received) / 1000:.0f} ms, nodes reached +{reached} ms, "
+            f"staged +{staged - reached} ms, switched +{switched - staged} ms, "
+            f"exec ended +{(after * 1e6 - done) / 1000:.0f} ms after the script "
+            f"(total {(after - before) * 1000:.0f} ms)")

@@ -1,32 +1,233 @@
 #!/bin/bash
-# Hot upgrade of the Elixir release running in this replica to the slug at
-# $1 (a signed URL), release $2, without restarting the node. With $3 =
-# artefact-on-stdin, the slug's upgrade artefact (see below) is on stdin.
+# Hot upgrade of the Elixir release running in the replicas, none
+# restarted. Run by Shipway with `docker exec` as the app user, as `bash
+# -c`'s script: $1 the Shipway release number, $2 the mode.
 #
-# With a higher release version (mix.exs), an OTP release upgrade: the
-# artefact's files are moved beside the running release and the node is
-# told over its distribution by erl_call (a C client: no BEAM booted) to
-# install the relup with release_handler; the slug itself is not fetched.
-# Otherwise the new slug is unpacked beside /app, the beams that differ are
-# copied into the running release and loaded in the node (purge the old
-# code, load the new). Processes keep their state and connections and pick
-# the new code up at their next fully-qualified call, as with `c:l/1` in a
-# shell.
+# otp REL VSN STAGGER NAME...: an OTP release upgrade of every replica
+# NAME (container names on the app's network) to release VSN of REL
+# (_build/<env>/rel/<name>), run in ONE replica for all of them (a
+# `docker exec` costs 0.1-0.3 s of the host's CPU: one, not one each). The
+# slug's upgrade artefact (.shipway-upgrade.tar: the new releases/VSN/ and
+# applications) is on stdin. This replica's node, told by erl_call (a C
+# client: no BEAM booted), hands it to each node over the distribution
+# (hidden connections: no cluster is formed, `global` is not synced).
+# Each node stages it at low process priority (files moved beside the
+# running release, release_handler:set_unpacked: no running process is
+# touched); once all are staged, all switch: install_release (suspend,
+# code_change/3, resume) and make_permanent. STAGGER true stages one node
+# after the other (the switch stays simultaneous). A stage refused or
+# failed anywhere switches none. Prints NAME|CODE|TEXT per replica (CODE
+# as the exit statuses below) and timing lines.
 #
-# Exit 3: not hot-upgradable (not a release, or anything but module code
-# changed: the release name, ERTS or an application's version); the runner
-# then deploys with a restart. Exit 4: install_release failed, the node is
-# on the old release. Run by Shipway with `docker exec` as the app user, as
-# `bash -c`'s script. Every process started here costs tens of ms on a
-# busy host, times the replicas at once: the OTP path starts two (tar,
-# erl_call).
+# reload URL: no version bump: the slug at URL (signed) is unpacked beside
+# /app, the beams that differ are copied into the running release and
+# loaded in the node (purge the old code, load the new). Processes keep
+# their state and connections and pick the new code up at their next
+# fully-qualified call, as with `c:l/1` in a shell; code_change/3 is not
+# called.
+#
+# Exit 3: not hot-upgradable, nothing changed (not a release; the release
+# name, ERTS or an application changed); the runner then deploys with a
+# restart. Exit 4: install_release failed, the node is on (or went back
+# to) the old release.
 set -euo pipefail
-url=$1 version=$2 artefact=${3:-}
+version=$1 mode=$2
+shift 2
 set -a
 # shellcheck disable=SC1091
 . /shipway/env
 set +a
 
+refuse() { echo "$*"; exit 3; }
+started=$EPOCHREALTIME
+erl_call=/usr/bin/erl_call; [ -x $erl_call ] || erl_call=/usr/lib/erlang/bin/erl_call
+node() {  # erl_call to the node running here, Erlang expressions on stdin
+  "$erl_call" -name "$RELEASE_NODE" -c "$RELEASE_COOKIE" -timeout 120 -e
+}
+[[ $version =~ ^[0-9]+$ ]] || refuse "not a release number: $version"
+
+if [ "$mode" = otp ]; then
+  rel=$1 vsn=$2 stagger=$3
+  shift 3
+  # They go into paths and Erlang expressions: plain only.
+  [[ $rel =~ ^_build/[A-Za-z0-9_.-]+/rel/[A-Za-z0-9_.-]+$ && $rel != *..* \
+     && $vsn =~ ^[A-Za-z0-9._+-]+$ && $vsn != *..* && ($stagger == true || $stagger == false) ]] \
+    || refuse "not hot-upgradable: the release's name or version is not plain"
+  targets=
+  for t in "$@"; do
+    [[ $t =~ ^[A-Za-z0-9_.-]+$ ]] || refuse "not a replica name: $t"
+    targets+="\"$t\","
+  done
+  [ -d "/app/$rel" ] || refuse "the release name changed"
+  tarfile=/app/.shipway-upgrade.$$.tar
+  trap 'rm -f "$tarfile"' EXIT
+  trap 'exit 143' TERM  # a timeout's SIGTERM runs the EXIT trap too
+  cat > "$tarfile"
+  received=$EPOCHREALTIME
+  status=0
+  # A node whose install fails after the point of no return reboots on the
+  # old release: its call then gets no answer (code 4). Characters by
+  # number in the expression: the here-document expands $ and \.
+  said=$(node 2>&1 <<EOS
+W0 = os:system_time(microsecond), T0 = erlang:monotonic_time(microsecond),
+Ms = fun(T) -> (erlang:monotonic_time(microsecond) - T) div 1000 end,
+Vsn = "$vsn", Rel = "$rel", Root = "/app/$rel", Name = filename:basename(Rel),
+Version = "$version", Targets = [${targets%,}], Stagger = $stagger,
+Switch = fun() ->
+  S0 = erlang:monotonic_time(microsecond),
+  case release_handler:install_release(Vsn) of
+    {ok, _, _} ->
+      I = Ms(S0),
+      ok = release_handler:make_permanent(Vsn),
+      ok = file:write_file("/shipway/hot-version", Version ++ [10]),
+      {installed, I, Ms(S0) - I};
+    Failed ->
+      release_handler:remove_release(Vsn),
+      {failed, Failed}
+  end
+end,
+% The artefact read once, here: only lib/ and releases/Vsn/ of the release
+% go to the nodes, which write them themselves (raw files: not through the
+% file server), with their modes and no times (erl_tar:extract to disk took
+% 60-150 ms a node for 160 KB on the busy host; this a few ms).
+% (In a fun: the funs sent to the nodes carry every variable bound
+% before them, which must not be the whole tar.)
+Files = (fun() ->
+  {ok, Tar} = file:read_file("$tarfile"),
+  {ok, Table} = erl_tar:table({binary, Tar}, [verbose]),
+  Modes = maps:from_list([{element(1, T), element(5, T)} || T <- Table]),
+  Wanted = [Rel ++ "/lib/", Rel ++ "/releases/" ++ Vsn ++ "/"],
+  {ok, InTar} = erl_tar:extract({binary, Tar}, [memory]),
+  [{F, B, maps:get(F, Modes, 8#644)} || {F, B} <- InTar, lists:any(fun(P) -> lists:prefix(P, F) end, Wanted)]
+end)(),
+[Base | _] = string:split(atom_to_list(node()), "@"),
+Reach = fun(C) ->
+  case inet:getaddr(C, inet) of
+    {ok, A} ->
+      N = list_to_atom(Base ++ "@" ++ inet:ntoa(A)),
+      case N =:= node() orelse lists:member(N, nodes(connected))
+           orelse net_kernel:hidden_connect_node(N) of
+        true -> N;
+        _ -> {unreachable, N}
+      end;
+    Error -> {unresolved, Error}
+  end
+end,
+Was = nodes(connected),
+Nodes = [{C, Reach(C)} || C <- Targets],
+T1 = Ms(T0),
+Stage = fun() ->
+  process_flag(priority, low),
+  S0 = erlang:monotonic_time(microsecond),
+  Next = "/app/.shipway-next." ++ os:getpid(),
+  Releases = release_handler:which_releases(),
+  Cur = case [V || {_, V, _, current} <- Releases] ++ [V || {_, V, _, permanent} <- Releases] of
+          [V | _] -> V; [] -> "none" end,
+  Here = fun(L) -> filelib:is_dir(filename:join([Root, "lib", L])) end,
+  New = filename:join(Next, Rel),
+  try
+    case {filelib:is_dir(Root), filelib:is_regular(filename:join([Root, "releases", "RELEASES"]))} of
+      {false, _} -> {refused, "the release name changed"};
+      {_, false} -> {refused, "the running release has no releases/RELEASES (built before OTP hot upgrades)"};
+      _ when Cur =:= Vsn -> {refused, "release " ++ Vsn ++ " runs already"};
+      _ ->
+        file:del_dir_r(Next),
+        [ok = filelib:ensure_dir(filename:join([Next, D, "x"])) || D <- lists:usort([filename:dirname(F) || {F, _, _} <- Files])],
+        [begin
+           P = filename:join(Next, F),
+           ok = file:write_file(P, B, [raw]),
+           (M band 8#111) =:= 0 orelse file:change_mode(P, M band 8#777)
+         end || {F, B, M} <- Files],
+        S1 = Ms(S0),
+        {ok, [{Vsn, UpFrom, _}]} = file:consult(filename:join([New, "releases", Vsn, "relup"])),
+        {ok, [{release, _, _, Apps}]} = file:consult(filename:join([New, "releases", Vsn, Name ++ ".rel"])),
+        Libs = [atom_to_list(element(1, A)) ++ "-" ++ element(2, A) || A <- Apps],
+        Missing = [L || L <- Libs, not Here(L), not filelib:is_dir(filename:join([New, "lib", L]))],
+        case {lists:keymember(Cur, 1, UpFrom), Missing} of
+          {false, _} ->
+            {refused, "the release version changed (" ++ Cur ++ " to " ++ Vsn ++
+                      ") but the build made no relup from " ++ Cur};
+          {_, [_ | _]} ->
+            {refused, "the upgrade lacks applications the running release does not have: " ++
+                      lists:join(" ", Missing)};
+          _ ->
+            [ok = file:rename(filename:join([New, "lib", L]), filename:join([Root, "lib", L]))
+             || L <- Libs, not Here(L)],
+            file:del_dir_r(filename:join([Root, "releases", Vsn])),
+            ok = file:rename(filename:join([New, "releases", Vsn]), filename:join([Root, "releases", Vsn])),
+            S2 = Ms(S0),
+            case release_handler:set_unpacked(filename:join([Root, "releases", Vsn, Name ++ ".rel"]), []) of
+              {ok, _} -> {staged, Cur, [S1, S2, Ms(S0)]};
+              Other -> {failed, Other}
+            end
+        end
+    end
+  after
+    file:del_dir_r(Next)
+  end
+end,
+Call = fun(F, Ns) when Stagger ->
+             [{C, try erpc:call(N, F, 120000) catch K:E -> {error, {K, E}} end} || {C, N} <- Ns];
+          (F, Ns) ->
+             Reqs = [{C, erpc:send_request(N, F)} || {C, N} <- Ns],
+             [{C, try erpc:receive_response(R, 120000) catch K:E -> {error, {K, E}} end} || {C, R} <- Reqs]
+       end,
+{Results, T2, T3} =
+  case [C || {C, N} <- Nodes, not is_atom(N)] of
+    [_ | _] ->
+      {[{C, if is_atom(N) -> {refused, "another replica's node cannot be reached"};
+               true -> {refused, io_lib:format("its node cannot be reached: ~0p", [N])} end}
+        || {C, N} <- Nodes], Ms(T0), Ms(T0)};
+    [] ->
+      Staged = Call(Stage, Nodes),
+      S = Ms(T0),
+      case [C || {C, R} <- Staged, element(1, R) =/= staged] of
+        [] -> {lists:zipwith(fun({C, {staged, From, SMs}}, {C, R}) -> {C, {From, SMs, R}} end,
+                             Staged, Call(Switch, Nodes)), S, Ms(T0)};
+        _ ->
+          [catch erpc:call(N, release_handler, remove_release, [Vsn], 60000)
+           || {{C, N}, {C, {staged, _, _}}} <- lists:zip(Nodes, Staged)],
+          {[{C, case R of {staged, _, _} -> {refused, "another replica could not stage it"}; _ -> R end}
+            || {C, R} <- Staged], S, S}
+      end
+  end,
+% The connections made here for the upgrade are closed again.
+[erlang:disconnect_node(N) || {_, N} <- Nodes, is_atom(N), N =/= node(), not lists:member(N, Was)],
+Clean = fun(Text) -> [if Ch < 32; Ch > 126 -> 63; Ch =:= 34; Ch =:= 92; Ch =:= 59; Ch =:= 124 -> 39;
+                         true -> Ch end || Ch <- lists:flatten(Text)] end,
+Line = fun({C, {refused, Why}}) -> [C, "|3|", Clean(Why)];
+          ({C, {From, SMs, {installed, I, P}}}) ->
+            [C, "|0|", io_lib:format("OTP release upgrade ~s -> ~s (release_handler: code_change/3 ran): "
+                                     "staged ~b ms (unpacked ~b, moved into place ~b, set_unpacked ~b), install_release ~b ms, "
+                                     "make_permanent ~b ms",
+                                     [From, Vsn, lists:last(SMs), hd(SMs), lists:nth(2, SMs) - hd(SMs),
+                                      lists:last(SMs) - lists:nth(2, SMs), I, P])];
+          ({C, {_, _, Failed}}) -> [C, "|4|", Clean(io_lib:format("install_release failed: ~0p", [Failed]))];
+          ({C, Other}) -> [C, "|1|", Clean(io_lib:format("staging failed: ~0p", [Other]))]
+       end,
+lists:flatten([[[Line(R), ";"] || R <- Results], io_lib:format("timing|~b|~b|~b|~b", [W0, T1, T2, T3])]).
+EOS
+  ) || status=$?
+  if [ "$status" != 0 ] || ! [[ $said =~ ^\{ok,\ ?\"(.*timing\|[0-9|]+)\"\}$ ]]; then
+    echo "the upgrade did not complete (erl_call exit $status): ${said:0:400}"
+    exit 1
+  fi
+  worst=0
+  IFS=';' read -ra lines <<<"${BASH_REMATCH[1]}"
+  for line in "${lines[@]}"; do
+    echo "$line"
+    case $line in
+      *"|4|"*) worst=4 ;;
+      *"|1|"*) [ $worst = 4 ] || worst=1 ;;
+      *"|3|"*) [ $worst != 0 ] || worst=3 ;;
+    esac
+  done
+  echo "conductor|${started/./}|${received/./}|${EPOCHREALTIME/./}"
+  exit $worst
+fi
+
+# reload: the whole slug, unpacked under /tmp.
+url=$1
 release_bin() {  # bin: the release's start script under $1, if any (no subshell)
   local b
   bin=
@@ -35,142 +236,38 @@ release_bin() {  # bin: the release's start script under $1, if any (no subshell
   done
   return 0
 }
-refuse() { echo "$*"; exit 3; }
 vsn_of() {  # vsn: the release version in start_erl.data ("<erts> <vsn>")
   local erts
   read -r erts vsn < "$1" || [ -n "$vsn" ]  # no newline at its end
 }
-ms() { now_ms=$(( (${EPOCHREALTIME/./} - ${started/./}) / 1000 )); }
-started=$EPOCHREALTIME
 gunzip=(-z); [ -x /usr/bin/pigz ] && gunzip=(-I pigz)
-erl_call=/usr/bin/erl_call; [ -x $erl_call ] || erl_call=/usr/lib/erlang/bin/erl_call
-node() {  # erl_call to the node running here, Erlang expressions on stdin
-  "$erl_call" -name "$RELEASE_NODE" -c "$RELEASE_COOKIE" -timeout 120 -e
-}
-# The upgrade artefact goes under /app (the file system of the running
-# release, so that the node moves its files into place with renames); the
-# whole slug, for the module-reload path, under /tmp.
-next=/app/.shipway-next.$$
+next=/tmp/shipway-next.$$
 trap '[ ! -e "$next" ] || rm -rf "$next"' EXIT
 trap 'exit 143' TERM  # a timeout's SIGTERM runs the EXIT trap too
-whole=false
-fetch() {  # the whole slug into $next
-  rm -rf "$next"
-  next=/tmp/shipway-next.$$
-  mkdir -p "$next"
-  curl -fsS --max-time 300 "$url" | tar "${gunzip[@]}" -xf - -C "$next"
-  whole=true
-}
 release_bin /app
 old_bin=$bin
 [ -n "$old_bin" ] || refuse "no Elixir release (mix release) to upgrade"
-# The upgrade artefact the Elixir buildpack packs at the slug's head
-# (.shipway-upgrade.tar: the release's bin/ and start_erl.data, and with a
-# relup the new releases/<vsn>/ and the applications the previous release
-# lacks), read by the runner on the host and given on stdin; without one
-# (a slug built before it existed), the whole slug.
-if [ "$artefact" = artefact-on-stdin ]; then
-  tar -xf - --one-top-level="$next" || fetch
-else
-  fetch
-fi
-ms; fetched=$now_ms
+mkdir -p "$next"
+curl -fsS --max-time 300 "$url" | tar "${gunzip[@]}" -xf - -C "$next"
 release_bin "$next"
 new_bin=$bin
 [ -n "$new_bin" ] || refuse "no Elixir release (mix release) to upgrade"
 [ "${old_bin#/app/}" = "${new_bin#"$next"/}" ] || refuse "the release name changed"
 old_rel=${old_bin%/bin/*}
 new_rel=${new_bin%/bin/*}
-# A higher release version: an OTP release upgrade through release_handler,
-# with the appups and relup the build made (buildpacks/elixir). Processes
-# are suspended, their code_change/3 migrates their state, and they resume;
-# the node keeps its connections. make_permanent makes the node's next boot
-# (and `bin/APP`) the new release. An install that fails leaves the node on
-# the old release (release_handler restores it) and exits 4: the runner
-# then restarts the replicas.
-name=${old_bin##*/}
 vsn_of "$old_rel/releases/start_erl.data"; running_vsn=$vsn
 vsn_of "$new_rel/releases/start_erl.data"; new_vsn=$vsn
-# Both go into paths and into the Erlang expressions below: plain only.
-[[ $name =~ ^[A-Za-z0-9_.-]+$ && $new_vsn =~ ^[A-Za-z0-9._+-]+$ && $new_vsn != *..* ]] \
-  || refuse "not hot-upgradable: the release's name or version is not plain"
 if [ "$running_vsn" != "$new_vsn" ]; then
+  # The runner sends a version bump the OTP way when the slug has an
+  # upgrade artefact with a relup; here, none came with it.
   if [ -f "$new_rel/releases/shipway-no-hot-upgrade" ]; then
     read -r reason < "$new_rel/releases/shipway-no-hot-upgrade" || true
     refuse "$reason ($running_vsn to $new_vsn)"
   fi
-  relup=
-  [ ! -f "$new_rel/releases/$new_vsn/relup" ] || read -r -d '' relup < "$new_rel/releases/$new_vsn/relup" || true
-  [[ $relup == *"\"$running_vsn\""* ]] \
-    || refuse "the release version changed ($running_vsn to $new_vsn) but the build made no relup from $running_vsn"
-  [ -f "$old_rel/releases/RELEASES" ] \
-    || refuse "the running release has no releases/RELEASES (built before OTP hot upgrades)"
-  echo "OTP release upgrade $running_vsn -> $new_vsn (release_handler: code_change/3 runs)"
-  status=0
-  # In the node, over its distribution (erl_call, a C client: no BEAM
-  # booted): the new release's applications and releases/<vsn> moved
-  # beside the running ones (release_handler:set_unpacked then takes them
-  # as if unpacked from the tarball; no file of the running release is
-  # written), once every application of the new release is known to be
-  # there (the artefact is made against the previous build, which may not
-  # be what runs). An instruction failing after the point of no return
-  # reboots the node on the old release: the call then gets no answer
-  # (exit 4 below).
-  said=$(node 2>&1 <<EOS
-Vsn = "$new_vsn", New = "$new_rel", Root = "$old_rel", Next = "$next",
-T0 = erlang:monotonic_time(microsecond),
-Ms = fun() -> (erlang:monotonic_time(microsecond) - T0) div 1000 end,
-Rel = filename:join([Root, "releases", Vsn, "$name.rel"]),
-{ok, [{release, _, _, Apps}]} = file:consult(filename:join([New, "releases", Vsn, "$name.rel"])),
-Libs = [atom_to_list(element(1, A)) ++ "-" ++ element(2, A) || A <- Apps],
-Here = fun(L) -> filelib:is_dir(filename:join([Root, "lib", L])) end,
-case [L || L <- Libs, not Here(L), not filelib:is_dir(filename:join([New, "lib", L]))] of
-  [_ | _] = Missing -> {missing, Missing};
-  [] ->
-    [ok = file:rename(filename:join([New, "lib", L]), filename:join([Root, "lib", L]))
-     || L <- Libs, not Here(L)],
-    file:del_dir_r(filename:join([Root, "releases", Vsn])),
-    ok = file:rename(filename:join([New, "releases", Vsn]), filename:join([Root, "releases", Vsn])),
-    file:del_dir_r(Next),
-    T1 = Ms(),
-    U = release_handler:set_unpacked(Rel, []),
-    T2 = Ms(),
-    case {U, release_handler:install_release(Vsn)} of
-      {{ok, _}, {ok, _, _}} ->
-        T3 = Ms(),
-        ok = release_handler:make_permanent(Vsn),
-        {installed, T1, T2, T3, Ms()};
-      Failed ->
-        release_handler:remove_release(Vsn),
-        {failed, Failed}
-    end
-end.
-EOS
-  ) || status=$?
-  if [ "$status" = 0 ] && [[ $said =~ \{installed,\ ?([0-9]+),\ ?([0-9]+),\ ?([0-9]+),\ ?([0-9]+)\} ]]; then
-    r=("${BASH_REMATCH[@]}")
-    ms
-    echo "release $new_vsn installed and permanent in $now_ms ms: artefact unpacked $fetched ms," \
-      "erl_call $((now_ms - fetched)) ms (files moved into place ${r[1]} ms," \
-      "set_unpacked $((r[2] - r[1])) ms, install_release $((r[3] - r[2])) ms," \
-      "make_permanent $((r[4] - r[3])) ms)"
-  elif [ "$status" = 0 ] && [[ $said == *"{missing,"* ]]; then
-    refuse "the upgrade lacks applications the running release does not have: ${said:0:300}"
-  else
-    echo "release_handler said: ${said:0:400}"
-    echo "install_release failed: the node stays on (or went back to) release $running_vsn"
-    exit 4
-  fi
-  echo "$version" > /shipway/hot-version
-  exit 0
+  refuse "the release version changed ($running_vsn to $new_vsn) but the build made no relup from $running_vsn"
 fi
 echo "no version bump ($running_vsn): module reload (code_change/3 is not called)"
-if ! $whole; then
-  fetch
-  release_bin "$next"
-  new_rel=${bin%/bin/*}
-  [ "${old_rel#/app/}" = "${new_rel#"$next"/}" ] || refuse "the release name changed"
-fi
+
 
 # Only module code may change: the same ERTS, the same applications at the
 # same versions, the same release version.

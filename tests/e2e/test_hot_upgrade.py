@@ -28,6 +28,9 @@ def test_hot_push_upgrades_the_running_release_in_place(make_server, tmp_path) -
         push = user.git("-c", "http.extraheader=Shipway-Hot: true", "push", "shipway", "main")
     assert "Hot upgrading 1 replica(s) to v2" in push.stderr, push.stderr
     assert "changed module(s): Hello" in push.stderr
+    # No version bump: the replica fetched the slug; no artefact was sent.
+    assert "no version bump (0.1.0): module reload" in push.stderr, push.stderr
+    assert "(upgrade artefact" not in push.stderr, push.stderr
     assert "hot-upgraded to v2 (1 replica(s), none restarted)" in push.stderr
     # The node that served v1 serves the new code (its environment is still v1's).
     assert fetch(server, app).text.startswith("Hello from Elixir v2-hot (release v1)")

@@ -389,7 +389,7 @@ def test_a_hot_upgrade_that_fails_halfway_leaves_one_release_running(rig: Rig,
     before = {r.container_id for r in rig.runner.replicas(app.name)}
     said = iter([(0, ["upgraded"])])
 
-    def run_script(container_id, script, args):  # injected: the second one fails
+    def run_script(container_id, script, args, stdin=None):  # injected: the second one fails
         return next(said)  # StopIteration on the second: "could not be reached"
 
     real_start = rig.runner._start_healthy
