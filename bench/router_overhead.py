@@ -16,7 +16,12 @@ each terminating its own TLS. Modes (wrk, 1 thread, 16 connections,
 
 The router must write one access line per request (issue 18); the plain
 nginx writes none, so a second peer, "nginx+log", writes nginx's access log
-(buffered, to a file) and the ratios are printed against both.
+(buffered, to a file) and the ratios are printed against both. As under
+`shipway server`, the Shipway reader (logger/router_lines.py) pulls the
+router's lines from its ring into a log store throughout: HAProxy's CPU
+includes serving it. The reader's own CPU (a thread of the server, not of
+the proxy; nginx+log's file writes are in nginx's own CPU) is printed
+apart, per request, with the lines it received per request.
 
 Prints per proxy: requests/s, average latency, latency added over the
 replica reached directly with keep-alive (its service time: both proxies
@@ -31,13 +36,16 @@ Usage: .venv/bin/python bench/router_overhead.py [--seconds 3] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,20 +56,45 @@ from router.haproxy import HAProxyRouter  # noqa: E402
 from router.haproxy_tls import self_signed_pem  # noqa: E402
 from router.interface import Route  # noqa: E402
 from router.nginx import _children  # noqa: E402
+from logger.router_lines import RouterLogReceiver  # noqa: E402
+from logger.store import LogStore  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 HOST = "app.localhost"
 MODES = ("keepalive", "new_conn", "https")
 
 
-def wrk(url: str, seconds: int, close: bool, pids: set[int]) -> dict:
-    """One wrk run; the CPU the given processes spent per request."""
+def thread_cpu(tid: int | None) -> float:
+    """CPU seconds used so far by one thread of this process (0 if none)."""
+    if tid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reader_tid() -> int | None:
+    return next((t.native_id for t in threading.enumerate() if t.name == "logs-router"), None)
+
+
+def wrk(url: str, seconds: int, close: bool, pids: set[int], lines: Callable[[], int] | None = None) -> dict:
+    """One wrk run; the CPU the given processes spent per request (and, for
+    the router, the reader thread's CPU and the lines it got per request)."""
     args = ["wrk", "-t1", "-c16", f"-d{seconds}s", "-H", f"Host: {HOST}"]
     if close:
         args += ["-H", "Connection: close"]
-    cpu0 = proc_cpu(pids)
+    cpu0, tid = proc_cpu(pids), reader_tid() if lines else None
+    reader0, lines0 = thread_cpu(tid), lines() if lines else 0
     out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
     cpu = proc_cpu(pids) - cpu0
+    if lines:  # the lines of the last requests may still be on their way
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+        deadline = time.monotonic() + 5
+        while lines() - lines0 < total and time.monotonic() < deadline:
+            time.sleep(0.05)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = re.search(r"Latency\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[lat.group(2)]
@@ -70,7 +103,9 @@ def wrk(url: str, seconds: int, close: bool, pids: set[int]) -> dict:
     return {"rps": rps, "lat_ms": float(lat.group(1)) * scale,
             "cpu_us": cpu / max(1.0, rps * seconds) * 1e6,
             "non2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": errors.group(1) if errors else ""}
+            "socket_errors": errors.group(1) if errors else "",
+            "reader_us": (thread_cpu(tid) - reader0) / max(1.0, rps * seconds) * 1e6,
+            "lines": (lines() - lines0) / max(1.0, rps * seconds) if lines else 0.0}
 
 
 def plain_nginx(root: Path, upstream: int, pem_path: Path,
@@ -143,11 +178,17 @@ def main() -> None:
     router = HAProxyRouter(settings)
     router.start()
     runs: dict[str, dict[str, list[dict]]] = {name: {m: [] for m in MODES} for name in TARGETS}
+    store = LogStore(None)
+    receiver = RouterLogReceiver(router.layout.admin_socket, store, router.app_for_backend)
     try:
         no_resumption(router)
         router.set_route(Route("app", [HOST], [("127.0.0.1", up)]))
         assert router.tls is not None
         router.tls.install(HOST, pem)
+        receiver.start()  # as `shipway server` does, after the settings reload
+        deadline = time.monotonic() + 10
+        while receiver.sessions < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
 
         def urls(port: int, tls_port: int) -> dict[str, str]:
             return {"keepalive": f"http://127.0.0.1:{port}/", "new_conn": f"http://127.0.0.1:{port}/",
@@ -166,13 +207,16 @@ def main() -> None:
                 for name, (target_urls, pids) in targets.items():
                     if mode not in target_urls:
                         continue
-                    res = wrk(target_urls[mode], args.seconds, mode != "keepalive", pids())
+                    res = wrk(target_urls[mode], args.seconds, mode != "keepalive", pids(),
+                              (lambda: receiver.lines) if name == "router" else None)
                     if res["non2xx"] or res["socket_errors"]:
                         print(f"  {name} {mode}: non-2xx {res['non2xx']}, socket errors "
                               f"{res['socket_errors']}")
                     runs[name][mode].append(res)
     finally:
+        receiver.stop()
         router.stop()
+        store.close()
         for proc in (ng_proc, lg_proc, up_proc):
             proc.terminate()
         for proc in (ng_proc, lg_proc, up_proc):
@@ -202,6 +246,13 @@ def report(runs: dict[str, dict[str, list[dict]]], args: argparse.Namespace) -> 
             cpu = [r["cpu_us"] for r in rs]
             print(f"{mode:10} {name:10} {statistics.median(r['rps'] for r in rs):9.0f} {lat:7.3f} "
                   f"{added:9.3f}  {min(cpu):.1f} / {statistics.median(cpu):.1f} / {max(cpu):.1f}")
+    print("\nthe Shipway reader (a thread of the server, not counted above): CPU us/req "
+          "min/median/max; access lines received per request (min; 1.00 = every request)")
+    for mode in MODES:
+        rs = runs["router"][mode]
+        if rs:
+            reader = [r["reader_us"] for r in rs]
+            print(f"  {mode:10} {spread(reader)}; lines/request {min(r['lines'] for r in rs):.3f}")
     print("\nratios router / peer, per round (min / median / max); goal: added latency and "
           "CPU <= 1.1, TLS handshakes/s >= 0.9")
     for peer in ("nginx", "nginx+log"):
