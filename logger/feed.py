@@ -31,9 +31,11 @@ class LogFeed:
             return list(self._pending)
 
     def attach(self, sink: Subscriber) -> None:
+        """The kept lines go to `sink` with the lock held: a line `put` on
+        the fan-out thread meanwhile waits for them (at most `limit` lines),
+        so it reaches the sink after them, never in between."""
         with self._lock:
             pending, self._pending = list(self._pending), deque()
+            for line in pending:
+                sink(line)
             self._sink = sink
-        for line in pending:
-            sink(line)
-

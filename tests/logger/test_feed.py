@@ -1,0 +1,32 @@
+"""A follower's feed (logger/feed.py): lines kept until its sink is
+attached reach the sink before any line added meanwhile."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from logger.feed import LogFeed
+from logger.store import LogLine
+
+AT = dt.datetime(2026, 11, 28, 14, 0, 1, tzinfo=dt.timezone.utc)
+
+
+def test_a_line_added_while_the_kept_ones_are_handed_over_comes_after_them() -> None:
+    feed = LogFeed()
+    for seq in (1, 2):
+        feed.put(LogLine(AT, "app", "web.1", f"kept {seq}", seq))
+    got: list[int] = []
+    adder: list[threading.Thread] = []
+
+    def sink(line: LogLine) -> None:
+        got.append(line.seq)
+        if not adder:  # the fan-out thread adds a line during the hand-over
+            adder.append(threading.Thread(
+                target=feed.put, args=(LogLine(AT, "app", "web.1", "new", 3),)))
+            adder[0].start()
+            adder[0].join(0.5)  # bounded: it waits for the hand-over to end
+
+    feed.attach(sink)
+    adder[0].join(10)
+    assert not adder[0].is_alive()
+    assert got == [1, 2, 3]
