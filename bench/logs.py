@@ -9,13 +9,13 @@ Printed: lines per second each received, p50/p99 latency from the app's
 write to the follower and to `docker logs -f`, then the server's resident
 memory with 1,000 idle followers attached (and one line reaching all of
 them); then a flood (`--flood-mbps`, 10 MB/s, and flat out, for
-`--flood-seconds`): the server's memory, another API call's latency
-meanwhile, and the app's print rate with Shipway collecting against the
-same with the server stopped. Bounded: every wait has a deadline; the whole
-run takes ~2-3 min.
+`--flood-seconds`): the follower's and `docker logs -f`'s latency, the
+server's memory, another API call's latency meanwhile, and the app's print
+rate with Shipway collecting against the same with the server stopped.
+Every wait has a deadline; a run takes ~2-3 min.
 
-    .venv/bin/python -m bench.logs [--lines 50000] [--followers 1000] [--rate 5000]
-                                   [--flood-mbps 10] [--flood-seconds 5]
+    .venv/bin/python bench/logs.py [--lines 50000] [--followers 1000] [--rate 5000]
+        [--flood-mbps 10] [--flood-seconds 5] [--profile FILE]
 """
 from __future__ import annotations
 
@@ -93,8 +93,7 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 
 class Collector:
     """Lines `bench TAG I T` seen by one consumer: count, latencies, span,
-    and Docker's own stamp of each line when the consumer shows it (the
-    latency after Docker took the line: the part the reader adds)."""
+    and the latency after Docker's own stamp when the consumer shows it."""
 
     def __init__(self, tag: str) -> None:
         self.tag = tag.encode()
@@ -139,20 +138,46 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
 
 
+NOTICES: list[str] = []  # what the server told the follower (drops, cut)
+
+
 def _follow_api(server: ShipwayServer, user_env: dict, app: str, sinks: list[Collector],
                 stop: threading.Event) -> None:
-    auth = _auth(user_env)
-    with requests.get(f"{server.url}/api/apps/{app}/logs",
-                      params={"lines": 1, "follow": "true"}, auth=auth, stream=True,
-                      timeout=(5, 120)) as r:  # quiet for seconds between phases
-        try:
-            for raw in r.iter_lines(chunk_size=65536):
-                for sink in sinks:
-                    sink.see(raw)
-                if stop.is_set():
-                    return
-        except requests.exceptions.RequestException:
-            return
+    """The follower, in large reads, looking at stamped lines only (with
+    requests' iter_lines this script fell behind a flat-out flood)."""
+    import base64
+    import http.client
+
+    host, port = server.url.split("//", 1)[1].split(":")
+    token = base64.b64encode(":".join(_auth(user_env)).encode()).decode()
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)  # quiet between phases
+    conn.request("GET", f"/api/apps/{app}/logs?lines=1&follow=true",
+                 headers={"Authorization": f"Basic {token}"})
+    response = conn.getresponse()
+    buf, data = b"", b"-"
+    try:
+        while data and not stop.is_set():
+            data = response.read1(1 << 20)
+            lines = (buf + data).split(b"\n")
+            buf = lines.pop()
+            for raw in lines:
+                if b"bench " in raw:
+                    for sink in sinks:
+                        sink.see(raw)
+                elif b"shipway: " in raw:  # lines dropped for it, or it was cut
+                    NOTICES.append(json.loads(raw)["log"])
+    except OSError:
+        pass
+    conn.close()
+
+
+def _notices() -> str:
+    """The lines the server said it dropped for the follower since last asked."""
+    dropped = sum(int(text.split()[1]) for text in NOTICES if text.split()[1].isdigit())
+    cut = any("disconnected" in text for text in NOTICES)
+    NOTICES.clear()
+    return (f"  [server: {dropped} lines dropped for this follower]" if dropped else "") + (
+        "  [server: follower cut]" if cut else "")
 
 
 def _auth(user_env: dict) -> tuple[str, str]:
@@ -242,14 +267,13 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
               f"({collected[0] / alone:.2f}x); server RSS +{collected[1]:.0f} MiB; "
               f"API call p50 {collected[2]:.0f} ms, max {collected[3]:.0f} ms")
         sent = len(peer.latencies)  # stamped lines docker logs -f saw (1 in 64)
-        print(follower.report("  logs -f (Shipway)", sent))
+        print(follower.report("  logs -f (Shipway)", sent) + _notices())
         print(peer.report("  docker logs -f", sent))
     print(f"server RSS after the floods: {proc.memory_info().rss / 2**20:.0f} MiB")
 
 
 def _profile(pid: int, path: str) -> subprocess.Popen:
-    """py-spy sampling every thread of the server (GIL holders and waiters
-    apart: `--gil` would show only the holder) until interrupted."""
+    """py-spy sampling every thread of the server until interrupted."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", path, "-f", "raw",
                              "-r", "250", "--threads", "--nonblocking"],
@@ -328,7 +352,7 @@ def main() -> None:
               f"({args.lines / emit_seconds:,.0f} lines/s); the server used {cpu:.2f} s of CPU "
               f"for them ({cpu / args.lines * 1e6:.1f} µs a line, follower and drain included); "
               f"this script's readers {own:.2f} s")
-        print(follower.report("logs -f (Shipway)", args.lines))
+        print(follower.report("logs -f (Shipway)", args.lines) + _notices())
         print(docker_sink.report("docker logs -f", args.lines))
         print(drain_sink.report("syslog drain", args.lines))
         listed = user.shipway_json("-a", app, "drains")
