@@ -18,10 +18,11 @@ to one with the hot-upgrade header and to the other plainly. For each push:
 - whether one long-lived TCP connection straight to a replica (its
   published port on 127.0.0.1), used every 100 ms, survived.
 The hot step is the whole path from "Released vN" (the release made) to
-all replicas running it; the runner's timing line splits it (docker exec
-start, artefact in, erl_call, stage, switch). --stagger stages the
-replicas one after the other instead of all at once.
-Run: .venv/bin/python bench/hot_upgrade.py [--replicas N] [--stagger]
+all replicas running it; the runner's timing line splits it (reaching
+the conductor node, the artefact's transfer, reaching the other nodes,
+stage, switch). --stagger stages the replicas one after the other instead
+of all at once; --via exec takes the docker exec + erl_call way.
+Run: .venv/bin/python bench/hot_upgrade.py [--replicas N] [--stagger] [--via exec]
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.helpers import bench_server, new_app  # noqa: E402
-from runner.hot_upgrade import STAGGER_ENV  # noqa: E402
+from runner.hot_upgrade import STAGGER_ENV, VIA_ENV  # noqa: E402
 from tests.e2e.test_hot_upgrade_otp import counter_v2  # noqa: E402
 
 MAX_SECONDS = 300  # every client stops after this, whatever happens
@@ -172,7 +173,7 @@ def measure(server, tmp: Path, name: str, hot: bool, replicas: int) -> dict:
     if hot and "hot-upgraded to" not in out:
         raise SystemExit(f"the hot push did not hot-upgrade:\n{out}")
     for line in out.splitlines():
-        if any(k in line for k in ("installed and permanent", "hot deploy step:", "timing: docker exec", "staged ")):
+        if any(k in line for k in ("installed and permanent", "hot deploy step:", "timing: ", "staged ")):
             print(line.replace("remote:", "").strip())
     return {"step": last - released,
             "runner_step": float(runner_step.group(1)) if runner_step else None,
@@ -188,17 +189,22 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=3, help="replicas of each app (3)")
     parser.add_argument("--stagger", action="store_true",
                         help="stage the replicas one after the other (the switch stays simultaneous)")
+    parser.add_argument("--via", choices=["distribution", "exec"], default="distribution",
+                        help="how Shipway reaches the conductor node: its distribution port "
+                             "(default), or docker exec + erl_call (the fallback)")
     parser.add_argument("--hot-only", action="store_true", help="skip the restart deploy (no comparison)")
     args = parser.parse_args()
     # Read by the runner of the server the bench starts.
     os.environ[STAGGER_ENV] = "1" if args.stagger else "0"
+    os.environ[VIA_ENV] = args.via
     with bench_server("hot-upgrade") as (server, tmp):
         rows = {"hot (OTP release upgrade)": measure(server, tmp, "hot", True, args.replicas)}
         if not args.hot_only:
             rows["restart deploy"] = measure(server, tmp, "restart", False, args.replicas)
     print("longest request: during the deploy step (the node pause), in 2 s of the same load "
           "before the push (steady), over the whole push (with the build)")
-    label = f"{args.replicas} replica(s){', staggered' if args.stagger else ''}, elixir-counter"
+    label = (f"{args.replicas} replica(s){', staggered' if args.stagger else ''}"
+             f"{', via exec' if args.via == 'exec' else ''}")
     print(f"{label:32} {'deploy step':>12} {'runner step':>12} "
           f"{'pause (step)':>13} {'steady':>8} {'push':>8} {'failed/sent':>12}  long-lived connection")
     for label, r in rows.items():

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 import attrs
 from twisted.logger import Logger
 
+from builder.networks import app_network_name
 from core.output import Output
 from core.specs import ReleaseSpec
+from runner.container_spec import runner_file
 from runner.containers import Replica
+from runner.erl_dist import Atom, ErlDistError, NodeConnection
 
 if TYPE_CHECKING:
     from runner.docker_runner import DockerRunner
@@ -35,10 +38,17 @@ UPGRADE_ARTEFACT = ".shipway-upgrade.tar"
 # Past this the artefact is not read into memory (its size is the push's
 # to claim): the replicas then fetch the slug as before.
 MAX_ARTEFACT_BYTES = 64 << 20
+# Every replica's node listens for its distribution on this port
+# (runner/files/entrypoint.sh).
+DIST_PORT = 9100
 # Set to 1 (in the server's environment), the replicas stage an OTP
 # upgrade one after the other instead of all at once; the switch stays
 # simultaneous. For bench/hot_upgrade's comparison of the two.
 STAGGER_ENV = "SHIPWAY_HOT_UPGRADE_STAGGER"
+# Set to "exec", the OTP upgrade always goes through `docker exec` and
+# erl_call, the way taken when the node's distribution port cannot be
+# reached from here (tests and bench/hot_upgrade compare the two).
+VIA_ENV = "SHIPWAY_HOT_UPGRADE_VIA"
 _PLAIN = re.compile(r"[A-Za-z0-9_.+-]+")
 _RELEASE_DIR = re.compile(r"(?:\./)?(_build/[A-Za-z0-9_.-]+/rel/[A-Za-z0-9_.-]+)/releases/start_erl\.data")
 # NAME|CODE|TEXT: a replica's outcome in the OTP path's output.
@@ -176,7 +186,7 @@ class HotUpgradeMixin:
                 results = list(pool.map(
                     lambda r: self._run_upgrade(r, [str(spec.version), "reload", slug_url]), replicas))
         output(f"       hot deploy step: {time.monotonic() - started:.2f} s for {len(replicas)} replica(s)"
-               + (f" (upgrade artefact {len(artefact) / 1024:.0f} KB, one docker exec)"
+               + (f" (upgrade artefact {len(artefact) / 1024:.0f} KB)"
                   if plan.rel is not None and artefact else ""))
         reasons = []
         for r, (code, said) in zip(replicas, results):
@@ -198,14 +208,23 @@ class HotUpgradeMixin:
     def _otp_upgrade(self: "DockerRunner", replicas: list[Replica], spec: ReleaseSpec,
                      plan: UpgradePlan, artefact: bytes) -> list[tuple[int, list[str]]]:
         """(exit status, lines) per replica of the OTP release upgrade,
-        run by one `docker exec` in the oldest replica with the artefact
-        on stdin: its node stages the release on every node over the
-        distribution, then switches them all (hot-upgrade.sh)."""
+        conducted by the oldest replica's node (runner/files/
+        hot-upgrade.exprs: it stages the release on every node over the
+        distribution, then switches them all). Shipway calls that node
+        over its distribution port itself; where it cannot (no address,
+        refused), through one `docker exec` with erl_call (hot-upgrade.sh)."""
         stagger = "true" if os.environ.get(STAGGER_ENV) == "1" else "false"
         conductor = replicas[0]
+        exprs = runner_file("hot-upgrade.exprs")
         before = time.time()
-        code, said = self._run_upgrade(conductor, [str(spec.version), "otp", str(plan.rel), str(plan.vsn),
-                                                   stagger, *(r.name for r in replicas)], artefact)
+        direct = (None if os.environ.get(VIA_ENV) == "exec" else
+                  self._over_distribution(conductor, replicas, spec, plan, artefact, exprs, stagger))
+        if direct is not None:
+            code, said = direct
+        else:
+            code, said = self._run_upgrade(conductor, [str(spec.version), "otp", str(plan.rel), str(plan.vsn),
+                                                       stagger, exprs.decode(), *(r.name for r in replicas)],
+                                           artefact)
         after = time.time()
         outcomes: dict[str, tuple[int, str]] = {}
         common: list[str] = []
@@ -221,9 +240,61 @@ class HotUpgradeMixin:
             if r.name in outcomes:
                 own_code, text = outcomes[r.name]
                 results.append((own_code, [*([breakdown] if r is conductor else []), *common, text]))
-            else:  # the exec itself failed or refused: the same for all
+            else:  # the call itself failed or refused: the same for all
                 results.append((code if code != 0 else 1, common or ["no answer from the upgrade"]))
         return results
+
+    def _over_distribution(self: "DockerRunner", conductor: Replica, replicas: list[Replica],
+                           spec: ReleaseSpec, plan: UpgradePlan, artefact: bytes, exprs: bytes,
+                           stagger: str) -> tuple[int, list[str]] | None:
+        """The upgrade run by file:script in the conductor's node, called
+        as a hidden node with the app's cookie (runner/erl_dist.py): no
+        process started in any replica. None when the node cannot be
+        reached so (nothing was done); else (status, lines) as
+        hot-upgrade.sh's."""
+        cookie = spec.env.get("RELEASE_COOKIE")
+        try:
+            networks = self.docker.client.api.inspect_container(conductor.id)["NetworkSettings"]["Networks"]
+            address = (networks.get(app_network_name(self.settings, spec.app)) or {}).get("IPAddress")
+            if not cookie or not address:
+                return None
+            conn = NodeConnection(address, DIST_PORT, cookie)
+            connected = time.time()
+        except Exception:  # noqa: BLE001 (any reason: the docker exec way)
+            log.info("runner: {app}'s node not reached over its distribution: docker exec",
+                     app=spec.app)
+            return None
+        lines = [f"conductor|{int(connected * 1e6)}"]
+        with conn:
+            try:
+                base = f"/app/.shipway-upgrade.{os.getpid()}.{int(connected * 1e6)}"
+                wrote = [conn.call("file", "write_file", [base + ".tar", artefact]),
+                         conn.call("file", "write_file", [base + ".exprs", exprs])]
+                if wrote != [Atom("ok"), Atom("ok")]:
+                    return 1, [f"the upgrade's files could not be written: {wrote!r}"[:400]]
+                lines.append(f"sent|{int(time.time() * 1e6)}")
+                bindings = {"Vsn": plan.vsn, "Rel": plan.rel, "Version": str(spec.version),
+                            "Targets": [r.name for r in replicas], "Stagger": Atom(stagger),
+                            "TarFile": base + ".tar"}
+                # An orddict: sorted by name.
+                answer = conn.call("file", "script", [base + ".exprs", [
+                    (Atom(name), value) for name, value in sorted(bindings.items())]])
+                for leftover in (".tar", ".exprs"):
+                    conn.call("file", "delete", [base + leftover])
+            except (ErlDistError, OSError) as exc:
+                return 1, [f"the upgrade did not complete (the node's connection: {exc})"]
+        if isinstance(answer, list) and all(isinstance(c, int) for c in answer):
+            answer = ("ok", "".join(map(chr, answer)))  # a string past the short form
+        if not (isinstance(answer, tuple) and len(answer) == 2 and answer[0] == "ok"
+                and isinstance(answer[1], str)):
+            return 1, [f"the upgrade did not complete: {answer!r}"[:400]]
+        lines += answer[1].split(";")
+        codes = {int(m.group(2)) for line in lines if (m := _OUTCOME.match(line))}
+        # As hot-upgrade.sh's exit status: a failed install first, then any
+        # failure, then a refusal.
+        worst = next((c for c in (4, 1, 3) if c in codes), 0)
+        lines.append(f"answered|{int(time.time() * 1e6)}")
+        return worst, lines
 
     def _run_upgrade(self: "DockerRunner", r: Replica, args: list[str],
                      artefact: bytes | None = None) -> tuple[int, list[str]]:
@@ -235,21 +306,31 @@ class HotUpgradeMixin:
 
 def _breakdown(said: list[str], before: float, after: float) -> str:
     """Where the OTP path's time went, from its timing lines (epoch µs of
-    this host and the replica share a clock): docker exec start, the
-    artefact's transfer, erl_call's connection, reaching the nodes, the
-    stage and the switch, the exec's end."""
+    this host and the replica share a clock): reaching the conductor's
+    node (docker exec and erl_call, or a connection of Shipway's own),
+    the artefact's transfer, reaching the other nodes, the stage, the
+    switch, the answer."""
     times: dict[str, list[int]] = {}
     for line in said:
         head, _, rest = line.partition("|")
-        if head in ("timing", "conductor") and re.fullmatch(r"[\d|]+", rest):
+        if re.fullmatch(r"[\d|]+", rest):
             times[head] = [int(x) for x in rest.split("|")]
-    if len(times.get("timing", [])) != 4 or len(times.get("conductor", [])) != 3:
+    ms = lambda t: (t - before * 1e6) / 1000  # noqa: E731 (since the upgrade began)
+    if len(times.get("timing", [])) != 4:
         return "timing: not reported"
     w0, reached, staged, switched = times["timing"]
-    script, received, done = times["conductor"]
-    us = lambda t: (t - before * 1e6) / 1000  # noqa: E731 (ms since the exec was asked for)
-    return (f"timing: docker exec started {us(script):.0f} ms, artefact received +{(received - script) / 1000:.0f} ms, "
-            f"erl_call connected +{(w0 - received) / 1000:.0f} ms, nodes reached +{reached} ms, "
-            f"staged +{staged - reached} ms, switched +{switched - staged} ms, "
-            f"exec ended +{(after * 1e6 - done) / 1000:.0f} ms after the script "
+    steps = times.get("conductor", [])
+    if len(steps) == 3:  # docker exec, bash, erl_call
+        script, received, done = steps
+        head = (f"docker exec started {ms(script):.0f} ms, artefact received +{(received - script) / 1000:.0f} ms, "
+                f"erl_call connected +{(w0 - received) / 1000:.0f} ms")
+        end = done
+    elif len(steps) == 1 and times.get("sent") and times.get("answered"):
+        (sent,), (end,) = times["sent"], times["answered"]
+        head = (f"node's distribution connected {ms(steps[0]):.0f} ms (no docker exec), "
+                f"artefact sent +{(sent - steps[0]) / 1000:.0f} ms, script began +{(w0 - sent) / 1000:.0f} ms")
+    else:
+        return "timing: not reported"
+    return (f"timing: {head}, nodes reached +{reached} ms, staged +{staged - reached} ms, "
+            f"switched +{switched - staged} ms, answered +{(end - w0) / 1000 - switched:.0f} ms "
             f"(total {(after - before) * 1000:.0f} ms)")

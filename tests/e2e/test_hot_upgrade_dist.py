@@ -1,0 +1,70 @@
+"""runner/erl_dist.py against a real node (the stack image's Erlang, named
+and listening as a replica's node does, on its fixed distribution port):
+Shipway calls functions in it with the app's cookie, as a hidden node; a
+wrong cookie is refused."""
+from __future__ import annotations
+
+import time
+
+import docker
+import pytest
+
+from runner.erl_dist import Atom, ErlDistError, NodeConnection
+from runner.hot_upgrade import DIST_PORT
+from tests.conftest import unique
+
+pytestmark = [pytest.mark.docker]
+
+COOKIE = "the-apps-cookie"
+
+
+@pytest.fixture
+def node(stack_image: str):
+    """(address, node name) of a node in a container on a network of its own."""
+    client = docker.from_env()
+    label = {"shipway.test": unique("erldist")}
+    network = client.networks.create(unique("erldist"), driver="bridge", labels=label)
+    container = client.containers.run(
+        stack_image, ["bash", "-c", 'exec erl -noshell -name "app@$(hostname -i | cut -d" " -f1)" '
+                                    f"-setcookie {COOKIE} -kernel inet_dist_listen_min {DIST_PORT} "
+                                    f"inet_dist_listen_max {DIST_PORT}"],
+        detach=True, labels=label, network=network.name)
+    try:
+        container.reload()
+        address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+        deadline = time.monotonic() + 30
+        while True:  # up once its distribution answers
+            try:
+                NodeConnection(address, DIST_PORT, COOKIE).close()
+                break
+            except (OSError, ErlDistError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield address, f"app@{address}"
+    finally:
+        container.remove(force=True)
+        network.remove()
+
+
+def test_calls_into_a_running_node_with_the_apps_cookie(node) -> None:
+    address, name = node
+    with NodeConnection(address, DIST_PORT, COOKIE) as conn:
+        assert conn.call("erlang", "node", []) == Atom(name)
+        # Hidden: the node lists no visible peer.
+        assert conn.call("erlang", "nodes", []) == []
+        # What the hot upgrade does: a file written, then evaluated with
+        # bindings (strings, atoms, a binary), its value answered.
+        assert conn.call("file", "write_file", ["/tmp/t.exprs",
+                                                b'{Vsn, byte_size(Tar), Stagger}.\n']) == Atom("ok")
+        answer = conn.call("file", "script", ["/tmp/t.exprs", [(Atom("Stagger"), Atom("false")),
+                                                              (Atom("Tar"), b"\0" * 200_000),
+                                                              (Atom("Vsn"), "0.2.0")]])
+        assert answer == (Atom("ok"), ("0.2.0", 200_000, Atom("false"))), str(answer)[:300]
+        assert conn.call("no_such_module", "f", [])[0] == Atom("badrpc")
+
+
+def test_a_wrong_cookie_is_refused(node) -> None:
+    address, _name = node
+    with pytest.raises(ErlDistError, match="cookie"):
+        NodeConnection(address, DIST_PORT, "not-the-cookie")
