@@ -80,7 +80,7 @@ class H(BaseHTTPRequestHandler):
                 i += 1
                 if mbps:
                     time.sleep(max(0.0, start + sent / (mbps * 1e6) - time.time()))
-            body = ("%d %.6f" % (sent, time.time() - start)).encode()
+            body = ("%d %.6f %d" % (sent, time.time() - start, i)).encode()
             self.send_response(200); self.send_header("Content-Length", str(len(body)))
             self.end_headers(); self.wfile.write(body)
             return
@@ -166,7 +166,7 @@ def _follow_api(server: ShipwayServer, user_env: dict, app: str, sinks: list[Col
                         sink.see(raw)
                 elif b"shipway: " in raw:  # lines dropped for it, or it was cut
                     NOTICES.append(json.loads(raw)["log"])
-    except OSError:
+    except (OSError, http.client.HTTPException):  # the server stopped at the end
         pass
     conn.close()
 
@@ -212,8 +212,8 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
     auth = _auth(user_env)
     proc = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
 
-    def one(rate: float, tag: str) -> tuple[float, float, float, float]:
-        """(app MB/s, server RSS growth MiB, API p50 ms, API max ms)."""
+    def one(rate: float, tag: str) -> tuple[float, float, float, float, int]:
+        """(app MB/s, server RSS growth MiB, API p50 ms, API max ms, stamped lines)."""
         before, peak, calls, done = proc.memory_info().rss, 0, [], threading.Event()
 
         def probe() -> None:
@@ -232,15 +232,15 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
         probing = threading.Thread(target=probe, daemon=True)
         if proc.status() != psutil.STATUS_STOPPED:
             probing.start()
-        sent, took = fetch(server, app, f"/flood?mbps={rate}&seconds={seconds}&tag={tag}",
-                           timeout=seconds + 60).text.split()
+        sent, took, stamped = fetch(server, app, f"/flood?mbps={rate}&seconds={seconds}"
+                                    f"&tag={tag}", timeout=seconds + 60).text.split()
         done.set()
         if probing.is_alive():
             probing.join(40)
         calls.sort()
         return (int(sent) / float(took) / 1e6, (max(peak, before) - before) / 2**20,
                 calls[len(calls) // 2] * 1000 if calls else float("nan"),
-                calls[-1] * 1000 if calls else float("nan"))
+                calls[-1] * 1000 if calls else float("nan"), int(stamped))
 
     for rate in (mbps, 0.0):
         name = f"{rate:g} MB/s" if rate else "flat out"
@@ -249,11 +249,10 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
         sinks[0].append(follower)
         sinks[1].append(peer)
         collected = one(rate, tag)
-        deadline = time.time() + 15  # the last lines reach both readers
-        while time.time() < deadline and (len(follower.latencies) < len(peer.latencies)
-                                          or not peer.latencies):
+        deadline = time.time() + 30  # the last lines reach both readers (or are lost)
+        while time.time() < deadline and min(len(follower.latencies),
+                                             len(peer.latencies)) < collected[4]:
             time.sleep(0.2)
-        time.sleep(1)
         sinks[0].remove(follower)
         sinks[1].remove(peer)
         proc.send_signal(signal.SIGSTOP)
@@ -266,7 +265,7 @@ def _flood(server: ShipwayServer, user_env: dict, app: str, mbps: float,
               f"collecting, {alone:.1f} MB/s with the server stopped "
               f"({collected[0] / alone:.2f}x); server RSS +{collected[1]:.0f} MiB; "
               f"API call p50 {collected[2]:.0f} ms, max {collected[3]:.0f} ms")
-        sent = len(peer.latencies)  # stamped lines docker logs -f saw (1 in 64)
+        sent = collected[4]  # stamped lines the app wrote (1 in 64)
         print(follower.report("  logs -f (Shipway)", sent) + _notices())
         print(peer.report("  docker logs -f", sent))
     print(f"server RSS after the floods: {proc.memory_info().rss / 2**20:.0f} MiB")
