@@ -13,12 +13,14 @@ import hashlib
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 # Capabilities: what OTP 25 requires of a peer, not published (hidden).
 _FLAGS = (0x4 | 0x10 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x20000 | 0x40000
           | 0x1000000)
 _HANDSHAKE_23 = 0x1000000
+MAX_FRAME = 16 << 20
 
 
 class Atom(str):
@@ -189,13 +191,13 @@ class NodeConnection:
         self.close()
 
     def _read(self, n: int) -> bytes:
-        out = b""
+        out = bytearray()
         while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
+            chunk = self.sock.recv(min(n - len(out), 1 << 20))
             if not chunk:
                 raise ErlDistError("the node closed the connection")
             out += chunk
-        return out
+        return bytes(out)
 
     def _send_hs(self, body: bytes) -> None:
         self.sock.sendall(struct.pack(">H", len(body)) + body)
@@ -230,6 +232,8 @@ class NodeConnection:
     def _frame(self) -> bytes:
         while True:
             n = struct.unpack(">I", self._read(4))[0]
+            if n > MAX_FRAME:  # the node is the app's: its answers are bounded
+                raise ErlDistError(f"a message of {n} bytes from the node")
             if n == 0:  # a tick: answered with one
                 self.sock.sendall(b"\0\0\0\0")
                 continue
@@ -246,7 +250,10 @@ class NodeConnection:
                    (Atom("call"), Atom(module), Atom(function), args, self.pid))
         body = b"p" + b"\x83" + encode(control) + b"\x83" + encode(message)
         self.sock.sendall(struct.pack(">I", len(body)) + body)
+        deadline = time.monotonic() + (self.sock.gettimeout() or 120)
         while True:
+            if time.monotonic() > deadline:
+                raise ErlDistError(f"no answer to {module}:{function} in time")
             frame = self._frame()
             if frame[:1] != b"p" or frame[1:2] != b"\x83":
                 continue

@@ -24,7 +24,7 @@ from core.output import Output
 from core.specs import ReleaseSpec
 from runner.container_spec import runner_file
 from runner.containers import Replica
-from runner.erl_dist import Atom, ErlDistError, NodeConnection
+from runner.erl_dist import Atom, NodeConnection
 
 if TYPE_CHECKING:
     from runner.docker_runner import DockerRunner
@@ -281,8 +281,8 @@ class HotUpgradeMixin:
                     (Atom(name), value) for name, value in sorted(bindings.items())]])
                 for leftover in (".tar", ".exprs"):
                     conn.call("file", "delete", [base + leftover])
-            except (ErlDistError, OSError) as exc:
-                return 1, [f"the upgrade did not complete (the node's connection: {exc})"]
+            except Exception as exc:  # noqa: BLE001 (lost, timed out, or an answer not understood)
+                return 1, [f"the upgrade did not complete (the node's connection: {exc!r})"[:400]]
         if isinstance(answer, list) and all(isinstance(c, int) for c in answer):
             answer = ("ok", "".join(map(chr, answer)))  # a string past the short form
         if not (isinstance(answer, tuple) and len(answer) == 2 and answer[0] == "ok"
