@@ -26,6 +26,11 @@ from runner.run_disk import FILES_IN, run_storage
 WEB = "web"
 CONTAINER_PORT = 5000  # PORT inside every container (as on Heroku)
 SSH_PORT = 2222  # the replica's sshd (non-root, so above 1024)
+# An Erlang release's node listens for its distribution on this port
+# (runner/files/entrypoint.sh). Published on 127.0.0.1 like the web and SSH
+# ports: the host reaches a replica only there, never at its address on
+# the app's network (hot upgrades call the node through it).
+DIST_PORT = 9100
 ROLE = "run"
 # The app's SSH host key travels in ReleaseSpec.env under this name, from the
 # controller to here, and goes into the container as a file of its own.
@@ -128,7 +133,8 @@ def run_container_spec(settings: Settings, spec: ReleaseSpec, process_type: str,
     suffix = secrets.token_hex(3)
     name = _NAME_SAFE.sub("-", f"shipway-{settings.instance}-{spec.app}"
                                f"-v{spec.version}-{process_type}-{suffix}")
-    ports: dict[str, Any] = {f"{SSH_PORT}/tcp": ("127.0.0.1", None)}
+    ports: dict[str, Any] = {f"{SSH_PORT}/tcp": ("127.0.0.1", None),
+                             f"{DIST_PORT}/tcp": ("127.0.0.1", None)}
     if process_type == WEB:
         ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", None)
     # A read-only root filesystem and fixed-size tmpfs mounts for every

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 import attrs
 from twisted.logger import Logger
 
-from builder.networks import app_network_name
 from core.output import Output
 from core.specs import ReleaseSpec
-from runner.container_spec import runner_file
+from runner.container_spec import DIST_PORT, runner_file
 from runner.containers import Replica
 from runner.erl_dist import Atom, NodeConnection
 
@@ -38,9 +37,6 @@ UPGRADE_ARTEFACT = ".shipway-upgrade.tar"
 # Past this the artefact is not read into memory (its size is the push's
 # to claim): the replicas then fetch the slug as before.
 MAX_ARTEFACT_BYTES = 64 << 20
-# Every replica's node listens for its distribution on this port
-# (runner/files/entrypoint.sh).
-DIST_PORT = 9100
 # Set to 1 (in the server's environment), the replicas stage an OTP
 # upgrade one after the other instead of all at once; the switch stays
 # simultaneous. For bench/hot_upgrade's comparison of the two.
@@ -211,7 +207,7 @@ class HotUpgradeMixin:
         conducted by the oldest replica's node (runner/files/
         hot-upgrade.exprs: it stages the release on every node over the
         distribution, then switches them all). Shipway calls that node
-        over its distribution port itself; where it cannot (no address,
+        over its distribution port (published on 127.0.0.1) itself; where it cannot (no port,
         refused), through one `docker exec` with erl_call (hot-upgrade.sh)."""
         stagger = "true" if os.environ.get(STAGGER_ENV) == "1" else "false"
         conductor = replicas[0]
@@ -254,11 +250,11 @@ class HotUpgradeMixin:
         hot-upgrade.sh's."""
         cookie = spec.env.get("RELEASE_COOKIE")
         try:
-            networks = self.docker.client.api.inspect_container(conductor.id)["NetworkSettings"]["Networks"]
-            address = (networks.get(app_network_name(self.settings, spec.app)) or {}).get("IPAddress")
-            if not cookie or not address:
-                return None
-            conn = NodeConnection(address, DIST_PORT, cookie)
+            ports = self.docker.client.api.inspect_container(conductor.id)["NetworkSettings"]["Ports"]
+            bound = (ports or {}).get(f"{DIST_PORT}/tcp") or []
+            if not cookie or not bound:
+                return None  # a replica made before the port was published
+            conn = NodeConnection("127.0.0.1", int(bound[0]["HostPort"]), cookie)
             connected = time.time()
         except Exception:  # noqa: BLE001 (any reason: the docker exec way)
             log.info("runner: {app}'s node not reached over its distribution: docker exec",

@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from runner.erl_dist import Atom, ErlDistError, NodeConnection
-from runner.hot_upgrade import DIST_PORT
+from runner.container_spec import DIST_PORT
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.docker]
@@ -20,7 +20,7 @@ COOKIE = "the-apps-cookie"
 
 @pytest.fixture
 def node(stack_image: str):
-    """(address, node name) of a node in a container on a network of its own."""
+    """(its 127.0.0.1 port, node name) of a node in a container on a network of its own."""
     client = docker.from_env()
     label = {"shipway.test": unique("erldist")}
     network = client.networks.create(unique("erldist"), driver="bridge", labels=label)
@@ -28,28 +28,32 @@ def node(stack_image: str):
         stack_image, ["bash", "-c", 'exec erl -noshell -name "app@$(hostname -i | cut -d" " -f1)" '
                                     f"-setcookie {COOKIE} -kernel inet_dist_listen_min {DIST_PORT} "
                                     f"inet_dist_listen_max {DIST_PORT}"],
-        detach=True, labels=label, network=network.name)
+        detach=True, labels=label, network=network.name,
+        ports={f"{DIST_PORT}/tcp": ("127.0.0.1", None)})
     try:
         container.reload()
         address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+        # Reached on its port published on 127.0.0.1, as the runner does;
+        # the address is only the node's name.
+        port = int(container.attrs["NetworkSettings"]["Ports"][f"{DIST_PORT}/tcp"][0]["HostPort"])
         deadline = time.monotonic() + 30
         while True:  # up once its distribution answers
             try:
-                NodeConnection(address, DIST_PORT, COOKIE).close()
+                NodeConnection("127.0.0.1", port, COOKIE).close()
                 break
             except (OSError, ErlDistError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        yield address, f"app@{address}"
+        yield port, f"app@{address}"
     finally:
         container.remove(force=True)
         network.remove()
 
 
 def test_calls_into_a_running_node_with_the_apps_cookie(node) -> None:
-    address, name = node
-    with NodeConnection(address, DIST_PORT, COOKIE) as conn:
+    port, name = node
+    with NodeConnection("127.0.0.1", port, COOKIE) as conn:
         assert conn.call("erlang", "node", []) == Atom(name)
         # Hidden: the node lists no visible peer.
         assert conn.call("erlang", "nodes", []) == []
@@ -65,6 +69,6 @@ def test_calls_into_a_running_node_with_the_apps_cookie(node) -> None:
 
 
 def test_a_wrong_cookie_is_refused(node) -> None:
-    address, _name = node
+    port, _name = node
     with pytest.raises(ErlDistError, match="cookie"):
-        NodeConnection(address, DIST_PORT, "not-the-cookie")
+        NodeConnection("127.0.0.1", port, "not-the-cookie")
