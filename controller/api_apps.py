@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from controller.api_follow import line_ndjson
+from controller.api_follow import batch_ndjson
 from controller.api_views import (
     Call, Follow, app_certificate, app_json, build_json, certificate_statuses, domain_json,
     output_collector, release_json, replica_json, size_json,
@@ -211,11 +211,10 @@ def logs(call: Call) -> dict[str, Any] | Follow:
         return {"lines": [line.format() for line in store.tail(app.name, lines, source)]}
     feed = LogFeed()
 
-    def put(line: Any) -> None:
-        if line.matches(source):
-            feed.put(line)
+    def put(lines: list[Any]) -> None:  # a batch's lines: the same list for all followers
+        feed.put_many(lines if source is None else [x for x in lines if x.matches(source)])
     try:
-        stop = store.subscribe(app.name, put)
+        stop = store.subscribe(app.name, put, batches=True)
     except ValueError as e:
         raise TooManyRequests(f"{e}; try again later") from None
     # Subscribed before reading the history: a line added in between is in
@@ -223,9 +222,11 @@ def logs(call: Call) -> dict[str, Any] | Follow:
     early = {line.seq for line in feed.pending()}
     first = [line.format() for line in store.tail(app.name, lines, source)
              if line.seq not in early]
-    # Each line encoded once for all its followers (controller/api_follow.py).
+    # A batch's lines encoded once for all its followers, handed over in one
+    # call (controller/api_follow.py); the sink takes a list of NDJSON lines.
     return Follow(first=first, stop=stop,
-                  attach=lambda sink: feed.attach(lambda line: sink(line_ndjson(line))))
+                  attach=lambda sink: feed.attach(
+                      lambda lines: sink(batch_ndjson(lines))))  # type: ignore[arg-type]
 
 
 # --- issue 16, item 5: maintenance mode and canary (controller/maintenance.py) ---

@@ -22,7 +22,8 @@ reader lines, never its connection.
 Lines are coalesced (the fan-out thread appends to the queue and asks the
 reactor for one flush per batch, not one reactor call and transport write
 per line per follower; the flushes of all followers go in one reactor call)
-and encoded once for all followers (`line_ndjson`).
+and encoded once for all followers (`batch_ndjson`), a fan-out batch's
+lines handed to each follower in one call.
 """
 from __future__ import annotations
 
@@ -52,18 +53,20 @@ def ndjson(line: str) -> bytes:
     return b'{"log": ' + _quoted(line).encode("ascii") + b"}\n"
 
 
-_last: tuple[int, bytes] = (-1, b"")
+_last: tuple[list[LogLine] | None, list[bytes]] = (None, [])
 
 
-def line_ndjson(line: LogLine) -> bytes:
-    """A stored line as followers get it, made once per line: the store
-    hands a line to all its followers one after the other on its fan-out
-    thread, so remembering the last one is enough."""
+def batch_ndjson(lines: list[LogLine]) -> list[bytes]:
+    """A batch's stored lines as followers get them, made once per line:
+    the store hands the same list to all of an app's followers one after
+    the other on its fan-out thread, so remembering the last list (held, so
+    its id is not reused) is enough."""
     global _last
-    seq, data = _last
-    if seq != line.seq or not seq:
-        data = ndjson(line.format())
-        _last = (line.seq, data)
+    made, data = _last
+    if made is not lines:
+        data = [b'{"log": ' + _quoted(line.format()).encode("ascii") + b"}\n"
+                for line in lines]
+        _last = (lines, data)
     return data
 
 
@@ -174,20 +177,30 @@ class FollowStream:
         self.follow.stop()
 
     # --- on the log store's fan-out thread --------------------------------------------
-    def put(self, line: str | bytes) -> None:
-        """Queue one line (text, or NDJSON already); never waits. A paused
-        follower's line past `max_pending` is dropped and counted; one not
-        paused keeps all (its flush is on the way: at most the store's
-        batch waits here, shared with the other followers)."""
-        data = line if isinstance(line, bytes) else ndjson(line)
+    def put(self, line: str | bytes | list[bytes]) -> None:
+        """Queue one line (text, or NDJSON already) or a batch's lines
+        (NDJSON already: one call and one lock a batch); never waits. A
+        paused follower's line past `max_pending` is dropped and counted;
+        one not paused keeps all (its flush is on the way: at most the
+        store's batch waits here, shared with the other followers)."""
+        if isinstance(line, list):
+            batch, size = line, sum(map(len, line))
+        else:
+            data = line if isinstance(line, bytes) else ndjson(line)
+            batch, size = [data], len(data)
         with self._lock:
             if self._closed:
                 return
-            if self._paused and self._queued + len(data) > self.max_pending:
-                self._dropped += 1
+            if not self._paused or self._queued + size <= self.max_pending:
+                self._queue += batch
+                self._queued += size
             else:
-                self._queue.append(data)
-                self._queued += len(data)
+                for data in batch:
+                    if self._queued + len(data) > self.max_pending:
+                        self._dropped += 1
+                    else:
+                        self._queue.append(data)
+                        self._queued += len(data)
             if self._scheduled or self._paused:
                 return
             self._scheduled = True

@@ -31,54 +31,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import attrs
+from logger.lines import MAX_LINE, TRUNCATED, LogLine, clip
 
-MAX_LINE = 10_000  # characters kept of one line; the rest is cut and marked
-TRUNCATED = " [truncated {} chars]"
+__all__ = ["MAX_LINE", "TRUNCATED", "LogLine", "LogStore", "Subscriber", "clip"]
+
 DISK_DELAY = 1.0  # seconds a line may wait for the disk while followers are served
 
 
-def clip(text: str) -> str:
-    """One line as stored: no line ending, at most MAX_LINE characters plus
-    a marker saying how much was cut."""
-    text = text.rstrip("\r\n")
-    if len(text) <= MAX_LINE:
-        return text
-    return text[:MAX_LINE] + TRUNCATED.format(len(text) - MAX_LINE)
-
-
-@attrs.frozen
-class LogLine:
-    at: dt.datetime
-    source: str  # "app" or "shipway"
-    process: str  # "web.3f2a1c", "build", "deploy", "release", "router"
-    text: str
-    seq: int = 0  # the store's order: one number per line, across restarts
-    # stamp(), made once: the follower, each drain and the disk all need it
-    # (three datetime formattings a line were a tenth of the server's CPU);
-    # a line from Docker comes with it, cut from Docker's stamp (~1 µs less).
-    _stamp: str = attrs.field(default="", eq=False, repr=False)
-
-    def stamp(self) -> str:
-        """`2026-11-28T13:56:24.538104Z`: the time as every reader shows it."""
-        if self._stamp:
-            return self._stamp
-        at = self.at if self.at.tzinfo is dt.timezone.utc else self.at.astimezone(dt.timezone.utc)
-        made = at.isoformat(timespec="microseconds")[:-6] + "Z"
-        object.__setattr__(self, "_stamp", made)  # the same text whichever thread wins
-        return made
-
-    def format(self) -> str:
-        return f"{self.stamp()} {self.source}[{self.process}]: {self.text}"
-
-    def matches(self, source: str | None) -> bool:
-        """Heroku's `--source`/`--dyno`: "app", "shipway", a process ("router",
-        "build", "deploy", "release", "web.3f2a1c") or a process type ("web")."""
-        return (source is None or self.source == source or self.process == source
-                or self.process.split(".", 1)[0] == source)
-
-
 Subscriber = Callable[[LogLine], None]
+Batches = Callable[[list[LogLine]], None]  # an app's lines of one fan-out batch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lines (
@@ -109,7 +70,7 @@ class LogStore:
         self._unwritten_bytes = 0
         self._unwritten_since = 0.0  # when the disk thread last found it empty or wrote
         self._pending_bytes = 0  # of both queues: the bound covers both
-        self._subscribers: dict[str, list[Subscriber]] = {}
+        self._subscribers: dict[str, list[Batches]] = {}
         self._taps: list[Callable[[str, list[LogLine]], None]] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -212,7 +173,10 @@ class LogStore:
                     with contextlib.suppress(Exception):  # a failing drain: not the others
                         tap(app, lines)
                 for subscriber in subscribers.get(app, ()):
-                    _each(subscriber, lines)
+                    try:  # one call per follower per batch, the same list for all
+                        subscriber(lines)
+                    except Exception:  # noqa: BLE001 (a failing follower: not the others)
+                        pass
             with self._lock:
                 self._unwritten.extend(batch)
                 self._unwritten_bytes += sum(len(line.text) for _, line in batch)
@@ -348,20 +312,26 @@ class LogStore:
             db.close()
         return dt.datetime.fromisoformat(row[0]) if row else None
 
-    def subscribe(self, app: str, subscriber: Subscriber) -> Callable[[], None]:
-        """Call `subscriber` (on the writer thread; it must not block) with
-        every new line of `app`; returns the function that stops it. Refuses
-        (ValueError) past the per-app cap."""
+    def subscribe(self, app: str, subscriber: Subscriber | Batches, *,
+                  batches: bool = False) -> Callable[[], None]:
+        """Call `subscriber` (on the fan-out thread; it must not block) with
+        every new line of `app`, or with `batches` with each batch's list of
+        them, oldest first: the same list for every follower, not to be
+        changed (one call a batch, not one a line: under a burst the calls
+        per line per follower were most of a follower's CPU). Returns the
+        function that stops it. Refuses (ValueError) past the per-app cap."""
+        each: Batches = (subscriber if batches  # type: ignore[assignment]
+                         else lambda lines: _each(subscriber, lines))  # type: ignore[arg-type]
         with self._lock:
             followers = self._subscribers.setdefault(app, [])
             if len(followers) >= self.subscribers_per_app:
                 raise ValueError(f"{app} already has {len(followers)} log followers")
-            followers.append(subscriber)
+            followers.append(each)
 
         def unsubscribe() -> None:
             with self._lock:
-                if subscriber in self._subscribers.get(app, []):
-                    self._subscribers[app].remove(subscriber)
+                if each in self._subscribers.get(app, []):
+                    self._subscribers[app].remove(each)
 
         return unsubscribe
 

@@ -99,3 +99,32 @@ def test_a_follower_that_reads_nothing_for_too_long_is_cut() -> None:
     assert stuck.transport.disconnecting
     stuck.send("after the cut")  # the store may still hand it a line: ignored
     assert "after the cut" not in stuck.lines()
+
+
+def test_a_batch_is_encoded_once_and_a_paused_follower_keeps_what_fits() -> None:
+    """The store hands each follower a batch's lines in one call, encoded
+    once for all (batch_ndjson); a paused follower given a batch larger than
+    its bound keeps the oldest that fit and counts the rest, in order."""
+    import datetime as dt
+
+    from controller.api_follow import batch_ndjson
+    from logger.store import LogLine
+
+    at = dt.datetime(2026, 11, 28, 14, 0, 1, tzinfo=dt.timezone.utc)
+    batch = [LogLine(at, "app", "web.1", f"line {i:03d} \xe9\"\udcff", i + 1) for i in range(100)]
+    encoded = batch_ndjson(batch)
+    assert batch_ndjson(batch) is encoded  # the second follower: not encoded again
+    assert [json.loads(data)["log"] for data in encoded] == [line.format() for line in batch]
+    clock = Clock()
+    fast, slow = Follower(clock), Follower(clock, max_pending=1000)
+    slow.channel.pauseProducing()
+    assert fast.sink is not None and slow.sink is not None
+    fast.sink(encoded)  # type: ignore[arg-type]
+    slow.sink(encoded)  # type: ignore[arg-type]
+    assert fast.lines() == ["history"] + [line.format() for line in batch]
+    slow.channel.resumeProducing()
+    got = slow.lines()[1:]
+    kept = len(got) - 1
+    assert 5 <= kept < 100 and got[:-1] == [line.format() for line in batch[:kept]]
+    assert got[-1] == (f"shipway: {100 - kept} lines dropped here: this follower "
+                       "read too slowly for them")

@@ -18,8 +18,8 @@ def test_a_line_added_while_the_kept_ones_are_handed_over_comes_after_them() -> 
     got: list[int] = []
     adder: list[threading.Thread] = []
 
-    def sink(line: LogLine) -> None:
-        got.append(line.seq)
+    def sink(lines: list[LogLine]) -> None:
+        got.extend(line.seq for line in lines)
         if not adder:  # the fan-out thread adds a line during the hand-over
             adder.append(threading.Thread(
                 target=feed.put, args=(LogLine(AT, "app", "web.1", "new", 3),)))

@@ -125,13 +125,13 @@ def test_a_stuck_follower_never_slows_the_writer_of_lines(tmp_path: Path) -> Non
 
 def test_feed_keeps_lines_until_attached_then_passes_them_on(store: LogStore) -> None:
     feed = LogFeed(limit=2)
-    store.subscribe("a", feed.put)
+    store.subscribe("a", feed.put_many, batches=True)
     for text in ("x", "y", "z"):
         store.add("a", "app", "web.1", text)
     store.flush()
     assert [line.text for line in feed.pending()] == ["y", "z"]  # bounded
     got: list[str] = []
-    feed.attach(lambda line: got.append(line.text))
+    feed.attach(lambda lines: got.extend(line.text for line in lines))
     store.add("a", "app", "web.1", "after")
     store.flush()
     assert got == ["y", "z", "after"] and feed.pending() == []
@@ -191,3 +191,29 @@ def test_a_failing_follower_or_drain_stops_nothing(store: LogStore) -> None:
     store.add_many("a", "app", "web.1", [(None, "a"), (None, "b"), (None, "c")])
     store.flush()
     assert picky == ["a", "c"] and other == tapped == ["a", "b", "c"]
+
+
+def test_a_batch_follower_gets_each_batch_in_one_call_the_same_list_for_all() -> None:
+    """`batches=True`: one call per fan-out batch per follower, with the
+    app's lines of the batch in order, one list shared by all followers (so
+    it is encoded once for all: controller/api_follow.py batch_ndjson)."""
+    store = LogStore(None)
+    gate = threading.Event()
+    calls: list[list[LogLine]] = []
+    others: list[list[LogLine]] = []
+    store.subscribe("a", calls.append, batches=True)
+    store.subscribe("a", others.append, batches=True)
+    store.subscribe("a", lambda line: gate.wait(10))  # holds the fan-out after the first batch
+    store.add("a", "app", "web.1", "first")
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)  # bounded wait: the first batch is in the fan-out's hands
+    store.add_many("a", "app", "web.1", [(None, f"line {i}") for i in range(100)])
+    store.add("b", "app", "web.1", "not mine")
+    store.add("a", "app", "web.1", "last")
+    gate.set()
+    store.close()
+    assert [[line.text for line in batch] for batch in calls] == [
+        ["first"], [f"line {i}" for i in range(100)] + ["last"]]
+    assert all(mine is theirs for mine, theirs in zip(calls, others))
+
