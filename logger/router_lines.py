@@ -32,6 +32,8 @@ import threading
 import time
 from typing import Callable
 
+from twisted.logger import Logger
+
 from logger.store import LogStore
 
 # `shipway-access BACKEND METHOD "PATH" STATUS BYTES Ta Tc CLIENT`
@@ -57,6 +59,7 @@ RING = "shipway_access"
 _STOPPING = re.compile(rb"^Proxy \S+ stopped \(")
 QUIET = 2.0  # seconds without a line before the worker's pid is checked
 BACKOFF_MAX = 5.0
+log = Logger()
 BATCH, PAUSE = 32768, 0.02  # under load, read in batches (see _session)
 
 
@@ -105,6 +108,9 @@ class RouterLogReceiver:
                 fresh = uptime <= time.monotonic() - began and now != last_pid
                 pid = self._session(skip_old=not fresh)
             except OSError:
+                pid = None
+            except Exception:  # noqa: BLE001 (a bug here must not end the router lines for good)
+                log.failure("router lines: the reader failed; it starts a new session")
                 pid = None
             if pid is not None:
                 last_pid, backoff = pid, 0.1

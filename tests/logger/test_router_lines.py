@@ -55,7 +55,21 @@ def _wait(check: Callable[[], bool], seconds: float = 10) -> bool:
 
 
 def _paths(store: LogStore) -> list[str]:
-    return [line.format().split('path="', 1)[1].split('"', 1)[0] for line in store.tail("shop", 100)]
+    return [line.format().split('path="', 1)[1].split('"', 1)[0] for line in store.tail("shop", 100)
+            if 'path="/probe"' not in line.format()]
+
+
+def _reading(router: HAProxyRouter, store: LogStore) -> bool:
+    """Sends /probe until one reaches the store: the reader's `show events`
+    is then running (HAProxy does not say when it starts; a line sent just
+    before is skipped by `-n`). _paths leaves the probes out."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        _get(router, "/probe")
+        if _wait(lambda: any('path="/probe"' in line.format()
+                             for line in store.tail("shop", 100)), 0.3):
+            return True
+    return False
 
 
 @haproxy
@@ -69,7 +83,7 @@ def test_receiver_pulls_lines_across_a_reload_and_lets_the_old_worker_go(
     receiver.start()
     try:
         assert _wait(lambda: receiver.sessions == 1)
-        time.sleep(0.2)  # the session's `show events` is read by HAProxy
+        assert _reading(router, store)
         _get(router, "/a%20b?x=1")
         assert _wait(lambda: _paths(store) == ["/a%20b?x=1"])
         line = store.tail("shop", 1)[0].format().split(" ", 1)[1]
@@ -81,6 +95,34 @@ def test_receiver_pulls_lines_across_a_reload_and_lets_the_old_worker_go(
         # The old worker's `-w` session is hung up: the worker exits.
         assert _wait(lambda: not set(old) & set(workers(router.pid())), 5)
         assert receiver.unparsed == 0
+    finally:
+        receiver.stop()
+        store.close()
+
+
+@haproxy
+def test_a_failing_line_does_not_end_the_reader(router: HAProxyRouter, tmp_path: Path) -> None:
+    """Whatever goes wrong with one line (here the backend lookup raises),
+    the reader logs it and reads on in a new session: the thread does
+    not die and take every later router line with it."""
+    store = LogStore(tmp_path / "logs.sqlite3")
+    failed: list[str] = []
+
+    def app_for(backend: str) -> str | None:
+        if not failed:
+            failed.append(backend)
+            raise RuntimeError("a bug in the lookup")
+        return {NOT_FOUND_BACKEND: "shop"}.get(backend)
+
+    receiver = RouterLogReceiver(router.layout.admin_socket, store, app_for)
+    receiver.start()
+    try:
+        assert _wait(lambda: receiver.sessions == 1)
+        assert _wait(lambda: bool(_get(router, "/boom") or failed), 10)
+        assert _wait(lambda: receiver.sessions >= 2)
+        assert _reading(router, store)
+        _get(router, "/after")
+        assert _wait(lambda: _paths(store)[-1:] == ["/after"])
     finally:
         receiver.stop()
         store.close()
