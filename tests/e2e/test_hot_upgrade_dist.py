@@ -72,3 +72,14 @@ def test_a_wrong_cookie_is_refused(node) -> None:
     port, _name = node
     with pytest.raises(ErlDistError, match="cookie"):
         NodeConnection("127.0.0.1", port, "not-the-cookie")
+
+
+def test_the_evaluated_codes_io_is_answered(node) -> None:
+    """Shipway is the call's group leader: what the code prints (a
+    code_change/3 logging) is acknowledged at once, input is not supported;
+    neither waits for the call's deadline."""
+    port, _name = node
+    with NodeConnection("127.0.0.1", port, COOKIE) as conn:
+        assert conn.call("io", "put_chars", ["upgraded\n"], timeout=5) == Atom("ok")
+        assert conn.call("io", "format", ["~p~n", [[1, 2]]], timeout=5) == Atom("ok")
+        assert conn.call("io", "get_line", ["? "], timeout=5) == (Atom("error"), Atom("enotsup"))

@@ -45,3 +45,19 @@ def test_a_term_it_does_not_know_is_an_error() -> None:
         decode(bytes([200, 1, 2]))
     with pytest.raises(TypeError):
         encode(1.5)
+
+
+# term_to_binary([fun() -> X end, 7]) in OTP 25's erl (X bound: a fun of
+# erl_eval with its environment): NEW_FUN's size counts itself but not the
+# tag, so the 7 after it is read as 7.
+A_FUN_AND_7 = bytes.fromhex(
+    "836C00000002700000009A00065361AA461590D1BDF1EB62D1A6EB080000002B0000000164000865726C5F6576616C61"
+    "2B6200329B0D5864000D6E6F6E6F6465406E6F686F7374000000090000000000000000680661016C0000000168026400"
+    "015861056A6400046E6F6E656400046E6F6E6574000000006C000000016805640006636C6175736561016A6A6C000000"
+    "0168036400037661726101640001586A6A61076A")
+
+
+def test_a_fun_is_skipped_by_its_size() -> None:
+    term, end = decode(A_FUN_AND_7, 1)
+    assert end == len(A_FUN_AND_7)
+    assert isinstance(term[0], Opaque) and term[0].tag == 112 and term[1] == 7
