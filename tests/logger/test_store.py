@@ -217,3 +217,22 @@ def test_a_batch_follower_gets_each_batch_in_one_call_the_same_list_for_all() ->
         ["first"], [f"line {i}" for i in range(100)] + ["last"]]
     assert all(mine is theirs for mine, theirs in zip(calls, others))
 
+
+def test_a_batch_written_in_many_row_inserts_is_kept_whole_and_in_order(tmp_path: Path) -> None:
+    """The disk thread writes ROWS rows per INSERT and the rest one by one:
+    every line of a batch crossing those boundaries is on disk, in order,
+    after a restart."""
+    from logger.store import ROWS
+
+    count = 2 * ROWS + 5
+    store = LogStore(tmp_path / "logs.sqlite3", lines_per_app=count + 10)
+    store.add_many("a", "app", "web.1", [(None, f"line {i} é\ufffd") for i in range(count)])
+    store.add("b", "app", "web.1", "other app")
+    store.close()
+    again = LogStore(tmp_path / "logs.sqlite3", lines_per_app=count + 10)
+    try:
+        kept = again.tail("a", count + 10)
+        assert [line.text for line in kept] == [f"line {i} é\ufffd" for i in range(count)]
+        assert [line.text for line in again.tail("b", 5)] == ["other app"]
+    finally:
+        again.close()
