@@ -64,8 +64,11 @@ def batch_ndjson(lines: list[LogLine]) -> list[bytes]:
     global _last
     made, data = _last
     if made is not lines:
-        data = [b'{"log": ' + _quoted(line.format()).encode("ascii") + b"}\n"
-                for line in lines]
+        # LogLine.format() inline, one str encoded once (~0.4 µs a line; ~0.6
+        # with the two method calls and the bytes concatenations).
+        texts = [f"{line.stamped or line.stamp()} {line.source}[{line.process}]: {line.text}"
+                 for line in lines]
+        data = [f'{{"log": {quoted}}}\n'.encode("ascii") for quoted in map(_quoted, texts)]
         _last = (lines, data)
     return data
 

@@ -32,7 +32,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from logger.lines import MAX_LINE, TRUNCATED, LogLine, clip
+from logger.lines import MAX_LINE, TRUNCATED, LogLine, clip, stamp_of
 
 __all__ = ["MAX_LINE", "TRUNCATED", "LogLine", "LogStore", "Subscriber", "clip"]
 
@@ -119,9 +119,12 @@ class LogStore:
                  stamps: list[str] | None = None) -> None:
         """Queue the lines of one read (one lock, one wake-up for them all);
         `stamps`: each line's `LogLine.stamp()` if known ("" if not)."""
-        clipped = [(at, clip(text)) for at, text in items]
-        stamps = stamps or [""] * len(clipped)
         now = dt.datetime.now(dt.timezone.utc)
+        now_stamp = stamp_of(now)
+        clipped = [(at, clip(text)) for at, text in items]
+        # Each line's stamp made here once (the disk needs it for every line).
+        stamps = [(stamp or stamp_of(at)) if at else now_stamp
+                  for (at, _), stamp in zip(clipped, stamps or [""] * len(clipped))]
         with self._lock:
             was_empty = not self._pending
             for (at, text), stamp in zip(clipped, stamps):
@@ -130,7 +133,7 @@ class LogStore:
                     continue
                 self._seq += 1
                 self._pending.append((app, LogLine(at or now, source, process, text,
-                                                   self._seq, stamp if at else "")))
+                                                   self._seq, stamp)))
                 self._pending_bytes += len(text)
             if was_empty and self._pending:
                 self._wake.notify()
@@ -306,7 +309,7 @@ class LogStore:
             rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, lines]).fetchall()
         finally:
             db.close()
-        return [LogLine(dt.datetime.fromisoformat(at), src, proc, text, seq)
+        return [LogLine(dt.datetime.fromisoformat(at), src, proc, text, seq, at)
                 for seq, at, src, proc, text in reversed(rows)]
 
     def last_at(self, app: str, process: str) -> dt.datetime | None:
