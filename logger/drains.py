@@ -16,6 +16,7 @@ import socket
 import ssl
 import threading
 from collections import deque
+from operator import attrgetter
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ MAX_BACKOFF = 30.0
 # Besides its line count, a drain's buffer holds at most this many bytes of
 # text (the lines are the store's, shared): a 50,000-line burst fits whole.
 BUFFER_BYTES = 16 << 20
+_text = attrgetter("text")
 
 
 class BadDrain(ValueError):
@@ -110,10 +112,15 @@ class Drain:
 
     def put(self, lines: list[LogLine]) -> None:
         """Buffer lines, oldest first; past the bound the oldest are dropped."""
+        size = sum(map(len, map(_text, lines)))
         with self._cond:
             if not self._buffer:
                 self._cond.notify()
             buffer, limit = self._buffer, self._limit
+            if len(buffer) + len(lines) <= limit and self._bytes + size <= BUFFER_BYTES:
+                buffer.extend(lines)  # room for all (the usual case): no step per line
+                self._bytes += size
+                return
             for line in lines:
                 while buffer and (len(buffer) >= limit
                                   or self._bytes + len(line.text) > BUFFER_BYTES):

@@ -267,3 +267,25 @@ def test_https_drain_posts_logplex_batches_and_retries(store: LogStore, tmp_path
     assert hub.status("shop")[1]["last_error"] == "HTTP 500"
     hub.stop()
     httpd.shutdown()
+
+
+def test_a_drains_buffer_takes_a_batch_whole_or_drops_its_oldest_lines() -> None:
+    """Drain.put: a batch that fits is buffered at once, in order; past the
+    bound the oldest lines go first and are counted, whichever batch they
+    came in. (The drain's address is refused: nothing leaves the buffer.)"""
+    from logger.drains import Drain
+
+    at = dt.datetime(2026, 12, 2, 7, 0, 0, tzinfo=dt.timezone.utc)
+    drain = Drain(1, "shop", parse_drain_url("syslog://127.0.0.1:9"), GuardRules(),
+                  tls_context(), buffer_lines=10)
+    try:
+        made = [LogLine(at, "app", "web.1", f"line {seq}", seq) for seq in range(1, 28)]
+        drain.put(made[:6])
+        assert [line.seq for line in drain._buffer] == [1, 2, 3, 4, 5, 6]
+        drain.put(made[6:12])
+        assert [line.seq for line in drain._buffer] == list(range(3, 13)) and drain.dropped == 2
+        drain.put(made[12:27])
+        assert [line.seq for line in drain._buffer] == list(range(18, 28))
+        assert drain.dropped == 17 and drain._bytes == sum(len(x.text) for x in made[17:])
+    finally:
+        drain.stop()
