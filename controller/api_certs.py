@@ -5,14 +5,19 @@ that makes them due now, as Heroku's `certs:auto:refresh`.
 A user whose issuance failed (DNS was wrong, then fixed) need not wait out
 the backoff, and an operator can force a renewal. The certificate object is
 the one `domains --json` shows (api_views.certificate_statuses); the store
-change is controller/certificates.py's (CertificateStore.refresh).
+change is controller/certificates_refresh.py's: a name tried, refreshed or
+issued less than `cert_refresh_interval` seconds ago is refused with a 429
+and Retry-After (one ACME account serves every app), a row changed by the
+server meanwhile is a 409.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from controller.api_views import Call, certificate_statuses
-from controller.certificates import CertificateStore, acme_enabled, wake_managers
+from controller.certificates import acme_enabled
+from controller.certificates_refresh import refresh, wake_managers
 from controller.domains import normalize_hostname
 from controller.errors import Conflict, NotFound
 from controller.models import App
@@ -52,7 +57,8 @@ def refresh_certs(call: Call) -> dict[str, Any]:
     """Make the app's names (or the body's `hostname`) due now: a failed or
     pending name is tried at once, an issued one renewed (the old
     certificate is served until the new one is stored). Wakes this
-    process's certificate manager; answers what was queued."""
+    process's certificate manager; answers what was queued. 429 (with
+    Retry-After) if a name was tried or refreshed too recently."""
     controller = call.controller
     app = controller.get_app(call.me, call.params["app"], "write")
     settings = call.services.settings
@@ -62,9 +68,9 @@ def refresh_certs(call: Call) -> dict[str, Any]:
     wanted = call.field("hostname", str, required=False)
     if wanted is not None:
         names = _chosen(call, app, names, wanted)
-    store = CertificateStore(controller.db, controller.keyring)
+    interval = dt.timedelta(seconds=settings.cert_refresh_interval)
     with controller.db.write() as conn:
-        queued = store.refresh(conn, app.id, names)
+        queued = refresh(conn, app.id, names, interval)
         controller.record_activity(app, call.me.email, "certs:auto:refresh",
                                    f"refreshed certificates of {', '.join(names)}"[:500],
                                    {"hostnames": names}, conn=conn)

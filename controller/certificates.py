@@ -9,19 +9,20 @@ acme_retry_seconds doubling per failure, at most a day) and renews at
 acme_renew_fraction (2/3) of a certificate's lifetime; each issued
 certificate is loaded into the router without a reload. A failed issuance
 leaves plain HTTP alone; a renewal that fails keeps the old certificate.
+certs:auto:refresh (bounded per name) and waking the manager for it are
+controller/certificates_refresh.py's.
 """
 from __future__ import annotations
 
 import datetime as dt
 import threading
-import weakref
 from typing import Any, Callable, Iterable, Protocol
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from twisted.logger import Logger
 
+from controller.certificates_refresh import Waker, register
 from controller.crypto import Keyring
 from core.locks import Busy, Locks
 from controller.db import Database, UTCDateTime, metadata, now
@@ -156,31 +157,6 @@ class CertificateStore:
                     out.append(r.hostname)
         return out
 
-    def refresh(self, conn: Connection, app_id: int, hostnames: Iterable[str]) -> dict[str, str]:
-        """certs:auto:refresh, in the caller's transaction: each name due now,
-        backoff restarted. An issued certificate is renewed, and served until
-        its successor is stored (a failed renewal keeps it). hostname ->
-        "renew", "retry" (pending, failed) or "issue" (not seen yet)."""
-        names = sorted(set(hostnames))
-        rows = {r.hostname: r for r in conn.execute(sa.select(
-            certificates.c.hostname, certificates.c.status)
-            .where(certificates.c.hostname.in_(names))).all()}
-        out: dict[str, str] = {}
-        for host in names:
-            row = rows.get(host)
-            if row is None:
-                conn.execute(certificates.insert().values(
-                    hostname=host, app_id=app_id, status="pending", failures=0,
-                    updated_at=now()))
-                out[host] = "issue"
-            else:  # (a name moving from another app: reconcile() makes it pending)
-                renew = row.status == "issued"
-                conn.execute(certificates.update().where(certificates.c.hostname == host).values(
-                    next_attempt_at=now(), failures=0, error=None, updated_at=now(),
-                    status=row.status if renew else "pending"))
-                out[host] = "renew" if renew else "retry"
-        return out
-
     def renew_at(self, not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime:
         return not_before + (not_after - not_before) * self.renew_fraction
 
@@ -245,23 +221,11 @@ class CertificateManager:
         self.locks = locks
         self._acme: ACMEClient | None = None
         self._lock = threading.Lock()
-        self._wake_queued = threading.Event()
+        self._waker = Waker(self.tick, self._lock)
 
-    def wake(self) -> None:
-        """Tick now in a thread (certs:auto:refresh), not at the loop's next
-        turn; a wake while one is queued adds nothing."""
-        if self._wake_queued.is_set():
-            return
-        self._wake_queued.set()
-        threading.Thread(target=self._woken, name="certificates-wake", daemon=True).start()
-
-    def _woken(self) -> None:
-        with self._lock:  # after a tick under way, whose due() was read before the wake
-            self._wake_queued.clear()
-        try:
-            self.tick()
-        except Exception as e:  # the server's loop tries again; this is only sooner
-            log.warn("certificates: woken tick failed: {e}", e=e)
+    def wake(self) -> bool:
+        """Tick now in a thread (certs:auto:refresh); False if one is queued."""
+        return self._waker.wake()
 
     def load(self) -> None:
         """Put every stored certificate into the router (start, proxy restart)."""
@@ -368,19 +332,6 @@ def certificate_lock(hostname: str) -> str:
     return f"certificate:{hostname}"
 
 
-# This process's managers (make_manager), woken by an API call here; other
-# processes' see a refresh at their loop's next turn (server/tls.py).
-_running: "weakref.WeakSet[CertificateManager]" = weakref.WeakSet()
-
-
-def wake_managers() -> int:
-    """Wake this process's certificate managers; returns how many."""
-    managers = list(_running)
-    for manager in managers:
-        manager.wake()
-    return len(managers)
-
-
 def make_manager(db: Database, keyring: Keyring, settings: Any,
                  target: CertificateTarget, locks: Locks | None = None) -> CertificateManager | None:
     """The manager for these settings, or None when ACME is off."""
@@ -393,5 +344,5 @@ def make_manager(db: Database, keyring: Keyring, settings: Any,
                           email=settings.acme_email, ca_bundle=settings.acme_ca_bundle)
 
     manager = CertificateManager(store, target, factory, locks)
-    _running.add(manager)
+    register(manager)
     return manager

@@ -159,6 +159,10 @@ class Settings:
     # is retried after acme_retry_seconds, doubling per failure (at most a day).
     acme_renew_fraction: float = 2 / 3
     acme_retry_seconds: int = 60
+    # certs:auto:refresh: a name tried, refreshed or issued less than this
+    # many seconds ago is not refreshed again (429): one shared ACME account's
+    # rate limits (orders, duplicate certificates) and the manager's time.
+    cert_refresh_interval: int = 600
     tls_cert: str | None = None  # PEM chain for the API and git over HTTPS
     tls_key: str | None = None
     # --- end issue 16 (TLS) ---

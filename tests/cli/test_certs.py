@@ -23,5 +23,8 @@ def test_certs_without_acme(logged_in: Cli, app: str, tmp_path: Path) -> None:
     home.mkdir()
     stranger = Cli(cli.server, home)
     stranger.signup()
-    assert app in stranger.fails(1, "certs:auto:refresh", "-a", app, "--domain", host)
-    assert app in stranger.fails(1, "certs", "-a", app)
+    # Not found (the API's 404), before anything about ACME: another user's
+    # app is not even said to exist.
+    not_found = f"Error: no app named '{app}'"
+    assert stranger.fails(1, "certs:auto:refresh", "-a", app, "--domain", host) == not_found
+    assert stranger.fails(1, "certs", "-a", app) == not_found

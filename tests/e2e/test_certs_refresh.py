@@ -3,15 +3,19 @@ a real `shipway server` with its HAProxy router and a real ACME server
 (pebble). A name whose issuance failed (DNS was wrong, then fixed) is
 issued at once instead of after its backoff (an hour here); an issued
 certificate is renewed on demand and the new one is served by SNI, with
-no reload, a kept-alive TLS connection surviving and no request failing."""
+no reload, a kept-alive TLS connection surviving and no request failing.
+A second refresh within the server's interval (10 s here, 10 minutes by
+default) is refused with a one-line error saying when to try again."""
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import ssl
+import subprocess
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -19,6 +23,21 @@ from tests.conftest import ShipwayServer, _stop_nginx, unique
 from tests.e2e.helpers import new_app, wait_for
 from tests.pebble import Pebble
 from tests.router.test_haproxy_tls import https_get, peer_cert
+
+
+INTERVAL = 10
+
+
+def _refresh(user: Any, app: str, *args: str) -> subprocess.CompletedProcess:
+    """certs:auto:refresh once the names' last attempt is INTERVAL old: until
+    then each try must be the server's refusal (nothing else is waited out)."""
+    def once() -> subprocess.CompletedProcess | None:
+        done = user.shipway("-a", app, "certs:auto:refresh", *args, check=False)
+        if done.returncode == 0:
+            return done
+        assert "try again after" in done.stderr, done.stderr
+        return None
+    return wait_for(once, timeout=INTERVAL * 3, interval=1)
 
 
 @pytest.fixture
@@ -31,6 +50,9 @@ def acme_server(tmp_path_factory: pytest.TempPathFactory, pebble: Pebble,
         "SHIPWAY_BASE_DOMAIN": "shipway.test",
         # A failed name would wait an hour: only a refresh brings it sooner.
         "SHIPWAY_ACME_RETRY_SECONDS": "3600",
+        # A name tried less than this ago is not refreshed (600 s by default):
+        # short here, as the renewal below follows an issuance at once.
+        "SHIPWAY_CERT_REFRESH_INTERVAL": str(INTERVAL),
     })
     server.router_port = pebble.http_port  # where pebble validates HTTP-01
     server.start()
@@ -92,8 +114,12 @@ def test_refresh_retries_a_failed_name_and_renews_an_issued_one(
         assert custom in failed["error"]
     finally:
         pebble.unresolve(custom)  # DNS fixed
-    said = user.shipway("-a", app, "certs:auto:refresh", "--domain", custom).stdout
+    said = _refresh(user, app, "--domain", custom).stdout
     assert f"{custom}: issuance queued" in said and app_host not in said
+    again = user.shipway("-a", app, "certs:auto:refresh", "--domain", custom, check=False)
+    refused = [line for line in again.stderr.splitlines() if line.startswith("Error: ")]
+    assert again.returncode == 1 and len(refused) == 1, again.stderr
+    assert custom in refused[0] and "try again after" in refused[0]
     wait_for(lambda: certificate(custom)["status"] == "issued", timeout=60)
     assert https_get(server.https_port, custom, root)[0] == 200
     shown = user.shipway("-a", app, "certs").stdout
@@ -114,7 +140,7 @@ def test_refresh_retries_a_failed_name_and_renews_an_issued_one(
     assert answer.status == 200 and answer.read()
     traffic = _Traffic(server.https_port, app_host, root)
     try:
-        queued = user.shipway_json("-a", app, "certs:auto:refresh")
+        queued = json.loads(_refresh(user, app, "--json").stdout)
         assert {q["hostname"]: q["action"] for q in queued["queued"]} == {
             app_host: "renew", custom: "renew"}
         assert queued["woken"] is True

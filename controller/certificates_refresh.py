@@ -1,0 +1,171 @@
+"""certs:auto:refresh in the certificates store, and waking the manager.
+
+A refresh makes an app's names due now instead of after their backoff. The
+server orders every certificate on one shared ACME account (Let's Encrypt:
+300 new orders per account per 3 hours, 5 duplicate certificates a week)
+and its manager issues one name at a time, so a refresh is bounded per
+hostname: a name tried, refreshed or issued less than
+`cert_refresh_interval` seconds ago is refused (RefreshTooSoon, a 429 with
+Retry-After), and a refresh keeps `failures` at 1 or more for a name that
+already failed, so its backoff goes on growing after further failures.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+import weakref
+from typing import Any, Callable, Iterable, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from twisted.logger import Logger
+
+from controller.db import now
+from core.errors import Conflict, TooManyRequests
+
+log = Logger(namespace="shipway.certificates")
+
+
+class RefreshTooSoon(TooManyRequests):
+    """429: a name was tried or refreshed too recently; `retry_after` whole
+    seconds until every name asked for may be refreshed (the API's
+    Retry-After header)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds} s"
+
+
+def _last_touched(row: Any) -> dt.datetime | None:
+    """When the name was last tried, refreshed or issued (updated_at), or
+    None for a name only added so far (it is due at once anyway)."""
+    never = (row.status == "pending" and row.failures == 0 and row.next_attempt_at is None
+             and row.fullchain_ct is None)
+    return None if never else row.updated_at
+
+
+def _check_interval(rows: Iterable[Any], interval: dt.timedelta, at: dt.datetime) -> None:
+    """Refuse the whole refresh if any name was touched within `interval`."""
+    waits = {}
+    for row in rows:
+        last = _last_touched(row)
+        if last is not None and at < last + interval:
+            waits[row.hostname] = last + interval
+    if not waits:
+        return
+    until = max(waits.values())
+    seconds = max(1, math.ceil((until - at).total_seconds()))
+    hosts = sorted(waits)
+    named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+    raise RefreshTooSoon(
+        f"{named} {'was' if len(hosts) == 1 else 'were'} tried or refreshed less than "
+        f"{_span(interval.total_seconds())} ago: try again after "
+        f"{until:%Y-%m-%d %H:%M:%S} UTC (in {seconds} s)", seconds)
+
+
+def refresh(conn: Connection, app_id: int, hostnames: Iterable[str],
+            interval: dt.timedelta, at: dt.datetime | None = None) -> dict[str, str]:
+    """certs:auto:refresh, in the caller's transaction: each name due now.
+    An issued certificate is renewed, and served until its successor is
+    stored (a failed renewal keeps it). Raises RefreshTooSoon if a name was
+    tried, refreshed or issued within `interval`, Conflict if the server
+    changed the same rows meanwhile. hostname -> "renew", "retry" (pending,
+    failed) or "issue" (not seen yet, or still another app's)."""
+    from controller.certificates import certificates as t
+
+    at = at or now()
+    names = sorted(set(hostnames))
+    # FOR UPDATE (PostgreSQL): a concurrent refresh waits, then sees ours and
+    # is refused; SQLite's write transaction is already exclusive.
+    rows = {r.hostname: r for r in conn.execute(
+        sa.select(t.c.hostname, t.c.app_id, t.c.status, t.c.failures, t.c.next_attempt_at,
+                  t.c.fullchain_ct, t.c.updated_at)
+        .where(t.c.hostname.in_(names)).with_for_update()).all()}
+    _check_interval(rows.values(), interval, at)
+    out: dict[str, str] = {}
+    try:
+        for host in names:
+            row = rows.get(host)
+            if row is not None and row.app_id != app_id:
+                # Still the previous app's (the manager's reconcile has not
+                # run yet): its certificate is not this app's to renew.
+                conn.execute(t.delete().where(t.c.hostname == host, t.c.app_id == row.app_id))
+                row = None
+            changed = 0
+            if row is not None:
+                renew = row.status == "issued"
+                changed = conn.execute(t.update().where(t.c.hostname == host, t.c.app_id == app_id)
+                                       .values(next_attempt_at=at, failures=min(row.failures, 1),
+                                               error=None, updated_at=at,
+                                               status=row.status if renew else "pending")).rowcount
+                out[host] = "renew" if renew else "retry"
+            if not changed:  # new here (or deleted meanwhile): pending, due now
+                conn.execute(t.insert().values(hostname=host, app_id=app_id, status="pending",
+                                               failures=0, next_attempt_at=at, updated_at=at))
+                out[host] = "issue"
+    except sa.exc.IntegrityError:  # the manager's reconcile added the name meanwhile
+        raise Conflict("the server is updating these certificates right now: "
+                       "try again in a few seconds") from None
+    return out
+
+
+class Waker:
+    """Runs `tick` now in its own thread (certs:auto:refresh), not at the
+    server loop's next turn; a wake while one is queued adds nothing. The
+    queued flag is tested and set under a lock, so two API threads waking
+    at once start one thread."""
+
+    def __init__(self, tick: Callable[[], Any], busy: threading.Lock) -> None:
+        self._tick, self._busy = tick, busy  # busy: the manager's tick lock
+        self._guard = threading.Lock()
+        self._queued = False
+
+    def wake(self) -> bool:
+        """Queue a tick; False if one was queued already."""
+        with self._guard:
+            if self._queued:
+                return False
+            self._queued = True
+        try:
+            threading.Thread(target=self._run, name="certificates-wake", daemon=True).start()
+        except BaseException:
+            with self._guard:
+                self._queued = False
+            raise
+        return True
+
+    def _run(self) -> None:
+        with self._busy:  # after a tick under way, whose due() was read before the wake
+            with self._guard:
+                self._queued = False
+        try:
+            self._tick()
+        except Exception as e:  # the server's loop tries again; this is only sooner
+            log.warn("certificates: woken tick failed: {e}", e=e)
+
+
+class _Wakeable(Protocol):
+    def wake(self) -> bool: ...
+
+
+# This process's managers (certificates.make_manager), woken by an API call
+# here; other processes' see a refresh at their loop's next turn (server/tls.py).
+_running: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def register(manager: _Wakeable) -> None:
+    _running.add(manager)
+
+
+def wake_managers() -> int:
+    """Wake this process's certificate managers; returns how many."""
+    managers = list(_running)
+    for manager in managers:
+        manager.wake()
+    return len(managers)
