@@ -66,4 +66,5 @@ def test_replicas_are_distinct_nodes_found_by_the_apps_name_only(make_server, tm
         code, out = run_in(mine[0], "set -a; . /shipway/env; cd /app; "
                                     "_build/prod/rel/counter/bin/counter rpc 'IO.inspect(Node.list())'")
         return code == 0 and all(n in out for n in nodes - {envs[0]["RELEASE_NODE"]})
-    wait_for(connected, timeout=60)
+    # Each probe boots a BEAM for `rpc` (seconds on a busy 2-core host).
+    wait_for(connected, timeout=180)
