@@ -27,10 +27,16 @@ from builder.stack import APP_UID
 from core.settings import Settings
 from core.specs import HealthCheck, ReleaseSpec
 from runner.container_spec import (  # noqa: F401 (also what others import from here)
-    CONTAINER_PORT, HOST_KEY_LABEL, HOST_KEY_VAR, ROLE, SIZE_LABEL, SSH_PORT,
+    CONTAINER_PORT, DIST_PORT, HOST_KEY_LABEL, HOST_KEY_VAR, ROLE, SIZE_LABEL, SSH_PORT,
     STOPPING_SUFFIX, WEB, container_files, entrypoint_script, env_file, labels,
     replica_limits, run_container_spec, runner_file, size_label)
 from runner.run_disk import FILES_IN, check_slug_fits
+
+# What a script run in a replica prints is the app's (its owner's code
+# runs there): read up to MAX_OUTPUT bytes, each line cut at MAX_LINE
+# characters, before it goes to the pusher and the app's logs.
+MAX_OUTPUT = 1 << 20
+MAX_LINE = 1000
 
 
 class Unhealthy(Exception):
@@ -57,6 +63,9 @@ class Replica:
     host_port: int | None
     created: float  # epoch seconds
     ssh_port: int | None = None  # its sshd's 127.0.0.1 port (as listed)
+    # Its node's distribution port published on 127.0.0.1 (the hot
+    # upgrade's); None on a replica started before it was published.
+    dist_port: int | None = None
     # Whether its sshd presents the app's own host key (replicas started by
     # Shipway before host keys existed present one of their own).
     app_host_key: bool = True
@@ -111,7 +120,7 @@ class Containers:
                 app=lab.get("shipway.app", ""), version=version,
                 process_type=lab.get("shipway.process", ""), state=row.get("State", ""),
                 host_port=published.get(CONTAINER_PORT), created=float(row.get("Created", 0)),
-                ssh_port=published.get(SSH_PORT),
+                ssh_port=published.get(SSH_PORT), dist_port=published.get(DIST_PORT),
                 app_host_key=lab.get(HOST_KEY_LABEL) == "app",
                 size_label=lab.get(SIZE_LABEL)))
         return found
@@ -133,13 +142,14 @@ class Containers:
         except Exception:
             self.remove(container.id)
             raise
-        host_port = None
-        bound = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(
-            f"{CONTAINER_PORT}/tcp") or []
-        if bound:
-            host_port = int(bound[0]["HostPort"])
+        ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+
+        def host_port(port: int) -> int | None:
+            bound = ports.get(f"{port}/tcp") or []
+            return int(bound[0]["HostPort"]) if bound else None
         return Replica(id=container.id, name=made.name, app=spec.app, version=spec.version,
-                       process_type=process_type, state="running", host_port=host_port,
+                       process_type=process_type, state="running", host_port=host_port(CONTAINER_PORT),
+                       dist_port=host_port(DIST_PORT),
                        created=time.time(), app_host_key=bool(made.host_key),
                        size_label=size_label(spec.size))
 
@@ -221,7 +231,9 @@ class Containers:
         needs no file in the replica (whose root is read-only) and replicas
         started by an older Shipway get the current one. `stdin`, when
         given, is the script's standard input (the hot upgrade's artefact:
-        no fetch from inside the replica)."""
+        no fetch from inside the replica). Its output is the app's: at
+        most MAX_OUTPUT bytes are read (the script is then left to its
+        `timeout`), lines cut at MAX_LINE characters."""
         exec_id = self.client.api.exec_create(container_id, ["timeout", str(int(timeout)), "bash",
                                                              "-c", runner_file(name).decode(),
                                                              name, *args],
@@ -234,13 +246,19 @@ class Containers:
         patient = docker.from_env(timeout=int(timeout) + 30, version=self.client.api.api_version)
         try:
             if stdin is None:
-                output = patient.api.exec_start(exec_id).decode("utf-8", "replace")
+                chunks, size = [], 0
+                for chunk in patient.api.exec_start(exec_id, stream=True):
+                    chunks.append(chunk[:MAX_OUTPUT - size])
+                    size += len(chunks[-1])
+                    if size >= MAX_OUTPUT:
+                        break
+                output = b"".join(chunks).decode("utf-8", "replace")
             else:
                 output = _exec_with_stdin(patient, exec_id, stdin)
         finally:
             patient.close()
         code = self.client.api.exec_inspect(exec_id).get("ExitCode")
-        return (code if code is not None else -1), output.splitlines()
+        return (code if code is not None else -1), [line[:MAX_LINE] for line in output.splitlines()]
 
     def read_file(self, container_id: str, path: str) -> str | None:
         """A small file of a running replica, None if it cannot be read."""
@@ -311,9 +329,13 @@ def _exec_with_stdin(client: docker.DockerClient, exec_id: str, data: bytes) -> 
             pass
 
     def read() -> None:
+        size = 0
         try:
             for _stream, chunk in docker.utils.socket.frames_iter(sock, tty=False):
-                chunks.append(chunk)
+                chunks.append(chunk[:MAX_OUTPUT - size])
+                size += len(chunks[-1])
+                if size >= MAX_OUTPUT:  # the rest is not read (MAX_OUTPUT)
+                    break
         except OSError:
             pass
 

@@ -71,7 +71,10 @@ def encode(term: Any) -> bytes:
             return b"a" + bytes([term])
         if -(1 << 31) <= term < (1 << 31):
             return b"b" + struct.pack(">i", term)
-        raise ValueError("integer out of range")
+        raw = abs(term).to_bytes((abs(term).bit_length() + 7) // 8, "little")
+        if len(raw) > 255:
+            raise ValueError("integer out of range")
+        return b"n" + bytes([len(raw), term < 0]) + raw  # SMALL_BIG
     if isinstance(term, str):
         raw = term.encode("latin-1")
         if not raw:
@@ -315,12 +318,16 @@ class NodeConnection:
     def call(self, module: str, function: str, args: list[Any], timeout: float | None = None) -> Any:
         """module:function(args...) in the node (rex, as erl_call does):
         its value, or ("badrpc", Reason). Within `timeout` seconds (the
-        connection's by default) from now, or ErlDistError."""
+        connection's by default) from now, or ErlDistError (and the
+        connection closed)."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         try:
             return self._call(module, function, args, deadline)
-        except (OSError, struct.error) as exc:  # socket.timeout is an OSError
-            raise ErlDistError(f"{module}:{function}: {exc!r}") from exc
+        except BaseException as exc:
+            self.close()  # what is left of the stream is in no known state
+            if isinstance(exc, (OSError, struct.error)):  # socket.timeout is an OSError
+                raise ErlDistError(f"{module}:{function}: {exc!r}") from exc
+            raise
 
     def _call(self, module: str, function: str, args: list[Any], deadline: float) -> Any:
         self._serial += 1

@@ -1,8 +1,10 @@
 """Hot upgrade: the running replicas of an Elixir release upgraded in
 place (runner/files/hot-upgrade.sh), none restarted: an OTP release
-upgrade (release_handler) when the build made a relup, through one
-`docker exec` for all replicas, else the changed modules reloaded; a
-restart deploy wherever that is not possible. A mixin of DockerRunner: it works on
+upgrade (release_handler) when the build made a relup, conducted by the
+oldest replica's node, which Shipway calls over its distribution port
+(runner/erl_dist.py; through one `docker exec` and erl_call where it
+cannot), else the changed modules reloaded (a `docker exec` per replica);
+a restart deploy wherever that is not possible. A mixin of DockerRunner: it works on
 the runner's desired and live state under the app's lock, as `deploy` does.
 """
 from __future__ import annotations
@@ -10,20 +12,21 @@ from __future__ import annotations
 import io
 import os
 import re
+import reprlib
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.logger import Logger
 
 from core.output import Output
 from core.specs import ReleaseSpec
-from runner.container_spec import DIST_PORT, runner_file
-from runner.containers import Replica
-from runner.erl_dist import Atom, NodeConnection
+from runner.container_spec import runner_file
+from runner.containers import MAX_LINE, Replica
+from runner.erl_dist import Atom, ErlDistError, NodeConnection
 
 if TYPE_CHECKING:
     from runner.docker_runner import DockerRunner
@@ -48,7 +51,18 @@ VIA_ENV = "SHIPWAY_HOT_UPGRADE_VIA"
 _PLAIN = re.compile(r"[A-Za-z0-9_.+-]+")
 _RELEASE_DIR = re.compile(r"(?:\./)?(_build/[A-Za-z0-9_.-]+/rel/[A-Za-z0-9_.-]+)/releases/start_erl\.data")
 # NAME|CODE|TEXT: a replica's outcome in the OTP path's output.
-_OUTCOME = re.compile(r"^([A-Za-z0-9_.-]+)\|(\d+)\|(.*)$")
+_OUTCOME = re.compile(r"^([A-Za-z0-9_.-]{1,200})\|(\d{1,4})\|(.*)$")
+# The OTP upgrade's time, all included (the conductor's node derives its
+# own steps' timeouts from it: hot-upgrade.exprs' Deadline), and what the
+# caller waits past it for the answer: Shipway never gives up (and
+# restart-deploys) while the conductor may still be switching.
+UPGRADE_SECONDS = 300
+ANSWER_MARGIN = 30
+# The node is the app's: its answer is read up to this many characters.
+MAX_ANSWER = 256 << 10
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 200
+_short.maxlevel, _short.maxlist, _short.maxtuple, _short.maxdict = 4, 8, 8, 8
 
 
 @attrs.frozen
@@ -187,7 +201,7 @@ class HotUpgradeMixin:
         reasons = []
         for r, (code, said) in zip(replicas, results):
             for line in said[-20:]:
-                output(f"       {r.id[:12]}: {line}")
+                output(f"       {r.id[:12]}: {line[:MAX_LINE]}")
             if code != 3:  # 3: refused before anything was changed
                 touched.append(r)
             if code == 3:
@@ -213,84 +227,63 @@ class HotUpgradeMixin:
         conductor = replicas[0]
         exprs = runner_file("hot-upgrade.exprs")
         before = time.time()
+        deadline_ms = int((before + UPGRADE_SECONDS) * 1000)  # epoch: the replicas share our clock
         direct = (None if os.environ.get(VIA_ENV) == "exec" else
-                  self._over_distribution(conductor, replicas, spec, plan, artefact, exprs, stagger))
+                  self._over_distribution(conductor, replicas, spec, plan, artefact, exprs, stagger,
+                                          deadline_ms))
         if direct is not None:
             code, said = direct
         else:
             code, said = self._run_upgrade(conductor, [str(spec.version), "otp", str(plan.rel), str(plan.vsn),
-                                                       stagger, exprs.decode(), *(r.name for r in replicas)],
-                                           artefact)
-        after = time.time()
-        outcomes: dict[str, tuple[int, str]] = {}
-        common: list[str] = []
-        for line in said:
-            match = _OUTCOME.match(line)
-            if match and match.group(1) in {r.name for r in replicas}:
-                outcomes[match.group(1)] = (int(match.group(2)), match.group(3))
-            elif not line.startswith(("timing|", "conductor|")):
-                common.append(line)
-        breakdown = _breakdown(said, before, after)
-        results = []
-        for r in replicas:
-            if r.name in outcomes:
-                own_code, text = outcomes[r.name]
-                results.append((own_code, [*([breakdown] if r is conductor else []), *common, text]))
-            else:  # the call itself failed or refused: the same for all
-                results.append((code if code != 0 else 1, common or ["no answer from the upgrade"]))
-        return results
+                                                       stagger, str(deadline_ms), exprs.decode(),
+                                                       *(r.name for r in replicas)], artefact)
+        return replica_results(code, said, replicas, before, time.time())
 
     def _over_distribution(self: "DockerRunner", conductor: Replica, replicas: list[Replica],
                            spec: ReleaseSpec, plan: UpgradePlan, artefact: bytes, exprs: bytes,
-                           stagger: str) -> tuple[int, list[str]] | None:
+                           stagger: str, deadline_ms: int) -> tuple[int, list[str]] | None:
         """The upgrade run by file:script in the conductor's node, called
         as a hidden node with the app's cookie (runner/erl_dist.py): no
         process started in any replica. None when the node cannot be
         reached so (nothing was done); else (status, lines) as
-        hot-upgrade.sh's."""
+        hot-upgrade.sh's. Whatever the node answers (it is the app's), an
+        answer not understood is the upgrade not completing, never an
+        exception; its files are removed whatever happens."""
         cookie = spec.env.get("RELEASE_COOKIE")
+        if not cookie or conductor.dist_port is None:
+            return None  # a replica made before the port was published
         try:
-            ports = self.docker.client.api.inspect_container(conductor.id)["NetworkSettings"]["Ports"]
-            bound = (ports or {}).get(f"{DIST_PORT}/tcp") or []
-            if not cookie or not bound:
-                return None  # a replica made before the port was published
-            conn = NodeConnection("127.0.0.1", int(bound[0]["HostPort"]), cookie)
+            conn = NodeConnection("127.0.0.1", conductor.dist_port, cookie)
             connected = time.time()
         except Exception:  # noqa: BLE001 (any reason: the docker exec way)
             log.info("runner: {app}'s node not reached over its distribution: docker exec",
                      app=spec.app)
             return None
         lines = [f"conductor|{int(connected * 1e6)}"]
+        base = f"/app/.shipway-upgrade.{os.getpid()}.{int(connected * 1e6)}"
+        answer: Any = None
         with conn:
             try:
-                base = f"/app/.shipway-upgrade.{os.getpid()}.{int(connected * 1e6)}"
-                wrote = [conn.call("file", "write_file", [base + ".tar", artefact]),
-                         conn.call("file", "write_file", [base + ".exprs", exprs])]
+                wrote = [conn.call("file", "write_file", [base + ".tar", artefact], timeout=60),
+                         conn.call("file", "write_file", [base + ".exprs", exprs], timeout=10)]
                 if wrote != [Atom("ok"), Atom("ok")]:
-                    return 1, [f"the upgrade's files could not be written: {wrote!r}"[:400]]
+                    return 1, [f"the upgrade's files could not be written: {_short.repr(wrote)}"[:MAX_LINE]]
                 lines.append(f"sent|{int(time.time() * 1e6)}")
                 bindings = {"Vsn": plan.vsn, "Rel": plan.rel, "Version": str(spec.version),
                             "Targets": [r.name for r in replicas], "Stagger": Atom(stagger),
-                            "TarFile": base + ".tar"}
+                            "TarFile": base + ".tar", "Deadline": deadline_ms}
                 # An orddict: sorted by name.
                 answer = conn.call("file", "script", [base + ".exprs", [
-                    (Atom(name), value) for name, value in sorted(bindings.items())]])
-                for leftover in (".tar", ".exprs"):
-                    conn.call("file", "delete", [base + leftover])
+                    (Atom(name), value) for name, value in sorted(bindings.items())]],
+                    timeout=deadline_ms / 1000 - time.time() + ANSWER_MARGIN)
             except Exception as exc:  # noqa: BLE001 (lost, timed out, or an answer not understood)
-                return 1, [f"the upgrade did not complete (the node's connection: {exc!r})"[:400]]
-        if isinstance(answer, list) and all(isinstance(c, int) for c in answer):
-            answer = ("ok", "".join(map(chr, answer)))  # a string past the short form
-        if not (isinstance(answer, tuple) and len(answer) == 2 and answer[0] == "ok"
-                and isinstance(answer[1], str)):
-            return 1, [f"the upgrade did not complete: {answer!r}"[:400]]
-        lines += answer[1].split(";")
-        codes = {int(m.group(2)) for line in lines if (m := _OUTCOME.match(line))}
-        # As hot-upgrade.sh's exit status: a failed install first, then any
-        # failure, then a refusal.
-        worst = next((c for c in (4, 1, 3) if c in codes), 0)
+                return 1, [f"the upgrade did not complete (the node's connection: {exc})"[:MAX_LINE]]
+            finally:
+                _remove_files(conn, conductor.dist_port, cookie, base)
+        code, said = otp_answer(answer)
+        lines.extend(said)
         lines.append(f"answered|{int(time.time() * 1e6)}")
-        return worst, lines
+        return code, lines
 
     def _run_upgrade(self: "DockerRunner", r: Replica, args: list[str],
                      artefact: bytes | None = None) -> tuple[int, list[str]]:
@@ -298,6 +291,66 @@ class HotUpgradeMixin:
             return self.docker.run_script(r.id, "hot-upgrade.sh", args, stdin=artefact)
         except Exception as exc:  # noqa: BLE001 (gone, or the engine refused)
             return -1, [f"could not be reached: {exc}"]
+
+
+def replica_results(code: int, said: list[str], replicas: list[Replica], before: float,
+                    after: float) -> list[tuple[int, list[str]]]:
+    """(status, lines) per replica (the conductor first) of the OTP path's
+    (status, lines): each replica's own NAME|CODE|TEXT line, or, with no
+    line of its own (the call failed, refused, or answered nonsense), the
+    call's status (1 if that says 0) and its other lines."""
+    names = {r.name for r in replicas}
+    outcomes: dict[str, tuple[int, str]] = {}
+    common: list[str] = []
+    for line in said:
+        match = _OUTCOME.match(line)
+        if match and match.group(1) in names:
+            outcomes[match.group(1)] = (int(match.group(2)), match.group(3))
+        elif not line.startswith(("timing|", "conductor|")):
+            common.append(line)
+    breakdown = _breakdown(said, before, after)
+    results = []
+    for r in replicas:
+        if r.name in outcomes:
+            own_code, text = outcomes[r.name]
+            results.append((own_code, [*([breakdown] if r is replicas[0] else []), *common, text]))
+        else:
+            results.append((code if code != 0 else 1, common or ["no answer from the upgrade"]))
+    return results
+
+
+def otp_answer(answer: Any) -> tuple[int, list[str]]:
+    """(status, lines) of file:script's answer to hot-upgrade.exprs: {ok,
+    "NAME|CODE|TEXT;...;timing|..."} gives (0, its lines: each replica's
+    own outcome is on its line); anything else (the node is the app's, its
+    answer anything) (1, why), never an exception."""
+    try:
+        text = answer[1] if isinstance(answer, tuple) and len(answer) == 2 and answer[0] == "ok" else None
+        if isinstance(text, list) and len(text) <= MAX_ANSWER \
+                and all(type(c) is int and 0 <= c < 0x110000 for c in text):
+            text = "".join(map(chr, text))  # a string past the short form
+        if not isinstance(text, str):
+            return 1, [f"the upgrade did not complete: {_short.repr(answer)}"[:MAX_LINE]]
+        return 0, [line[:MAX_LINE] for line in text[:MAX_ANSWER].split(";")]
+    except Exception:  # noqa: BLE001 (whatever it was: not understood)
+        return 1, ["the upgrade did not complete: its answer was not understood"]
+
+
+def _remove_files(conn: NodeConnection, port: int, cookie: str, base: str) -> None:
+    """The upgrade's files off the replica's bounded disk (the artefact is
+    up to 64 MiB; the script removes it once read), best effort and
+    briefly, over a new connection when the call's was lost (a failed
+    call closes it)."""
+    for attempt in range(2):
+        try:
+            if attempt:
+                conn = NodeConnection("127.0.0.1", port, cookie, timeout=3)
+            with conn:
+                for leftover in (".tar", ".exprs"):
+                    conn.call("file", "delete", [base + leftover], timeout=3)
+            return
+        except ErlDistError:
+            continue
 
 
 def _breakdown(said: list[str], before: float, after: float) -> str:
@@ -309,7 +362,7 @@ def _breakdown(said: list[str], before: float, after: float) -> str:
     times: dict[str, list[int]] = {}
     for line in said:
         head, _, rest = line.partition("|")
-        if re.fullmatch(r"[\d|]+", rest):
+        if re.fullmatch(r"\d{1,20}(?:\|\d{1,20}){0,5}", rest):
             times[head] = [int(x) for x in rest.split("|")]
     ms = lambda t: (t - before * 1e6) / 1000  # noqa: E731 (since the upgrade began)
     if len(times.get("timing", [])) != 4:

@@ -36,7 +36,9 @@ if [[ ${RELEASE_DISTRIBUTION:-} == name && -n ${RELEASE_NODE:-} ]]; then
     printf 'RELEASE_NODE=%s\nMY_NODE_NAME=%s\n' "$RELEASE_NODE" "$MY_NODE_NAME" >>/shipway/env
   fi
   # issue 17: the node's distribution listens on this fixed port (below),
-  # which `ps:observer` tunnels to through SSH; nothing publishes it.
+  # which `ps:observer` tunnels to through SSH, and which is published on
+  # the host's 127.0.0.1 only (runner/container_spec.py DIST_PORT), where
+  # Shipway calls the node for a hot upgrade (runner/erl_dist.py).
   SHIPWAY_DIST_PORT=9100
   printf 'SHIPWAY_DIST_PORT=%s\n' "$SHIPWAY_DIST_PORT" >>/shipway/env
 fi

@@ -3,7 +3,7 @@
 # restarted. Run by Shipway with `docker exec` as the app user, as `bash
 # -c`'s script: $1 the Shipway release number, $2 the mode.
 #
-# otp REL VSN STAGGER SCRIPT NAME...: an OTP release upgrade of every
+# otp REL VSN STAGGER DEADLINE SCRIPT NAME...: an OTP release upgrade of every
 # replica NAME (container names on the app's network) to release VSN of
 # REL (_build/<env>/rel/<name>), the way taken when Shipway cannot reach
 # this node's distribution port itself (runner/hot_upgrade.py): the
@@ -11,8 +11,10 @@
 # stdin, and erl_call (a C client: no BEAM booted) has this replica's node
 # run SCRIPT (runner/files/hot-upgrade.exprs, which stages the release on
 # every node over the distribution, then switches them all; STAGGER true
-# stages one node after the other). Prints NAME|CODE|TEXT per replica
-# (CODE as the exit statuses below) and timing lines.
+# stages one node after the other; DEADLINE, epoch ms, is when it must be
+# done, erl_call waiting 30 s past it). Prints NAME|CODE|TEXT per replica
+# (CODE as the exit statuses below: runner/hot_upgrade.py reads each
+# replica's own) and timing lines; exits 0 once the node answered.
 #
 # reload URL: no version bump: the slug at URL (signed) is unpacked beside
 # /app, the beams that differ are copied into the running release and
@@ -36,18 +38,23 @@ set +a
 refuse() { echo "$*"; exit 3; }
 started=$EPOCHREALTIME
 erl_call=/usr/bin/erl_call; [ -x $erl_call ] || erl_call=/usr/lib/erlang/bin/erl_call
+timeout=120
 node() {  # erl_call to the node running here, Erlang expressions on stdin
-  "$erl_call" -name "$RELEASE_NODE" -c "$RELEASE_COOKIE" -timeout 120 -e
+  "$erl_call" -name "$RELEASE_NODE" -c "$RELEASE_COOKIE" -timeout "$timeout" -e
 }
 [[ $version =~ ^[0-9]+$ ]] || refuse "not a release number: $version"
 
 if [ "$mode" = otp ]; then
-  rel=$1 vsn=$2 stagger=$3 script=$4
-  shift 4
+  rel=$1 vsn=$2 stagger=$3 deadline=$4 script=$5
+  shift 5
   # They go into paths and Erlang expressions: plain only.
   [[ $rel =~ ^_build/[A-Za-z0-9_.-]+/rel/[A-Za-z0-9_.-]+$ && $rel != *..* \
      && $vsn =~ ^[A-Za-z0-9._+-]+$ && $vsn != *..* && ($stagger == true || $stagger == false) ]] \
     || refuse "not hot-upgradable: the release's name or version is not plain"
+  [[ $deadline =~ ^[0-9]{1,15}$ ]] || refuse "not a deadline: $deadline"
+  now=${EPOCHREALTIME/./}
+  timeout=$(( (deadline - ${now:0:-3}) / 1000 + 30 ))
+  (( timeout > 30 )) || timeout=30
   targets=
   for t in "$@"; do
     [[ $t =~ ^[A-Za-z0-9_.-]+$ ]] || refuse "not a replica name: $t"
@@ -66,26 +73,19 @@ if [ "$mode" = otp ]; then
   # fails after the point of no return reboots on the old release: its
   # call then gets no answer (code 4).
   said=$(node 2>&1 <<EOS
-file:script("$exprs", [{'Rel', "$rel"}, {'Stagger', $stagger}, {'TarFile', "$tarfile"},
-                       {'Targets', [${targets%,}]}, {'Version', "$version"}, {'Vsn', "$vsn"}]).
+file:script("$exprs", [{'Deadline', $deadline}, {'Rel', "$rel"}, {'Stagger', $stagger},
+                       {'TarFile', "$tarfile"}, {'Targets', [${targets%,}]}, {'Version', "$version"},
+                       {'Vsn', "$vsn"}]).
 EOS
   ) || status=$?
   if [ "$status" != 0 ] || ! [[ $said =~ ^\{ok,\ ?\{ok,\ ?\"(.*timing\|[0-9|]+)\"\}\}$ ]]; then
     echo "the upgrade did not complete (erl_call exit $status): ${said:0:400}"
     exit 1
   fi
-  worst=0
   IFS=';' read -ra lines <<<"${BASH_REMATCH[1]}"
-  for line in "${lines[@]}"; do
-    echo "$line"
-    case $line in
-      *"|4|"*) worst=4 ;;
-      *"|1|"*) [ $worst = 4 ] || worst=1 ;;
-      *"|3|"*) [ $worst != 0 ] || worst=3 ;;
-    esac
-  done
+  printf '%s\n' "${lines[@]}"
   echo "conductor|${started/./}|${received/./}|${EPOCHREALTIME/./}"
-  exit $worst
+  exit 0
 fi
 
 # reload: the whole slug, unpacked under /tmp.
@@ -156,7 +156,11 @@ while IFS= read -r -d '' file; do
   fi
 done < <(cd "$next" && find . -type f -print0)
 if [ ${#changed[@]} -gt 0 ]; then
-  mods=$(printf "'%s'," "${changed[@]}")
+  mods=
+  for m in "${changed[@]}"; do  # quoted atoms: \ and ' escaped
+    m=${m//\\/\\\\} m=${m//\'/\\\'}
+    mods+="'$m',"
+  done
   said=$(node 2>&1 <<EOS
 Mods = [${mods%,}],
 [begin code:purge(M), {module, M} = code:load_file(M) end || M <- Mods],
