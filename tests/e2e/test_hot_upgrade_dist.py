@@ -4,13 +4,15 @@ Shipway calls functions in it with the app's cookie, as a hidden node; a
 wrong cookie is refused."""
 from __future__ import annotations
 
+import io
+import tarfile
 import time
 
 import docker
 import pytest
 
 from runner.erl_dist import Atom, ErlDistError, NodeConnection
-from runner.container_spec import DIST_PORT
+from runner.container_spec import DIST_PORT, runner_file
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.docker]
@@ -83,3 +85,62 @@ def test_the_evaluated_codes_io_is_answered(node) -> None:
         assert conn.call("io", "put_chars", ["upgraded\n"], timeout=5) == Atom("ok")
         assert conn.call("io", "format", ["~p~n", [[1, 2]]], timeout=5) == Atom("ok")
         assert conn.call("io", "get_line", ["? "], timeout=5) == (Atom("error"), Atom("enotsup"))
+
+
+@pytest.fixture
+def release_node(stack_image: str):
+    """(port, container hostname) of a node with SASL (release_handler) and
+    an /app/<Rel> with releases/RELEASES, as hot-upgrade.exprs expects."""
+    client = docker.from_env()
+    label = {"shipway.test": unique("erldist-rel")}
+    network = client.networks.create(unique("erldist"), driver="bridge", labels=label)
+    container = client.containers.run(
+        stack_image, ["bash", "-c", "mkdir -p /app/_build/prod/rel/x/releases "
+                                    "&& touch /app/_build/prod/rel/x/releases/RELEASES "
+                                    '&& exec erl -noshell -boot start_sasl -name "app@$(hostname -i | cut -d" " -f1)" '
+                                    f"-setcookie {COOKIE} -kernel inet_dist_listen_min {DIST_PORT} "
+                                    f"inet_dist_listen_max {DIST_PORT}"],
+        detach=True, labels=label, network=network.name, user="0",
+        ports={f"{DIST_PORT}/tcp": ("127.0.0.1", None)})
+    try:
+        container.reload()
+        port = int(container.attrs["NetworkSettings"]["Ports"][f"{DIST_PORT}/tcp"][0]["HostPort"])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                NodeConnection("127.0.0.1", port, COOKIE).close()
+                break
+            except ErlDistError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield port, container.attrs["Config"]["Hostname"]
+    finally:
+        container.remove(force=True)
+        network.remove()
+
+
+def test_the_upgrade_script_writes_no_member_outside_the_release(release_node) -> None:
+    """runner/files/hot-upgrade.exprs run as the hot upgrade runs it: an
+    artefact member whose name climbs out (lib/../../..) is not written
+    anywhere, and the artefact is deleted once read."""
+    port, hostname = release_node
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in [("_build/prod/rel/x/releases/0.2.0/relup", b"not a relup"),
+                           ("_build/prod/rel/x/lib/" + "../" * 12 + "tmp/evil", b"evil")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with NodeConnection("127.0.0.1", port, COOKIE, timeout=60) as conn:
+        assert conn.call("file", "write_file", ["/tmp/up.tar", buf.getvalue()]) == Atom("ok")
+        assert conn.call("file", "write_file", ["/tmp/up.exprs", runner_file("hot-upgrade.exprs")]) == Atom("ok")
+        bindings = {"Deadline": int((time.time() + 60) * 1000), "Rel": "_build/prod/rel/x",
+                    "Stagger": Atom("false"), "TarFile": "/tmp/up.tar", "Targets": [hostname],
+                    "Version": "2", "Vsn": "0.2.0"}
+        answer = conn.call("file", "script", ["/tmp/up.exprs", [(Atom(k), v) for k, v in sorted(bindings.items())]])
+        # The stage failed (the relup is not one), as it should; what
+        # matters is what it wrote before.
+        assert answer[0] == Atom("ok") and f"{hostname}|1|staging failed" in answer[1], str(answer)[:400]
+        assert conn.call("filelib", "is_regular", ["/tmp/evil"]) == Atom("false")
+        assert conn.call("filelib", "is_regular", ["/tmp/up.tar"]) == Atom("false")
