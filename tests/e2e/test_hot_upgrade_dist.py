@@ -12,6 +12,7 @@ import docker
 import pytest
 
 from runner.erl_dist import Atom, ErlDistError, NodeConnection
+from runner.hot_upgrade import _remove_files
 from runner.container_spec import DIST_PORT, runner_file
 from tests.conftest import unique
 
@@ -144,3 +145,19 @@ def test_the_upgrade_script_writes_no_member_outside_the_release(release_node) -
         assert answer[0] == Atom("ok") and f"{hostname}|1|staging failed" in answer[1], str(answer)[:400]
         assert conn.call("filelib", "is_regular", ["/tmp/evil"]) == Atom("false")
         assert conn.call("filelib", "is_regular", ["/tmp/up.tar"]) == Atom("false")
+
+
+def test_a_call_that_timed_out_still_has_its_files_removed(node) -> None:
+    """The hot upgrade's files are removed even when its call gave up (the
+    failed call closed its connection: a new one is made)."""
+    port, _name = node
+    base = "/tmp/.shipway-upgrade.test"
+    with NodeConnection("127.0.0.1", port, COOKIE) as conn:
+        for leftover in (".tar", ".exprs"):
+            assert conn.call("file", "write_file", [base + leftover, b"x"]) == Atom("ok")
+        with pytest.raises(ErlDistError):
+            conn.call("timer", "sleep", [5000], timeout=0.3)
+        _remove_files(conn, port, COOKIE, base)
+    with NodeConnection("127.0.0.1", port, COOKIE) as conn:
+        for leftover in (".tar", ".exprs"):
+            assert conn.call("filelib", "is_regular", [base + leftover]) == Atom("false")
