@@ -159,13 +159,10 @@ class Settings:
     # is retried after acme_retry_seconds, doubling per failure (at most a day).
     acme_renew_fraction: float = 2 / 3
     acme_retry_seconds: int = 60
-    # certs:auto:refresh: a name tried, refreshed or issued less than this
-    # many seconds ago is not refreshed again (429): one shared ACME account's
-    # rate limits (orders, duplicate certificates) and the manager's time.
+    # certs:auto:refresh: not again within this (s) of a name's last try (429): one ACME account.
     cert_refresh_interval: int = 600
     tls_cert: str | None = None  # PEM chain for the API and git over HTTPS
     tls_key: str | None = None
-    # --- end issue 16 (TLS) ---
     base_domain: str = "localhost"
     database_url: str | None = None
     master_key: str | None = None
@@ -188,7 +185,6 @@ class Settings:
     # Proxy and index variables for builds: by default the server's own
     # (BUILD_PASSTHROUGH, read by load_settings).
     build_env: BuildEnv = attrs.field(factory=BuildEnv, converter=_build_env)
-    # --- end issue 19 ---
     build_timeout: int = 15 * 60
     build_network: bool = True
     build_memory: str = "2g"
@@ -216,7 +212,6 @@ class Settings:
     # Open ps:ssh tunnels re-check their user's access this often (seconds;
     # removals in this process end them at once, this catches the others).
     ssh_session_recheck: int = 15
-    # --- end issue 14 finding 8 block ---
     # --- issue 14, findings 1 and 2: what a push's fetches may reach --------
     # Buildpack and submodule fetches never reach loopback, private,
     # link-local or this host's addresses, except these hosts or host:ports
@@ -226,7 +221,6 @@ class Settings:
     fetch_allow: str = ""
     fetch_connect_timeout: int = 10
     fetch_timeout: int = 120
-    # --- end issue 14, findings 1 and 2 ---
     # --- issue 18, items 3 and 4: durable logs and drains (logger/) ---
     # Bytes of log history kept per app (logs.sqlite3 under data_dir), live
     # followers per app, lines a drain may hold before dropping, and the CA
@@ -236,13 +230,11 @@ class Settings:
     log_followers_per_app: int = 1000
     drain_buffer_lines: int = 100_000  # and at most logger.drains.BUFFER_BYTES
     drain_ca_bundle: str = ""
-    # --- end issue 18, items 3 and 4 ---
     # --- issue 18, items 1 and 2: release phase and one-off runs (runner/oneoff.py) ---
     # Seconds a Procfile `release:` command may run (an app's config var
     # RELEASE_PHASE_TIMEOUT overrides it) and a `shipway run` one-off.
     release_phase_timeout: int = attrs.field(default=600, validator=attrs.validators.ge(1))
     run_timeout: int = attrs.field(default=3600, validator=attrs.validators.ge(1))
-    # --- end issue 18, items 1 and 2 ---
     # --- issue 14: slug pruning and domain proof (controller/slug_pruning.py,
     # controller/domain_ownership.py) ---
     # Slugs of an app's newest N releases (and of what runs) are kept; the
