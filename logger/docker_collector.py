@@ -80,8 +80,10 @@ def parse_docker_chunk(raw: bytes) -> tuple[list[tuple[dt.datetime | None, str]]
         at, rest = parse_docker_text(text)
         items.append((at, rest))
         # Docker leaves out a fraction's trailing zeros: only the full
-        # nanosecond shape is cut; the store formats the others itself.
-        stamps.append(text[:26] + "Z" if at is not None and text[29:30] == "Z" else "")
+        # nanosecond shape (a 30-character stamp, so its space is the 31st
+        # character) is cut; the store formats the others itself. A shorter
+        # stamp's 30th character is the app's text, which may well be a Z.
+        stamps.append(text[:26] + "Z" if at is not None and text[29:31] == "Z " else "")
     return items, stamps
 
 
@@ -147,9 +149,8 @@ class DockerLogCollector:
     def _read(self, container_id: str, app: str, process: str) -> None:
         assert self._client is not None
         buf = b""
-        # After a platform restart the history is on disk already: go on
-        # from the newest stored line of this container, not from its start.
-        last = self._last_seen.get(container_id) or self.store.last_at(app, process)
+        last: dt.datetime | None = None
+
         def take(raw: bytes) -> None:
             """The complete lines of one read, parsed and queued at once."""
             items, stamps = parse_docker_chunk(raw)
@@ -163,6 +164,11 @@ class DockerLogCollector:
                 self.store.add_many(app, "app", process, items, stamps)
 
         try:
+            # After a platform restart the history is on disk already: go on
+            # from the newest stored line of this container, not from its
+            # start. (Inside the try: whatever fails here must still let
+            # this container be followed again.)
+            last = self._last_seen.get(container_id) or self.store.last_at(app, process)
             since: dict[str, Any] = ({"since": last.timestamp()} if last is not None
                                     else {"tail": self.store.lines_per_app})
             stream = _log_stream(self._client, container_id, since)
@@ -185,6 +191,8 @@ class DockerLogCollector:
             if not self._stopping.is_set():
                 log.info("logs: stopped following {id}: {error}", id=container_id[:12],
                          error=str(exc))
+        except Exception:  # noqa: BLE001 (a bug: said, and the container is followed again later)
+            log.failure("logs: reading {id} failed", id=container_id[:12])
         finally:
             with self._lock:
                 self._following.discard(container_id)

@@ -123,8 +123,10 @@ class LogStore:
         now_stamp = stamp_of(now)
         clipped = [(at, clip(text)) for at, text in items]
         # Each line's stamp made here once (the disk needs it for every line).
+        if stamps is None or len(stamps) != len(clipped):  # never a line lost to zip
+            stamps = [""] * len(clipped)
         stamps = [(stamp or stamp_of(at)) if at else now_stamp
-                  for (at, _), stamp in zip(clipped, stamps or [""] * len(clipped))]
+                  for (at, _), stamp in zip(clipped, stamps)]
         with self._lock:
             was_empty = not self._pending
             for (at, text), stamp in zip(clipped, stamps):
@@ -219,9 +221,11 @@ class LogStore:
                 self._unwritten_since = time.monotonic()
             try:
                 self._keep(batch)
+                lost = 0
             except sqlite3.Error:  # a full disk: the lines were delivered live at least
-                self.dropped += len(batch)
+                lost = len(batch)
             with self._lock:
+                self.dropped += lost
                 self._pending_bytes -= sum(len(line.text) for _, line in batch)
                 self._done = batch[-1][1].seq
                 self._written.notify_all()
@@ -237,6 +241,16 @@ class LogStore:
                 for app, line in batch]
         db = self._db
         db.execute("BEGIN")
+        try:
+            self._insert(db, rows)
+        except sqlite3.Error:
+            # Left open, the transaction would make every later BEGIN fail
+            # (every later batch lost): undo it, this batch alone is lost.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _insert(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
         # ROWS rows per INSERT: SQLite's per-statement work is paid once for
         # them (executemany, one step per row, was ~2.7 µs a line with the
         # rows made, the disk thread's most; this is ~1.6).

@@ -3,6 +3,7 @@ format, bad input, and the parsing of Docker's timestamped lines."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -154,10 +155,14 @@ def test_docker_chunk_stamps_match_the_stores_own(tmp_path: Path) -> None:
     a line without a stamp are formatted by the store), and the store
     keeps it."""
     raw = (b"2026-11-28T14:00:01.250000123Z full\n2026-11-28T14:00:01.25Z short\n"
-           b"no stamp\n2026-11-28T23:59:59.999999999Z \xff end")
+           b"no stamp\n2026-11-28T23:59:59.999999999Z \xff end\n"
+           # A short stamp whose text has a Z where a full stamp's ends.
+           b"2026-11-28T14:00:01.12345Z abZdef\n2026-11-28T14:00:01.1Z abcdefZ")
     items, stamps = parse_docker_chunk(raw)
-    assert [text for _, text in items] == ["full", "short", "no stamp", "\ufffd end"]
-    assert stamps == ["2026-11-28T14:00:01.250000Z", "", "", "2026-11-28T23:59:59.999999Z"]
+    assert [text for _, text in items] == ["full", "short", "no stamp", "\ufffd end",
+                                           "abZdef", "abcdefZ"]
+    assert stamps == ["2026-11-28T14:00:01.250000Z", "", "", "2026-11-28T23:59:59.999999Z",
+                      "", ""]
     store = LogStore(tmp_path / "logs.sqlite3")
     try:
         store.add_many("a", "app", "web.1", items, stamps)
@@ -234,5 +239,33 @@ def test_a_batch_written_in_many_row_inserts_is_kept_whole_and_in_order(tmp_path
         kept = again.tail("a", count + 10)
         assert [line.text for line in kept] == [f"line {i} é\ufffd" for i in range(count)]
         assert [line.text for line in again.tail("b", 5)] == ["other app"]
+    finally:
+        again.close()
+
+
+def test_a_batch_the_disk_refuses_does_not_stop_later_ones(tmp_path: Path) -> None:
+    """A batch SQLite refuses mid-transaction (here a trigger aborts its
+    INSERT; on a real host, a full disk) is rolled back: it alone is lost
+    (counted), and the next batches reach the disk. Left open, the
+    transaction made every later BEGIN fail."""
+    path = tmp_path / "logs.sqlite3"
+    LogStore(path).close()  # the schema
+    db = sqlite3.connect(path)
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON lines WHEN NEW.text = 'refused' "
+               "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    db.commit()
+    db.close()
+    store = LogStore(path)
+    try:
+        store.add("a", "app", "web.1", "refused")
+        store.flush()
+        assert store.dropped == 1
+        store.add("a", "app", "web.1", "after")
+        store.flush()
+    finally:
+        store.close()
+    again = LogStore(path)
+    try:
+        assert [line.text for line in again.tail("a", 10)] == ["after"]
     finally:
         again.close()
