@@ -325,7 +325,9 @@ class NodeConnection:
             return self._call(module, function, args, deadline)
         except BaseException as exc:
             self.close()  # what is left of the stream is in no known state
-            if isinstance(exc, (OSError, struct.error)):  # socket.timeout is an OSError
+            if isinstance(exc, TimeoutError):  # socket.timeout: its recv or send ran out of it
+                raise ErlDistError(f"{module}:{function}: the node did not answer in time") from exc
+            if isinstance(exc, (OSError, struct.error)):
                 raise ErlDistError(f"{module}:{function}: {exc!r}") from exc
             raise
 
