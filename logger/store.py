@@ -1,16 +1,13 @@
 """The app's logs: every line kept durably per app, bounded in bytes, with
 live subscribers.
 
-Lines come from several sources, named as Heroku names them:
-`app[web.3f2a1c]` (a replica's stdout/stderr), `shipway[build]`,
-`shipway[deploy]`, `shipway[release]` and `shipway[router]` (one access line
-per request). `add()` never blocks on disk or on a follower: it only puts
-the line on a bounded queue (past `max_pending_bytes` a line is dropped and
-counted in `dropped`); `add_many()` queues a whole read at once. A fan-out
-thread hands each batch to the subscribers and drains as soon as it is
-queued; a disk thread then writes it to SQLite in one transaction. The two
-are apart so a follower never waits for the previous batch's commit (under
-a burst that wait was most of a line's latency: bench/logs.py).
+Sources are named as Heroku names them: `app[web.3f2a1c]`, `shipway[build]`,
+`shipway[deploy]`, `shipway[release]`, `shipway[router]` (an access line per
+request). `add()`/`add_many()` never block on disk or a follower: they queue
+(past `max_pending_bytes` a line is dropped, counted in `dropped`). A
+fan-out thread hands each batch to subscribers and drains at once; a disk
+thread then writes it to SQLite in one transaction, apart so a follower
+never waits for a commit (under a burst that was most of a line's latency).
 
 Why SQLite rather than a ring of segment files: one batched transaction per
 flush is crash-safe (WAL), `tail -n N --source X` is one indexed query, and
@@ -21,7 +18,6 @@ a log flood never contends with its writes.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import secrets
 import sqlite3
@@ -32,13 +28,14 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from twisted.logger import Logger
+
 from logger.lines import MAX_LINE, TRUNCATED, LogLine, clip, stamp_of
 
 __all__ = ["MAX_LINE", "TRUNCATED", "LogLine", "LogStore", "Subscriber", "clip"]
 
 DISK_DELAY = 1.0  # seconds a line may wait for the disk while followers are served
-
-
+log = Logger()
 Subscriber = Callable[[LogLine], None]
 Batches = Callable[[list[LogLine]], None]  # an app's lines of one fan-out batch
 
@@ -55,8 +52,7 @@ _INSERT_ROWS = _INSERT + ", (?, ?, ?, ?, ?, ?, ?)" * (ROWS - 1)
 
 
 class LogStore:
-    """The history (SQLite at `path`, or memory only when None) and the
-    subscribers. `lines_per_app` is the most one `tail` returns."""
+    """History (SQLite at `path`, memory if None), subscribers; `tail` <= lines_per_app."""
 
     def __init__(self, path: Path | None = None, *, bytes_per_app: int = 10 << 20,
                  lines_per_app: int = 1500, subscribers_per_app: int = 1000,
@@ -68,6 +64,7 @@ class LogStore:
         self.max_pending_bytes = max_pending_bytes
         self.batch = batch
         self.dropped = 0  # lines refused because the writer fell behind
+        self.failures: dict[str, int] = {}  # batches a drain or follower raised on
         self.drains: Any = None  # controller.drains.Drains, wired by server/main.py
         self._pending: deque[tuple[str, LogLine]] = deque()  # for the fan-out
         self._unwritten: deque[tuple[str, LogLine]] = deque()  # fanned out, for the disk
@@ -179,18 +176,27 @@ class LogStore:
                 by_app.setdefault(app, []).append(line)
             for app, lines in by_app.items():
                 for tap in taps:  # a whole batch per call: one lock per drain
-                    with contextlib.suppress(Exception):  # a failing drain: not the others
+                    try:
                         tap(app, lines)
+                    except Exception:  # noqa: BLE001 (a failing drain: not the others)
+                        self._failed("drain")
                 for subscriber in subscribers.get(app, ()):
                     try:  # one call per follower per batch, the same list for all
                         subscriber(lines)
                     except Exception:  # noqa: BLE001 (a failing follower: not the others)
-                        pass
+                        self._failed("follower")
             with self._lock:
                 self._unwritten.extend(batch)
                 self._unwritten_bytes += sum(len(line.text) for _, line in batch)
                 self._fanned_out = True
                 self._wake_disk.notify()
+
+    def _failed(self, what: str) -> None:
+        """A failing drain or follower loses its batch, never the others';
+        counted in `failures` and logged the first time, so it is not silent."""
+        self.failures[what] = self.failures.get(what, 0) + 1
+        if self.failures[what] == 1:
+            log.failure("logs: a {what} failed on a batch (counted from now on)", what=what)
 
     def _disk_may_write(self) -> bool:
         """Followers first: under a burst the disk thread waits while the

@@ -196,6 +196,7 @@ def test_a_failing_follower_or_drain_stops_nothing(store: LogStore) -> None:
     store.add_many("a", "app", "web.1", [(None, "a"), (None, "b"), (None, "c")])
     store.flush()
     assert picky == ["a", "c"] and other == tapped == ["a", "b", "c"]
+    assert store.failures == {"drain": 1}  # counted (and logged once), not silent
 
 
 def test_a_batch_follower_gets_each_batch_in_one_call_the_same_list_for_all() -> None:
