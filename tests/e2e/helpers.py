@@ -163,3 +163,25 @@ def bench_server(prefix: str) -> Iterator[tuple[ShipwayServer, Path]]:
         remove_docker_objects(server.instance)
         _stop_nginx(server.data_dir)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def acme_shipway(data: Path, pebble: Any, **env: str) -> Iterator[ShipwayServer]:
+    """A server whose certificates come from the test's pebble (base domain
+    shipway.test), with `env` on top; its router's HTTP port is the one
+    pebble validates HTTP-01 on. Stopped, with its proxy, at the end."""
+    server = ShipwayServer(data, env={
+        "SHIPWAY_ACME_DIRECTORY": pebble.directory,
+        "SHIPWAY_ACME_CA_BUNDLE": pebble.ca_bundle,
+        "SHIPWAY_ACME_EMAIL": "ops@example.com",
+        "SHIPWAY_BASE_DOMAIN": "shipway.test",
+        **env,
+    })
+    server.router_port = pebble.http_port
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.cleanup_docker()
+        _stop_nginx(server.data_dir)

@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import ShipwayServer, _stop_nginx, unique
-from tests.e2e.helpers import new_app, wait_for
+from tests.conftest import ShipwayServer, unique
+from tests.e2e.helpers import acme_shipway, new_app, wait_for
 from tests.pebble import Pebble
 from tests.router.test_haproxy_tls import https_get, peer_cert
 
@@ -43,23 +43,14 @@ def _refresh(user: Any, app: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def acme_server(tmp_path_factory: pytest.TempPathFactory, pebble: Pebble,
                 stack_image: str) -> Iterator[ShipwayServer]:
-    server = ShipwayServer(tmp_path_factory.mktemp("shipway-certs"), env={
-        "SHIPWAY_ACME_DIRECTORY": pebble.directory,
-        "SHIPWAY_ACME_CA_BUNDLE": pebble.ca_bundle,
-        "SHIPWAY_ACME_EMAIL": "ops@example.com",
-        "SHIPWAY_BASE_DOMAIN": "shipway.test",
-        # A failed name would wait an hour: only a refresh brings it sooner.
-        "SHIPWAY_ACME_RETRY_SECONDS": "3600",
-        # A name tried less than this ago is not refreshed (600 s by default):
-        # short here, as the renewal below follows an issuance at once.
-        "SHIPWAY_CERT_REFRESH_INTERVAL": str(INTERVAL),
-    })
-    server.router_port = pebble.http_port  # where pebble validates HTTP-01
-    server.start()
-    yield server
-    server.stop()
-    server.cleanup_docker()
-    _stop_nginx(server.data_dir)
+    with acme_shipway(
+            tmp_path_factory.mktemp("shipway-certs"), pebble,
+            # A failed name would wait an hour: only a refresh brings it sooner.
+            SHIPWAY_ACME_RETRY_SECONDS="3600",
+            # A name tried less than this ago is not refreshed (600 s by
+            # default): short here, as the renewal below follows an issuance.
+            SHIPWAY_CERT_REFRESH_INTERVAL=str(INTERVAL)) as server:
+        yield server
 
 
 class _Traffic:

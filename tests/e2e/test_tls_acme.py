@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import ShipwayServer, _stop_nginx, unique
-from tests.e2e.helpers import User, new_app, wait_for
+from tests.e2e.helpers import User, acme_shipway, new_app, wait_for
 from tests.pebble import Pebble, _tls_files
 from tests.router.test_haproxy_tls import https_get, peer_cert
 
@@ -33,20 +33,10 @@ def _plain(server: ShipwayServer, host: str) -> bytes:
 @pytest.fixture
 def acme_server(tmp_path_factory: pytest.TempPathFactory, pebble: Pebble,
                 stack_image: str) -> Iterator[ShipwayServer]:
-    server = ShipwayServer(tmp_path_factory.mktemp("shipway-tls"), env={
-        "SHIPWAY_ACME_DIRECTORY": pebble.directory,
-        "SHIPWAY_ACME_CA_BUNDLE": pebble.ca_bundle,
-        "SHIPWAY_ACME_EMAIL": "ops@example.com",
-        "SHIPWAY_BASE_DOMAIN": "shipway.test",
-        # pebble's certificates last years: renew every ~20 s instead of at 2/3.
-        "SHIPWAY_ACME_RENEW_FRACTION": "0.00000013",
-    })
-    server.router_port = pebble.http_port  # where pebble validates HTTP-01
-    server.start()
-    yield server
-    server.stop()
-    server.cleanup_docker()
-    _stop_nginx(server.data_dir)
+    # pebble's certificates last years: renew every ~20 s instead of at 2/3.
+    with acme_shipway(tmp_path_factory.mktemp("shipway-tls"), pebble,
+                      SHIPWAY_ACME_RENEW_FRACTION="0.00000013") as server:
+        yield server
 
 
 def test_app_names_get_acme_certificates_served_by_sni(acme_server: ShipwayServer, pebble: Pebble,
