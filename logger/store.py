@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from contextlib import closing
 from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -68,6 +69,9 @@ class LogStore:
         self.drains: Any = None  # controller.drains.Drains, wired by server/main.py
         self._pending: deque[tuple[str, LogLine]] = deque()  # for the fan-out
         self._unwritten: deque[tuple[str, LogLine]] = deque()  # fanned out, for the disk
+        # The batches the disk thread and the fan-out hold (in no queue): `tail` shows them.
+        self._writing: list[tuple[str, LogLine]] = []
+        self._fanning: list[tuple[str, LogLine]] = []
         self._unwritten_bytes = 0
         self._unwritten_since = 0.0  # when the disk thread last found it empty or wrote
         self._pending_bytes = 0  # of both queues: the bound covers both
@@ -166,7 +170,7 @@ class LogStore:
                 if not self._pending and self._stopping:
                     self._wake_disk.notify()
                     return
-                batch = list(self._pending)
+                batch = self._fanning = list(self._pending)
                 self._pending.clear()
                 self._fanned_out = False
                 subscribers = {app: list(subs) for app, subs in self._subscribers.items()}
@@ -187,6 +191,7 @@ class LogStore:
                         self._failed("follower")
             with self._lock:
                 self._unwritten.extend(batch)
+                self._fanning = []
                 self._unwritten_bytes += sum(len(line.text) for _, line in batch)
                 self._fanned_out = True
                 self._wake_disk.notify()
@@ -222,7 +227,7 @@ class LogStore:
                     else:
                         self._wake_disk.wait(DISK_DELAY / 4)
                 count = min(len(self._unwritten), self.batch)
-                batch = [self._unwritten.popleft() for _ in range(count)]
+                batch = self._writing = [self._unwritten.popleft() for _ in range(count)]
                 self._unwritten_bytes -= sum(len(line.text) for _, line in batch)
                 self._unwritten_since = time.monotonic()
             try:
@@ -233,7 +238,7 @@ class LogStore:
             with self._lock:
                 self.dropped += lost
                 self._pending_bytes -= sum(len(line.text) for _, line in batch)
-                self._done = batch[-1][1].seq
+                self._done, self._writing = batch[-1][1].seq, []
                 self._written.notify_all()
 
     def _keep(self, batch: list[tuple[str, LogLine]]) -> None:
@@ -309,7 +314,8 @@ class LogStore:
         if lines <= 0:
             return []
         with self._lock:
-            queued = [line for a, line in (*self._unwritten, *self._pending)
+            queued = [line for a, line in chain(self._writing, self._unwritten,
+                                                self._fanning, self._pending)
                       if a == app and line.matches(source)]
             kept = [line for line in self._memory.get(app, ()) if line.matches(source)]
         if self.path is not None:
@@ -324,11 +330,8 @@ class LogStore:
             sql += (" AND (source = ? OR process = ? OR"
                     " substr(process, 1, length(?) + 1) = ? || '.')")
             args += [source] * 4
-        db = self._connect()
-        try:
+        with closing(self._connect()) as db:
             rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, lines]).fetchall()
-        finally:
-            db.close()
         return [LogLine(dt.datetime.fromisoformat(at), src, proc, text, seq, at)
                 for seq, at, src, proc, text in reversed(rows)]
 
@@ -337,12 +340,9 @@ class LogStore:
         server follows each container on from there, not from its start)."""
         if self.path is None:
             return None
-        db = self._connect()
-        try:
+        with closing(self._connect()) as db:
             row = db.execute("SELECT at FROM lines WHERE app = ? AND process = ?"
                              " ORDER BY seq DESC LIMIT 1", (app, process)).fetchone()
-        finally:
-            db.close()
         return dt.datetime.fromisoformat(row[0]) if row else None
 
     def subscribe(self, app: str, subscriber: Subscriber | Batches, *,
@@ -380,11 +380,8 @@ class LogStore:
             self._memory.pop(app, None)
             self._sizes.pop(app, None)
         if self.path is not None:
-            db = self._connect()
-            try:
+            with closing(self._connect()) as db:
                 db.execute("DELETE FROM lines WHERE app = ?", (app,))
-            finally:
-                db.close()
 
 
 def _each(subscriber: Subscriber, lines: list[LogLine]) -> None:

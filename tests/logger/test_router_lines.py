@@ -59,6 +59,12 @@ def _paths(store: LogStore) -> list[str]:
             if 'path="/probe"' not in line.format()]
 
 
+def _state(receiver: RouterLogReceiver, store: LogStore) -> str:
+    """What a failed wait found (CI runs on a busy host: say why, not just False)."""
+    return (f"paths={_paths(store)} sessions={receiver.sessions} lines={receiver.lines} "
+            f"unparsed={receiver.unparsed} dropped={store.dropped} failures={store.failures}")
+
+
 def _reading(router: HAProxyRouter, store: LogStore) -> bool:
     """Sends /probe until one reaches the store: the reader's `show events`
     is then running (HAProxy does not say when it starts; a line sent just
@@ -85,13 +91,14 @@ def test_receiver_pulls_lines_across_a_reload_and_lets_the_old_worker_go(
         assert _wait(lambda: receiver.sessions == 1)
         assert _reading(router, store)
         _get(router, "/a%20b?x=1")
-        assert _wait(lambda: _paths(store) == ["/a%20b?x=1"])
+        assert _wait(lambda: _paths(store) == ["/a%20b?x=1"], 30), _state(receiver, store)
         line = store.tail("shop", 1)[0].format().split(" ", 1)[1]
         assert line.startswith('shipway[router]: at=info method=GET path="/a%20b?x=1" status=404 ')
         old = router.pid() and workers(router.pid())
         router.process.reload()  # a settings reload: a new worker
         _get(router, "/after-reload")  # possibly before the reader reconnected
-        assert _wait(lambda: _paths(store) == ["/a%20b?x=1", "/after-reload"])
+        assert _wait(lambda: _paths(store) == ["/a%20b?x=1", "/after-reload"], 30), \
+            _state(receiver, store)
         # The old worker's `-w` session is hung up: the worker exits.
         assert _wait(lambda: not set(old) & set(workers(router.pid())), 5)
         assert receiver.unparsed == 0

@@ -270,3 +270,44 @@ def test_a_batch_the_disk_refuses_does_not_stop_later_ones(tmp_path: Path) -> No
         assert [line.text for line in again.tail("a", 10)] == ["after"]
     finally:
         again.close()
+
+
+class _SlowDisk(LogStore):
+    """A disk thread held inside its transaction until the test lets go (a fault)."""
+
+    def __init__(self, path: Path) -> None:
+        self.inside, self.go = threading.Event(), threading.Event()
+        super().__init__(path)
+
+    def _insert(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
+        self.inside.set()
+        assert self.go.wait(10)
+        super()._insert(db, rows)
+
+
+def test_tail_shows_a_line_the_fan_out_or_the_disk_holds(tmp_path: Path) -> None:
+    """A line in neither queue (the fan-out's batch in hand, or the disk
+    thread's before its commit) is still in `tail`: it was missing from
+    both the queues and the disk for that moment."""
+    store = _SlowDisk(tmp_path / "logs.sqlite3")
+    in_fan_out, let_go = threading.Event(), threading.Event()
+
+    def follower(line: LogLine) -> None:
+        in_fan_out.set()
+        assert let_go.wait(10)
+
+    store.subscribe("a", follower)
+    try:
+        store.add("a", "app", "web.1", "held")
+        assert in_fan_out.wait(5)
+        assert [line.text for line in store.tail("a", 10)] == ["held"]  # the fan-out's
+        let_go.set()
+        assert store.inside.wait(5)
+        assert [line.text for line in store.tail("a", 10)] == ["held"]  # the disk's
+        store.go.set()
+        store.flush()
+        assert [line.text for line in store.tail("a", 10)] == ["held"]
+    finally:
+        let_go.set()
+        store.go.set()
+        store.close()
