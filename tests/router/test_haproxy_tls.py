@@ -187,6 +187,8 @@ def test_acme_challenges_answered_on_plain_http_and_https_only_redirect(routed) 
     r = get("/x?y=1")
     assert r.status == 301
     assert r.getheader("Location") == f"https://a.test:{router.layout.https_port}/x?y=1"
+    r = get("/x", host="A.Test.:80")  # the name as a client may send it
+    assert (r.status, r.getheader("Location")) == (301, f"https://a.test:{router.layout.https_port}/x")
     assert get("/", host="b.test").body == b"app-a"  # other names untouched
     tls.set_https_only(["a.test"], False)
     assert get("/").body == b"app-a"
