@@ -41,11 +41,15 @@ class LogFeed:
             return list(self._pending)
 
     def attach(self, sink: Sink) -> None:
-        """The kept lines go to `sink` with the lock held: a line `put` on
-        the fan-out thread meanwhile waits for them (at most `limit` lines),
-        so it reaches the sink after them, never in between."""
-        with self._lock:
-            pending, self._pending = list(self._pending), deque()
-            if pending:
-                sink(pending)
-            self._sink = sink
+        """The kept lines go to `sink` outside the lock, so the fan-out never
+        waits for them (up to `limit` lines, on the reactor: tens of ms).
+        A batch `put` meanwhile is kept and handed over after them, in
+        turn, until none is left: only then does the fan-out call `sink`
+        itself, so a line never overtakes an older one."""
+        while True:
+            with self._lock:
+                pending, self._pending = list(self._pending), deque(maxlen=self._pending.maxlen)
+                if not pending:
+                    self._sink = sink
+                    return
+            sink(pending)

@@ -1,5 +1,6 @@
 """A follower's feed (logger/feed.py): lines kept until its sink is
-attached reach the sink before any line added meanwhile."""
+attached reach the sink before any line added meanwhile, and the fan-out
+thread adding them never waits for the hand-over."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,27 +12,48 @@ from logger.store import LogLine
 AT = dt.datetime(2026, 11, 28, 14, 0, 1, tzinfo=dt.timezone.utc)
 
 
-def test_a_line_added_while_the_kept_ones_are_handed_over_comes_after_them() -> None:
+def _line(seq: int) -> LogLine:
+    return LogLine(AT, "app", "web.1", f"line {seq}", seq)
+
+
+def test_lines_added_during_the_hand_over_come_after_it_and_never_wait() -> None:
+    """The sink holds the first hand-over until two batches were put from
+    another thread (the fan-out): each put returns at once (no lock held
+    across the sink), and the sink gets 1 2, then 3 4 5, in order."""
     feed = LogFeed()
     for seq in (1, 2):
-        feed.put(LogLine(AT, "app", "web.1", f"kept {seq}", seq))
-    got: list[int] = []
-    adder: list[threading.Thread] = []
-    held: list[bool] = []
+        feed.put(_line(seq))
+    got: list[list[int]] = []
+    puts_done = threading.Event()
+
+    def fan_out() -> None:
+        feed.put(_line(3))
+        feed.put_many([_line(4), _line(5)])
+        puts_done.set()
 
     def sink(lines: list[LogLine]) -> None:
-        got.extend(line.seq for line in lines)
-        held.append(feed._lock.locked())  # the deterministic half of the check
-        if not adder:  # the fan-out thread adds a line during the hand-over
-            adder.append(threading.Thread(
-                target=feed.put, args=(LogLine(AT, "app", "web.1", "new", 3),)))
-            adder[0].start()
-            adder[0].join(0.5)  # bounded: it waits for the hand-over to end
+        got.append([line.seq for line in lines])
+        if len(got) == 1:
+            threading.Thread(target=fan_out).start()
+            # With the lock held here, the puts would wait for this sink.
+            assert puts_done.wait(5), "the fan-out waited for the hand-over"
 
     feed.attach(sink)
-    adder[0].join(10)
-    assert not adder[0].is_alive()
-    assert got == [1, 2, 3]
-    # The kept lines were handed over under the feed's lock (the race the
-    # thread above may or may not hit in 0.5 s cannot happen).
-    assert held[0] is True
+    feed.put(_line(6))  # attached: straight to the sink
+    assert got == [[1, 2], [3, 4, 5], [6]]
+    assert feed.pending() == []
+
+
+def test_an_empty_feed_attaches_and_passes_lines_on() -> None:
+    feed = LogFeed()
+    got: list[int] = []
+    feed.attach(lambda lines: got.extend(line.seq for line in lines))
+    feed.put_many([_line(1), _line(2)])
+    feed.put_many([])
+    assert got == [1, 2]
+
+
+def test_a_feed_never_attached_keeps_at_most_its_limit() -> None:
+    feed = LogFeed(limit=3)
+    feed.put_many([_line(seq) for seq in range(1, 6)])
+    assert [line.seq for line in feed.pending()] == [3, 4, 5]
