@@ -3,18 +3,20 @@ and PostgreSQL: a refresh clears a failed name's backoff (failures kept at
 1, so it grows again), forces the renewal of an issued one whose old
 certificate is kept (stored and loadable) until the new one is stored, is
 refused for a name tried, refreshed or issued within the interval, changes
-only this app's row, and wakes the manager (one thread) to try at once."""
+only this app's row, and wakes the manager (one thread, even when every
+waker is paused inside the test-and-set window) to try at once."""
 from __future__ import annotations
 
 import datetime as dt
 import threading
 import time
+from typing import Any, Callable
 
 import pytest
 import sqlalchemy as sa
 
 from controller.certificates import CertificateManager, CertificateStore, certificates
-from controller.certificates_refresh import RefreshTooSoon, refresh
+from controller.certificates_refresh import RefreshTooSoon, Waker, refresh
 from controller.http_errors import http_status
 from router.acme import ACMEClient, Issued, new_account_key_pem
 from tests.conftest import free_port
@@ -177,27 +179,56 @@ def test_wake_tries_a_refreshed_name_at_once(store, app) -> None:
     assert row.failures == 2 and directory in row.error  # it tried, and the try failed
 
 
-def test_concurrent_wakes_start_one_thread(store) -> None:
-    certs = CertificateStore(store.db, store.keyring)
-    manager = CertificateManager(certs, _Responder(), lambda: ACMEClient("http://127.0.0.1:9/",
-                                                                         new_account_key_pem()))
+class _PausedWaker(Waker):
+    """The fault injected below: reading the queued flag waits (up to 1 s)
+    until every waker has read it, so all of them are inside the window
+    between testing the flag and setting it whenever the code lets more than
+    one in. With the flag tested and set under one lock, the first waits
+    alone until the barrier breaks; after that nobody waits."""
+
+    def __init__(self, tick: Callable[[], Any], busy: threading.Lock, wakers: int) -> None:
+        self.window = threading.Barrier(wakers, timeout=1)
+        self.reads: list[str] = []  # appended: atomic across threads, unlike +=
+        super().__init__(tick, busy)
+
+    @property  # type: ignore[override]
+    def _queued(self) -> bool:
+        self.reads.append(threading.current_thread().name)
+        value = self._flag  # read, then paused before the caller acts on it
+        try:
+            self.window.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return value
+
+    @_queued.setter
+    def _queued(self, value: bool) -> None:
+        self._flag = value
+
+
+def test_concurrent_wakes_start_one_thread() -> None:
+    busy = threading.Lock()  # the manager's tick lock
+    ticks: list[str] = []
+    waker = _PausedWaker(lambda: ticks.append(threading.current_thread().name), busy, 8)
     woken: list[bool] = []
-    start = threading.Barrier(8)
-
-    def wake() -> None:
-        start.wait(10)
-        woken.append(manager.wake())
-
-    with manager._lock:  # a tick under way: the woken thread waits, queued
-        threads = [threading.Thread(target=wake) for _ in range(8)]
+    with busy:  # a tick under way: the woken thread waits, queued
+        threads = [threading.Thread(target=lambda: woken.append(waker.wake())) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(10)
+        assert len(waker.reads) >= 8  # every waker read the flag through the paused window
         assert sorted(woken) == [False] * 7 + [True]
-    deadline = time.monotonic() + 10  # once the tick ran, a wake queues again
-    while not manager.wake() and time.monotonic() < deadline:
+    waker.window.abort()
+    deadline = time.monotonic() + 10
+    while not ticks and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(0.2)  # a second thread, had one started, ticks at once too
+    assert ticks == ["certificates-wake"]
+    deadline = time.monotonic() + 10  # once the tick ran, a wake queues again
+    while not waker.wake() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert time.monotonic() < deadline
 
 
 def test_a_name_added_by_the_server_meanwhile_is_a_conflict(store, app) -> None:
