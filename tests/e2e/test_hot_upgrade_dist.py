@@ -1,7 +1,8 @@
 """runner/erl_dist.py against a real node (the stack image's Erlang, named
 and listening as a replica's node does, on its fixed distribution port):
 Shipway calls functions in it with the app's cookie, as a hidden node; a
-wrong cookie is refused."""
+wrong cookie is refused; the hot upgrade's script and its call over the
+distribution leave nothing behind where they should not."""
 from __future__ import annotations
 
 import io
@@ -11,9 +12,11 @@ import time
 import docker
 import pytest
 
-from runner.erl_dist import Atom, ErlDistError, NodeConnection
-from runner.hot_upgrade import _remove_files
+from core.specs import ReleaseSpec
 from runner.container_spec import DIST_PORT, runner_file
+from runner.containers import Replica
+from runner.erl_dist import Atom, ErlDistError, NodeConnection
+from runner.hot_upgrade import ANSWER_MARGIN, HotUpgradeMixin, UpgradePlan
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.docker]
@@ -148,16 +151,27 @@ def test_the_upgrade_script_writes_no_member_outside_the_release(release_node) -
 
 
 def test_a_call_that_timed_out_still_has_its_files_removed(node) -> None:
-    """The hot upgrade's files are removed even when its call gave up (the
-    failed call closed its connection: a new one is made)."""
+    """The hot upgrade over the distribution (HotUpgradeMixin.
+    _over_distribution, as the runner calls it) removes the files it wrote
+    on the node even when its call gave up: the script here outlives the
+    call's time (the failed call closed its connection: a new one is
+    made). The script records the files it saw, which proves they were
+    there while it ran."""
     port, _name = node
-    base = "/tmp/.shipway-upgrade.test"
+    conductor = Replica(id="c0", name="web-1", app="a", version=1, process_type="web", state="running",
+                        host_port=None, created=0.0, dist_port=port)
+    spec = ReleaseSpec(app="a", version=2, slug_key="k", process_types={"web": "x"},
+                       env={"RELEASE_COOKIE": COOKIE}, formation={"web": 1})
+    exprs = (b'ok = file:write_file("/tmp/seen", io_lib:format("~p.", '
+             b'[filelib:wildcard("/app/.shipway-upgrade.*")])),\n'
+             b"timer:sleep(60000).\n")
+    # The call waits ANSWER_MARGIN past the deadline: 2 s in all here.
+    deadline_ms = int((time.time() - ANSWER_MARGIN + 2) * 1000)
+    code, lines = HotUpgradeMixin()._over_distribution(
+        conductor, [conductor], spec, UpgradePlan(rel="_build/prod/rel/x", vsn="0.2.0"), b"artefact",
+        exprs, "false", deadline_ms)
+    assert code == 1 and "did not complete" in lines[-1], lines
     with NodeConnection("127.0.0.1", port, COOKIE) as conn:
-        for leftover in (".tar", ".exprs"):
-            assert conn.call("file", "write_file", [base + leftover, b"x"]) == Atom("ok")
-        with pytest.raises(ErlDistError):
-            conn.call("timer", "sleep", [5000], timeout=0.3)
-        _remove_files(conn, port, COOKIE, base)
-    with NodeConnection("127.0.0.1", port, COOKIE) as conn:
-        for leftover in (".tar", ".exprs"):
-            assert conn.call("filelib", "is_regular", [base + leftover]) == Atom("false")
+        seen = conn.call("file", "consult", ["/tmp/seen"])
+        assert seen[0] == Atom("ok") and sorted(p.rsplit(".", 1)[1] for p in seen[1][0]) == ["exprs", "tar"], seen
+        assert conn.call("filelib", "wildcard", ["/app/.shipway-upgrade.*"]) == []
