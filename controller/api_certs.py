@@ -7,8 +7,9 @@ the backoff, and an operator can force a renewal. The certificate object is
 the one `domains --json` shows (api_views.certificate_statuses); the store
 change is controller/certificates_refresh.py's: a name tried, refreshed or
 issued less than `cert_refresh_interval` seconds ago is refused with a 429
-and Retry-After (one ACME account serves every app), a row changed by the
-server meanwhile is a 409.
+and Retry-After (one ACME account serves every app), and so is a refresh
+past `cert_refreshes_per_hour` names refreshed on that account in the last
+hour by any app; a row changed by the server meanwhile is a 409.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from controller.api_views import Call, certificate_statuses
 from controller.certificates import acme_enabled
-from controller.certificates_refresh import refresh, wake_managers
+from controller.certificates_refresh import AccountLimit, refresh, wake_managers
 from controller.domains import normalize_hostname
 from controller.errors import Conflict, NotFound
 from controller.models import App
@@ -58,7 +59,8 @@ def refresh_certs(call: Call) -> dict[str, Any]:
     pending name is tried at once, an issued one renewed (the old
     certificate is served until the new one is stored). Wakes this
     process's certificate manager; answers what was queued. 429 (with
-    Retry-After) if a name was tried or refreshed too recently."""
+    Retry-After) if a name was tried or refreshed too recently, or if the
+    server's ACME account had its refreshes of the hour."""
     controller = call.controller
     app = controller.get_app(call.me, call.params["app"], "write")
     settings = call.services.settings
@@ -69,8 +71,9 @@ def refresh_certs(call: Call) -> dict[str, Any]:
     if wanted is not None:
         names = _chosen(call, app, names, wanted)
     interval = dt.timedelta(seconds=settings.cert_refresh_interval)
+    account = AccountLimit(settings.acme_directory or "", settings.cert_refreshes_per_hour)
     with controller.db.write() as conn:
-        queued = refresh(conn, app.id, names, interval)
+        queued = refresh(conn, app.id, names, interval, account=account)
         controller.record_activity(app, call.me.email, "certs:auto:refresh",
                                    f"refreshed certificates of {', '.join(names)}"[:500],
                                    {"hostnames": names}, conn=conn)

@@ -2,12 +2,18 @@
 
 A refresh makes an app's names due now instead of after their backoff. The
 server orders every certificate on one shared ACME account (Let's Encrypt:
-300 new orders per account per 3 hours, 5 duplicate certificates a week)
-and its manager issues one name at a time, so a refresh is bounded per
-hostname: a name tried, refreshed or issued less than
+300 new orders per account per 3 hours, 5 failed validations per hostname
+per hour) and its manager issues one name at a time, so a refresh is
+bounded twice. Per hostname: a name tried, refreshed or issued less than
 `cert_refresh_interval` seconds ago is refused (RefreshTooSoon, a 429 with
 Retry-After), and a refresh keeps `failures` at 1 or more for a name that
-already failed, so its backoff goes on growing after further failures.
+already failed, so its backoff goes on growing after further failures. Per
+account: at most `cert_refreshes_per_hour` names refreshed in any rolling
+hour across every app (AccountLimitReached, a 429 with Retry-After), else
+many names or many apps could still spend the account's limits. Those are
+counted in the database (certificate_refreshes), so every server process
+on it shares the count; the manager's own issuances and renewals are
+neither counted nor limited here.
 """
 from __future__ import annotations
 
@@ -17,14 +23,28 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Protocol
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from twisted.logger import Logger
 
-from controller.db import now
+from controller.db import UTCDateTime, metadata, now
 from core.errors import Conflict, TooManyRequests
 
 log = Logger(namespace="shipway.certificates")
+
+HOUR = dt.timedelta(hours=1)
+
+# One row per name a user refreshed (migration 0010). No foreign key to
+# apps: deleting an app must not give its refreshes back to the account.
+certificate_refreshes = sa.Table(
+    "certificate_refreshes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("directory", sa.String(500), nullable=False),  # the ACME account's
+    sa.Column("hostname", sa.String(253), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_certificate_refreshes_directory_at", "directory", "at"),
+)
 
 
 class RefreshTooSoon(TooManyRequests):
@@ -35,6 +55,20 @@ class RefreshTooSoon(TooManyRequests):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class AccountLimitReached(RefreshTooSoon):
+    """429: the ACME account's refreshes of the last hour are used up, for
+    every app; `retry_after` until enough of them leave the hour."""
+
+
+@attrs.frozen
+class AccountLimit:
+    """The account-wide bound: `per_hour` names refreshed on the ACME
+    account of `directory` in any rolling hour (0: no refreshes at all)."""
+
+    directory: str
+    per_hour: int
 
 
 def _span(seconds: float) -> str:
@@ -69,18 +103,64 @@ def _check_interval(rows: Iterable[Any], interval: dt.timedelta, at: dt.datetime
         f"{until:%Y-%m-%d %H:%M:%S} UTC (in {seconds} s)", seconds)
 
 
+def _lock_account(conn: Connection, limit: AccountLimit) -> None:
+    """Serialise refreshes on one account: two processes counting at once
+    would both see room for the last one. Taken before any row lock, so two
+    refreshes never wait on each other in opposite orders. SQLite's write
+    transaction is exclusive already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                     {"key": f"certificate-refresh:{limit.directory}"})
+
+
+def _check_account(conn: Connection, limit: AccountLimit, count: int, at: dt.datetime) -> None:
+    """Refuse `count` more refreshed names if the account's last hour has
+    no room for them; forget refreshes older than the hour."""
+    t = certificate_refreshes
+    conn.execute(t.delete().where(t.c.directory == limit.directory, t.c.at <= at - HOUR))
+    if limit.per_hour <= 0:
+        raise Conflict("certificate refreshes are off on this server "
+                       "(its account-wide SHIPWAY_CERT_REFRESHES_PER_HOUR is 0)")
+    if count > limit.per_hour:  # never fits: no Retry-After would help
+        raise Conflict(
+            f"refreshing {count} names at once is more than this server's account-wide limit "
+            f"of {limit.per_hour} certificate refreshes per hour (every app shares one ACME "
+            "account): refresh fewer at a time, with --domain")
+    times = conn.execute(sa.select(t.c.at).where(t.c.directory == limit.directory)
+                         .order_by(t.c.at)).scalars().all()
+    over = len(times) + count - limit.per_hour
+    if over <= 0:
+        return
+    until = times[over - 1] + HOUR  # the oldest that must leave the hour first
+    seconds = max(1, math.ceil((until - at).total_seconds()))
+    raise AccountLimitReached(
+        f"the account-wide limit of {limit.per_hour} certificate refreshes per hour is "
+        f"reached ({len(times)} names refreshed in the last hour; every app shares one ACME "
+        f"account): try again after {until:%Y-%m-%d %H:%M:%S} UTC (in {seconds} s)", seconds)
+
+
+def _count(conn: Connection, limit: AccountLimit, names: list[str], at: dt.datetime) -> None:
+    conn.execute(certificate_refreshes.insert(), [
+        {"directory": limit.directory, "hostname": host, "at": at} for host in names])
+
+
 def refresh(conn: Connection, app_id: int, hostnames: Iterable[str],
-            interval: dt.timedelta, at: dt.datetime | None = None) -> dict[str, str]:
+            interval: dt.timedelta, at: dt.datetime | None = None,
+            account: AccountLimit | None = None) -> dict[str, str]:
     """certs:auto:refresh, in the caller's transaction: each name due now.
     An issued certificate is renewed, and served until its successor is
     stored (a failed renewal keeps it). Raises RefreshTooSoon if a name was
-    tried, refreshed or issued within `interval`, Conflict if the server
-    changed the same rows meanwhile. hostname -> "renew", "retry" (pending,
-    failed) or "issue" (not seen yet, or still another app's)."""
+    tried, refreshed or issued within `interval`, AccountLimitReached if
+    `account` (None: not bounded) has no room for these names this hour,
+    Conflict if the server changed the same rows meanwhile. hostname ->
+    "renew", "retry" (pending, failed) or "issue" (not seen yet, or still
+    another app's)."""
     from controller.certificates import certificates as t
 
     at = at or now()
     names = sorted(set(hostnames))
+    if account is not None:
+        _lock_account(conn, account)
     # FOR UPDATE (PostgreSQL): a concurrent refresh waits, then sees ours and
     # is refused; SQLite's write transaction is already exclusive.
     rows = {r.hostname: r for r in conn.execute(
@@ -88,6 +168,9 @@ def refresh(conn: Connection, app_id: int, hostnames: Iterable[str],
                   t.c.fullchain_ct, t.c.updated_at)
         .where(t.c.hostname.in_(names)).with_for_update()).all()}
     _check_interval(rows.values(), interval, at)
+    if account is not None:
+        _check_account(conn, account, len(names), at)
+        _count(conn, account, names, at)
     out: dict[str, str] = {}
     try:
         for host in names:

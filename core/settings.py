@@ -161,6 +161,7 @@ class Settings:
     acme_retry_seconds: int = 60
     # certs:auto:refresh: not again within this (s) of a name's last try (429): one ACME account.
     cert_refresh_interval: int = 600
+    cert_refreshes_per_hour: int = 30  # ...and at most this many names refreshed per hour, all apps
     tls_cert: str | None = None  # PEM chain for the API and git over HTTPS
     tls_key: str | None = None
     base_domain: str = "localhost"
