@@ -267,6 +267,63 @@ def test_settings_reload_drops_nothing(settings: Settings, router: HAProxyRouter
     assert results and set(results) == {200}
 
 
+def test_idle_kept_alive_clients_survive_a_settings_reload(settings: Settings, router: HAProxyRouter,
+                                                         ups: list[_Upstream]) -> None:
+    """Clients idle on a kept-alive connection through a settings reload
+    send their next request on it, without retrying: the old worker
+    answers it (and closes the connection after the answer) instead of
+    closing the idle connection under the client (HAProxy's default)."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    conns = [http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
+             for _ in range(10)]
+    for conn in conns:
+        conn.request("GET", "/", headers={"Host": "web.localhost"})
+        assert conn.getresponse().read() == b"u0"
+    old_worker = router.runtime.raw("show info").split("Pid: ")[1].split()[0]
+    changed = HAProxyRouter(settings, threads=2)
+    try:
+        changed.start()  # 00-main.cfg differs: a reload
+        time.sleep(0.5)
+    finally:
+        changed.detach()
+    assert router.runtime.raw("show info").split("Pid: ")[1].split()[0] != old_worker
+    answers = []
+    for conn in conns:
+        try:
+            conn.request("GET", "/", headers={"Host": "web.localhost"})
+            answers.append(conn.getresponse().read())
+        except (OSError, http.client.HTTPException) as e:
+            answers.append(repr(e).encode())
+        conn.close()
+    assert answers == [b"u0"] * 10
+
+
+def test_a_stop_lets_a_request_finish_and_does_not_wait_for_idle_clients(
+        settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
+    """A soft stop keeps idle kept-alive client connections until their next
+    request (for reloads, above), which may never come: a stop waits for
+    the request in flight (2 s), then ends without waiting out its 10 s."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    idle = [http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
+            for _ in range(5)]
+    for conn in idle:
+        conn.request("GET", "/", headers={"Host": "web.localhost"})
+        assert conn.getresponse().read() == b"u0"
+    slow: list = []
+    t = threading.Thread(target=lambda: slow.append(get(settings, "web.localhost", "/slow")))
+    t.start()
+    time.sleep(0.4)  # in flight
+    began = time.monotonic()
+    router.stop()
+    took = time.monotonic() - began
+    t.join(10)
+    assert slow == [(200, "u0")]
+    assert router.pid() is None
+    assert 1.0 < took < 6.0, took  # after the slow request, well before the 10 s limit
+    for conn in idle:
+        conn.close()
+
+
 def test_reused_server_slot_never_reaches_the_old_replica(settings: Settings, router: HAProxyRouter,
                                                          ups: list[_Upstream]) -> None:
     """A declared server slot freed by one replica and given to another (of
