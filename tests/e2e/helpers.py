@@ -70,6 +70,25 @@ class User:
         return out[0] if out else ""
 
 
+def erlang_node_port(container: Any, cookie: str, timeout: float = 30) -> int:
+    """A node container's distribution port, published on 127.0.0.1 (as the
+    runner reaches replicas), once the node answers a handshake there."""
+    from runner.container_spec import DIST_PORT
+    from runner.erl_dist import ErlDistError, NodeConnection
+
+    container.reload()
+    port = int(container.attrs["NetworkSettings"]["Ports"][f"{DIST_PORT}/tcp"][0]["HostPort"])
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            NodeConnection("127.0.0.1", port, cookie).close()
+            return port
+        except (OSError, ErlDistError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def fetch(server: ShipwayServer, app: str, path: str = "/", timeout: float = 10) -> requests.Response:
     """A request through the router, as a browser at APP.localhost would."""
     return requests.get(f"http://127.0.0.1:{server.router_port}{path}",

@@ -18,6 +18,7 @@ from runner.containers import Replica
 from runner.erl_dist import Atom, ErlDistError, NodeConnection
 from runner.hot_upgrade import ANSWER_MARGIN, HotUpgradeMixin, UpgradePlan
 from tests.conftest import unique
+from tests.e2e.helpers import erlang_node_port
 
 pytestmark = [pytest.mark.docker]
 
@@ -37,20 +38,10 @@ def node(stack_image: str):
         detach=True, labels=label, network=network.name,
         ports={f"{DIST_PORT}/tcp": ("127.0.0.1", None)})
     try:
-        container.reload()
-        address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         # Reached on its port published on 127.0.0.1, as the runner does;
         # the address is only the node's name.
-        port = int(container.attrs["NetworkSettings"]["Ports"][f"{DIST_PORT}/tcp"][0]["HostPort"])
-        deadline = time.monotonic() + 30
-        while True:  # up once its distribution answers
-            try:
-                NodeConnection("127.0.0.1", port, COOKIE).close()
-                break
-            except (OSError, ErlDistError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        port = erlang_node_port(container, COOKIE)
+        address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         yield port, f"app@{address}"
     finally:
         container.remove(force=True)
@@ -107,17 +98,7 @@ def release_node(stack_image: str):
         detach=True, labels=label, network=network.name, user="0",
         ports={f"{DIST_PORT}/tcp": ("127.0.0.1", None)})
     try:
-        container.reload()
-        port = int(container.attrs["NetworkSettings"]["Ports"][f"{DIST_PORT}/tcp"][0]["HostPort"])
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                NodeConnection("127.0.0.1", port, COOKIE).close()
-                break
-            except ErlDistError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        port = erlang_node_port(container, COOKIE)
         yield port, container.attrs["Config"]["Hostname"]
     finally:
         container.remove(force=True)

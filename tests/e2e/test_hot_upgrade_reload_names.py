@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import time
 from typing import Any, Iterator
 
 import docker
@@ -19,8 +18,9 @@ from builder.stack import APP_UID
 from core.settings import load_settings
 from runner.container_spec import DIST_PORT
 from runner.containers import Containers
-from runner.erl_dist import Atom, ErlDistError, NodeConnection
+from runner.erl_dist import Atom, NodeConnection
 from tests.conftest import unique
+from tests.e2e.helpers import erlang_node_port
 
 pytestmark = [pytest.mark.docker]
 
@@ -79,18 +79,7 @@ def replica(stack_image: str) -> Iterator[tuple[str, int]]:
     container = client.containers.run(stack_image, ["bash", "-c", script], detach=True, labels=label,
                                       user="0", ports={f"{DIST_PORT}/tcp": ("127.0.0.1", None)})
     try:
-        container.reload()
-        port = int(container.attrs["NetworkSettings"]["Ports"][f"{DIST_PORT}/tcp"][0]["HostPort"])
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                NodeConnection("127.0.0.1", port, COOKIE).close()
-                break
-            except (OSError, ErlDistError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield container.id, port
+        yield container.id, erlang_node_port(container, COOKIE)
     finally:
         container.remove(force=True)
 

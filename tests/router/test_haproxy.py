@@ -83,6 +83,21 @@ def ups() -> Iterator[list[_Upstream]]:
         s.close()
 
 
+def _worker(router: HAProxyRouter) -> str:
+    """The pid of the worker answering the admin socket now."""
+    return router.runtime.raw("show info").split("Pid: ")[1].split()[0]
+
+
+def _settings_reload(settings: Settings) -> None:
+    """A change of the router's own settings (threads): a reload, not a route change."""
+    changed = HAProxyRouter(settings, threads=2)
+    try:
+        changed.start()  # 00-main.cfg differs: a reload
+        time.sleep(0.3)
+    finally:
+        changed.detach()  # its watcher would start the proxy again after the fixture stops it
+
+
 def get(settings: Settings, host: str, path: str = "/") -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
     try:
@@ -250,18 +265,14 @@ def test_settings_reload_drops_nothing(settings: Settings, router: HAProxyRouter
 
     h = threading.Thread(target=hammer)
     h.start()
-    old_worker = router.runtime.raw("show info").split("Pid: ")[1].split()[0]
-    changed = HAProxyRouter(settings, threads=2)
+    old_worker = _worker(router)
     try:
-        changed.start()  # 00-main.cfg differs: a reload
-        time.sleep(0.3)
+        _settings_reload(settings)
     finally:
         stop.set()
         h.join(10)
         t.join(10)
-        # Its watcher would start the proxy again after the fixture stops it.
-        changed.detach()
-    assert router.runtime.raw("show info").split("Pid: ")[1].split()[0] != old_worker
+    assert _worker(router) != old_worker
     assert "nbthread 2" in Path(router.layout.main_conf).read_text()
     assert slow == [(200, "u0")]
     assert results and set(results) == {200}
@@ -279,14 +290,9 @@ def test_idle_kept_alive_clients_survive_a_settings_reload(settings: Settings, r
     for conn in conns:
         conn.request("GET", "/", headers={"Host": "web.localhost"})
         assert conn.getresponse().read() == b"u0"
-    old_worker = router.runtime.raw("show info").split("Pid: ")[1].split()[0]
-    changed = HAProxyRouter(settings, threads=2)
-    try:
-        changed.start()  # 00-main.cfg differs: a reload
-        time.sleep(0.5)
-    finally:
-        changed.detach()
-    assert router.runtime.raw("show info").split("Pid: ")[1].split()[0] != old_worker
+    old_worker = _worker(router)
+    _settings_reload(settings)
+    assert _worker(router) != old_worker
     answers = []
     for conn in conns:
         try:
