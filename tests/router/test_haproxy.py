@@ -88,6 +88,16 @@ def _worker(router: HAProxyRouter) -> str:
     return router.runtime.raw("show info").split("Pid: ")[1].split()[0]
 
 
+def _kept_alive(settings: Settings, count: int) -> list[http.client.HTTPConnection]:
+    """Client connections that made one request to web.localhost and are now idle."""
+    conns = [http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
+             for _ in range(count)]
+    for conn in conns:
+        conn.request("GET", "/", headers={"Host": "web.localhost"})
+        assert conn.getresponse().read() == b"u0"
+    return conns
+
+
 def _settings_reload(settings: Settings) -> None:
     """A change of the router's own settings (threads): a reload, not a route change."""
     changed = HAProxyRouter(settings, threads=2)
@@ -285,11 +295,7 @@ def test_idle_kept_alive_clients_survive_a_settings_reload(settings: Settings, r
     answers it (and closes the connection after the answer) instead of
     closing the idle connection under the client (HAProxy's default)."""
     router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
-    conns = [http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
-             for _ in range(10)]
-    for conn in conns:
-        conn.request("GET", "/", headers={"Host": "web.localhost"})
-        assert conn.getresponse().read() == b"u0"
+    conns = _kept_alive(settings, 10)
     old_worker = _worker(router)
     _settings_reload(settings)
     assert _worker(router) != old_worker
@@ -310,11 +316,7 @@ def test_a_stop_lets_a_request_finish_and_does_not_wait_for_idle_clients(
     request (for reloads, above), which may never come: a stop waits for
     the request in flight (2 s), then ends without waiting out its 10 s."""
     router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
-    idle = [http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
-            for _ in range(5)]
-    for conn in idle:
-        conn.request("GET", "/", headers={"Host": "web.localhost"})
-        assert conn.getresponse().read() == b"u0"
+    idle = _kept_alive(settings, 5)
     slow: list = []
     t = threading.Thread(target=lambda: slow.append(get(settings, "web.localhost", "/slow")))
     t.start()
