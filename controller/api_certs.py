@@ -9,7 +9,9 @@ change is controller/certificates_refresh.py's: a name tried, refreshed or
 issued less than `cert_refresh_interval` seconds ago is refused with a 429
 and Retry-After (one ACME account serves every app), and so is a refresh
 past `cert_refreshes_per_hour` names refreshed on that account in the last
-hour by any app; a row changed by the server meanwhile is a 409.
+hour by any app, or past a third of those for the apps of the app's owner
+(so one user cannot lock the others out); a row changed by the server
+meanwhile is a 409.
 """
 from __future__ import annotations
 
@@ -60,7 +62,8 @@ def refresh_certs(call: Call) -> dict[str, Any]:
     certificate is served until the new one is stored). Wakes this
     process's certificate manager; answers what was queued. 429 (with
     Retry-After) if a name was tried or refreshed too recently, or if the
-    server's ACME account had its refreshes of the hour."""
+    server's ACME account, or the app owner's share of it, had its
+    refreshes of the hour."""
     controller = call.controller
     app = controller.get_app(call.me, call.params["app"], "write")
     settings = call.services.settings
@@ -71,7 +74,8 @@ def refresh_certs(call: Call) -> dict[str, Any]:
     if wanted is not None:
         names = _chosen(call, app, names, wanted)
     interval = dt.timedelta(seconds=settings.cert_refresh_interval)
-    account = AccountLimit(settings.acme_directory or "", settings.cert_refreshes_per_hour)
+    account = AccountLimit(settings.acme_directory or "", settings.cert_refreshes_per_hour,
+                           owner_id=app.owner_id)  # the owner's share, whoever asks
     with controller.db.write() as conn:
         queued = refresh(conn, app.id, names, interval, account=account)
         controller.record_activity(app, call.me.email, "certs:auto:refresh",

@@ -10,10 +10,13 @@ Retry-After), and a refresh keeps `failures` at 1 or more for a name that
 already failed, so its backoff goes on growing after further failures. Per
 account: at most `cert_refreshes_per_hour` names refreshed in any rolling
 hour across every app (AccountLimitReached, a 429 with Retry-After), else
-many names or many apps could still spend the account's limits. Those are
-counted in the database (certificate_refreshes), so every server process
-on it shares the count; the manager's own issuances and renewals are
-neither counted nor limited here.
+many names or many apps could still spend the account's limits; and of
+those at most a third (`owner_share`) for the apps of any one owning user
+(OwnerShareReached), else one user (signup is open) could take the whole
+hour from every other tenant. Those are counted in the database
+(certificate_refreshes), so every server process on it shares the count;
+the manager's own issuances and renewals are neither counted nor limited
+here.
 """
 from __future__ import annotations
 
@@ -36,14 +39,17 @@ log = Logger(namespace="shipway.certificates")
 HOUR = dt.timedelta(hours=1)
 
 # One row per name a user refreshed (migration 0010). No foreign key to
-# apps: deleting an app must not give its refreshes back to the account.
+# apps or users: deleting an app (or its owner) must not give its refreshes
+# back to the account.
 certificate_refreshes = sa.Table(
     "certificate_refreshes", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("directory", sa.String(500), nullable=False),  # the ACME account's
+    sa.Column("owner_id", sa.Integer, nullable=False),  # the refreshed app's owner
     sa.Column("hostname", sa.String(253), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_certificate_refreshes_directory_at", "directory", "at"),
+    sa.Index("ix_certificate_refreshes_owner_id_at", "owner_id", "at"),
 )
 
 
@@ -62,13 +68,26 @@ class AccountLimitReached(RefreshTooSoon):
     every app; `retry_after` until enough of them leave the hour."""
 
 
+class OwnerShareReached(RefreshTooSoon):
+    """429: the owning user's share of the account's hour is used up (other
+    users may still refresh); `retry_after` until enough of theirs leave it."""
+
+
 @attrs.frozen
 class AccountLimit:
-    """The account-wide bound: `per_hour` names refreshed on the ACME
-    account of `directory` in any rolling hour (0: no refreshes at all)."""
+    """The bound on a refresh of an app of `owner_id`: `per_hour` names
+    refreshed on the ACME account of `directory` in any rolling hour (0: no
+    refreshes at all), of which `owner_share` for any one owner."""
 
     directory: str
     per_hour: int
+    owner_id: int
+
+    @property
+    def owner_share(self) -> int:
+        """A third of the hour, so no one user can lock the others out; at
+        least 1, else a small limit would let nobody refresh."""
+        return max(1, self.per_hour // 3)
 
 
 def _span(seconds: float) -> str:
@@ -113,35 +132,55 @@ def _lock_account(conn: Connection, limit: AccountLimit) -> None:
                      {"key": f"certificate-refresh:{limit.directory}"})
 
 
+def _wait(times: list[dt.datetime], count: int, limit: int) -> dt.datetime | None:
+    """When `count` more fit under `limit` given the hour's `times` (oldest
+    first), or None if they fit now."""
+    over = len(times) + count - limit
+    return None if over <= 0 else times[over - 1] + HOUR  # the oldest to leave first
+
+
 def _check_account(conn: Connection, limit: AccountLimit, count: int, at: dt.datetime) -> None:
-    """Refuse `count` more refreshed names if the account's last hour has
-    no room for them; forget refreshes older than the hour."""
+    """Refuse `count` more refreshed names if the account's last hour, or
+    the owner's share of it, has no room for them; forget refreshes older
+    than the hour, of any directory (a former one's would stay forever)."""
     t = certificate_refreshes
-    conn.execute(t.delete().where(t.c.directory == limit.directory, t.c.at <= at - HOUR))
+    conn.execute(t.delete().where(t.c.at <= at - HOUR))
+    share = limit.owner_share
     if limit.per_hour <= 0:
         raise Conflict("certificate refreshes are off on this server "
                        "(its account-wide SHIPWAY_CERT_REFRESHES_PER_HOUR is 0)")
-    if count > limit.per_hour:  # never fits: no Retry-After would help
+    if count > share:  # never fits: no Retry-After would help
+        whose = ("this server's account-wide limit" if share == limit.per_hour else
+                 f"the per-user share ({share}) of this server's account-wide limit")
         raise Conflict(
-            f"refreshing {count} names at once is more than this server's account-wide limit "
-            f"of {limit.per_hour} certificate refreshes per hour (every app shares one ACME "
-            "account): refresh fewer at a time, with --domain")
-    times = conn.execute(sa.select(t.c.at).where(t.c.directory == limit.directory)
-                         .order_by(t.c.at)).scalars().all()
-    over = len(times) + count - limit.per_hour
-    if over <= 0:
+            f"refreshing {count} names at once is more than {whose} of {limit.per_hour} "
+            "certificate refreshes per hour (every app shares one ACME account): refresh fewer "
+            "at a time, with --domain")
+    rows = conn.execute(sa.select(t.c.at, t.c.owner_id).where(t.c.directory == limit.directory)
+                        .order_by(t.c.at)).all()
+    times = [r.at for r in rows]
+    mine = [r.at for r in rows if r.owner_id == limit.owner_id]
+    account, owner = _wait(times, count, limit.per_hour), _wait(mine, count, share)
+    if account is None and owner is None:
         return
-    until = times[over - 1] + HOUR  # the oldest that must leave the hour first
+    until = max(u for u in (account, owner) if u is not None)  # both must have room
     seconds = max(1, math.ceil((until - at).total_seconds()))
+    when = f"try again after {until:%Y-%m-%d %H:%M:%S} UTC (in {seconds} s)"
+    if owner is not None and (account is None or owner >= account):
+        raise OwnerShareReached(
+            f"the per-user share of {share} certificate refreshes per hour is reached for the "
+            f"apps of this app's owner ({len(mine)} names refreshed in the last hour; the "
+            f"server's one ACME account allows {limit.per_hour} for all users): {when}", seconds)
     raise AccountLimitReached(
         f"the account-wide limit of {limit.per_hour} certificate refreshes per hour is "
         f"reached ({len(times)} names refreshed in the last hour; every app shares one ACME "
-        f"account): try again after {until:%Y-%m-%d %H:%M:%S} UTC (in {seconds} s)", seconds)
+        f"account): {when}", seconds)
 
 
 def _count(conn: Connection, limit: AccountLimit, names: list[str], at: dt.datetime) -> None:
     conn.execute(certificate_refreshes.insert(), [
-        {"directory": limit.directory, "hostname": host, "at": at} for host in names])
+        {"directory": limit.directory, "owner_id": limit.owner_id, "hostname": host, "at": at}
+        for host in names])
 
 
 def refresh(conn: Connection, app_id: int, hostnames: Iterable[str],
@@ -150,9 +189,10 @@ def refresh(conn: Connection, app_id: int, hostnames: Iterable[str],
     """certs:auto:refresh, in the caller's transaction: each name due now.
     An issued certificate is renewed, and served until its successor is
     stored (a failed renewal keeps it). Raises RefreshTooSoon if a name was
-    tried, refreshed or issued within `interval`, AccountLimitReached if
-    `account` (None: not bounded) has no room for these names this hour,
-    Conflict if the server changed the same rows meanwhile. hostname ->
+    tried, refreshed or issued within `interval`, AccountLimitReached or
+    OwnerShareReached if `account` (None: not bounded) has no room for these
+    names this hour, for every owner or for `account.owner_id`, Conflict if
+    the server changed the same rows meanwhile. hostname ->
     "renew", "retry" (pending, failed) or "issue" (not seen yet, or still
     another app's)."""
     from controller.certificates import certificates as t

@@ -1,13 +1,12 @@
 """The certs API handlers (controller/api_certs.py, issue 16 item 3) over a
 real store on SQLite and PostgreSQL: who may refresh, which names, ACME off,
 the activity record, a second refresh within the interval refused (429 with
-Retry-After seconds), the account-wide limit per rolling hour across apps
-and server processes (automatic renewals neither counted nor blocked), and
-`certs` showing the object `domains --json` shows."""
+Retry-After seconds), and `certs` showing the object `domains --json`
+shows. The limits per rolling hour (account-wide, per owner) are
+test_cert_refresh_limits.py's."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import types
 from typing import Any
 
@@ -18,10 +17,8 @@ from controller.api_apps import list_domains
 from controller.api_certs import list_certs, refresh_certs
 from controller.api_views import Call
 from controller.certificates import CertificateStore, certificates
-from controller.certificates_refresh import AccountLimit, certificate_refreshes, refresh
 from controller.errors import Conflict, NotFound, TooManyRequests
 from controller.http_errors import http_status
-from router.acme import Issued
 
 ACME = {"acme_directory": "https://acme.invalid/directory", "base_domain": "shipway.test"}
 
@@ -156,116 +153,3 @@ def test_certs_shows_what_domains_shows(world) -> None:
     assert shown["demo-app.shipway.test"] == {"status": "pending", "not_after": None,
                                               "error": None}
 
-
-def _age_account(store, minutes: int) -> None:
-    """As if every counted refresh were `minutes` older."""
-    t = certificate_refreshes
-    with store.db.write() as conn:
-        for row in conn.execute(sa.select(t.c.id, t.c.at)).all():
-            conn.execute(t.update().where(t.c.id == row.id)
-                         .values(at=row.at - dt.timedelta(minutes=minutes)))
-
-
-def _limited(open_store, per_hour: int = 3):
-    """A store whose names may be refreshed back to back (no per-name
-    interval), so only the account-wide limit is in the way; two apps."""
-    store = open_store(cert_refresh_interval=0, cert_refreshes_per_hour=per_hour, **ACME)
-    owner = store.signup("owner@example.com", "owner-password")[0]
-    store.create_app(owner, "demo-app")
-    store.add_domain(owner, "demo-app", "www.custom.example")
-    store.create_app(owner, "demo-two")
-    return store, owner
-
-
-def test_the_account_wide_limit_counts_every_app_and_name_in_a_rolling_hour(open_store) -> None:
-    store, owner = _limited(open_store)
-    assert open_store().settings.cert_refreshes_per_hour == 30  # the default
-    _call(store, owner, refresh_certs)  # two names
-    _age_account(store, 20)
-    _call(store, owner, refresh_certs, app="demo-two")  # the third, another app's
-    for app, body in (("demo-two", {}), ("demo-app", {"hostname": "www.custom.example"})):
-        with pytest.raises(TooManyRequests) as e:
-            _call(store, owner, refresh_certs, body, app=app)
-        assert http_status(e.value) == 429
-        # Until the oldest counted refresh (20 minutes old) leaves the hour.
-        assert 39 * 60 <= e.value.retry_after <= 40 * 60
-        said = e.value.message
-        assert "\n" not in said and "account-wide limit of 3" in said and "try again after" in said
-    actions = [a.action for a in store.list_activity(owner, "demo-two", 10)]
-    assert actions.count("certs:auto:refresh") == 1  # the refused ones changed nothing
-    # Both names of the first refresh must leave the hour before both fit again.
-    with pytest.raises(TooManyRequests) as e:
-        _call(store, owner, refresh_certs)
-    assert 39 * 60 <= e.value.retry_after <= 40 * 60
-    _age_account(store, 41)
-    answer = _call(store, owner, refresh_certs)
-    assert [q["hostname"] for q in answer["queued"]] == ["demo-app.shipway.test",
-                                                         "www.custom.example"]
-    with pytest.raises(TooManyRequests):  # counted again: 3 of 3 in the hour
-        _call(store, owner, refresh_certs, app="demo-two")
-
-
-def test_the_account_wide_limit_is_shared_by_two_servers_on_one_database(open_store) -> None:
-    first, owner = _limited(open_store, per_hour=2)
-    second = open_store(cert_refresh_interval=0, cert_refreshes_per_hour=2, **ACME)
-    _call(first, owner, refresh_certs, app="demo-two")
-    with pytest.raises(TooManyRequests, match="account-wide"):
-        _call(second, owner, refresh_certs)  # two names; one left
-    # A refresh counting the last one, not committed yet: the other
-    # server's refresh of another app waits for it, then sees it.
-    app = first.get_app(owner, "demo-app")
-    raised: list[BaseException] = []
-    with first.db.write() as conn:
-        refresh(conn, app.id, ["www.custom.example"], dt.timedelta(0),
-                account=AccountLimit(ACME["acme_directory"], 2))
-
-        def run() -> None:
-            try:
-                _call(second, owner, refresh_certs, app="demo-two")
-            except BaseException as e:  # noqa: BLE001 (asserted below)
-                raised.append(e)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join(1)  # bounded: it must still be waiting
-        assert thread.is_alive()
-    thread.join(30)
-    assert [type(e).__name__ for e in raised] == ["AccountLimitReached"]
-    with first.db.read() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(certificate_refreshes)
-                            ).scalar_one() == 2
-
-
-def test_automatic_issuance_and_renewal_are_neither_counted_nor_blocked(open_store) -> None:
-    store, owner = _limited(open_store, per_hour=1)
-    app = store.get_app(owner, "demo-app")
-    certs = CertificateStore(store.db, store.keyring)
-    certs.reconcile({"demo-app.shipway.test": app.id, "www.custom.example": app.id})
-    certs.record_failure("www.custom.example", "DNS points elsewhere")
-    _call(store, owner, refresh_certs, {"hostname": "www.custom.example"})  # the hour's one
-    with pytest.raises(TooManyRequests):
-        _call(store, owner, refresh_certs, app="demo-two")
-    # The manager goes on: the name just added is due at once, its failed
-    # try and its issuance are recorded, and the certificate is due for
-    # renewal at two thirds of its lifetime; none of it is counted.
-    host = "demo-app.shipway.test"
-    assert host in certs.due()
-    certs.record_failure(host, "timeout")
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
-    assert certs.record_issued(Issued(hostname=host, fullchain_pem="CHAIN\n", key_pem="KEY\n",
-                                      not_before=start, not_after=start + dt.timedelta(days=90)))
-    assert host not in certs.due() and host in certs.due(start + dt.timedelta(days=61))
-    with store.db.read() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(certificate_refreshes)
-                            ).scalar_one() == 1
-
-
-def test_more_names_than_the_limit_or_a_limit_of_0_is_a_clear_conflict(open_store) -> None:
-    store, owner = _limited(open_store, per_hour=1)
-    with pytest.raises(Conflict) as e:  # no Retry-After would ever help
-        _call(store, owner, refresh_certs)
-    assert "2 names at once" in e.value.message and "--domain" in e.value.message
-    assert _call(store, owner, refresh_certs, {"hostname": "www.custom.example"})["queued"]
-    off = open_store(cert_refresh_interval=0, cert_refreshes_per_hour=0, **ACME)
-    with pytest.raises(Conflict, match="refreshes are off"):
-        _call(off, owner, refresh_certs, app="demo-two")
