@@ -82,6 +82,7 @@ def replica(stack_image: str) -> Iterator[tuple[str, int]]:
         yield container.id, erlang_node_port(container, COOKIE)
     finally:
         container.remove(force=True)
+        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,8 @@ def pushes(replica: tuple[str, int]) -> Iterator[Any]:
             == Atom("ok")
         # Running v1 of every module: the push replaces loaded code.
         assert [conn.call(Atom(name), "v", []) for name in NAMES] == [1] * len(NAMES)
-    runner = Containers(load_settings({}, environ={})[0], client=docker.from_env())
+    client = docker.from_env()
+    runner = Containers(load_settings({}, environ={})[0], client=client)
     done: dict[str, bytes] = {}
 
     def push(name: str) -> tuple[int, list[str], set[str]]:
@@ -110,7 +112,10 @@ def pushes(replica: tuple[str, int]) -> Iterator[Any]:
                                         [str(len(done) + 1), "reload", f"file://{slug}"], timeout=60)
         return code, lines, set(done)
 
-    yield push
+    try:
+        yield push
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize("name", NAMES)
