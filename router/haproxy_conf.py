@@ -164,11 +164,6 @@ defaults
     # is formatted for every request.
     log-format "shipway-access %b %HM %{{+Q}}HU %ST %B %Ta %Tc %ci"
     option dontlognull
-    # A settings reload (rare; never a deploy) would otherwise close every
-    # idle kept-alive client connection under its client: the old worker
-    # now waits for the connection's next request, answers it, and closes
-    # the connection after the answer (tests/router/test_haproxy.py).
-    option idle-close-on-response
     timeout connect 5s
     # A client silent for 60 s mid-request or mid-response is cut.
     timeout client 60s

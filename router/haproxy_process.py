@@ -133,33 +133,10 @@ class HAProxyProcess:
         os.kill(pid, signal.SIGUSR1)
         deadline = time.monotonic() + 10
         while _alive(pid) and time.monotonic() < deadline:
-            if not self._requests_in_flight():
-                # Only idle kept-alive clients are left, which a soft stop
-                # keeps until their next request (idle-close-on-response,
-                # for reloads): a stop closes them now instead of waiting.
-                os.kill(pid, signal.SIGTERM)
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
         self.stop_orphans()
-
-    def _requests_in_flight(self) -> bool:
-        """Whether a worker still serves a request: `show sess` lists a
-        stream per request (an idle client connection has none) besides
-        the CLI's own. Asked through the master's socket, which answers for
-        each worker (`@!PID`) during a soft stop; the workers' admin socket
-        stops accepting then. Unsure (no answer): yes, the stop waits."""
-        master = Runtime(self.layout.master_socket)
-        try:
-            procs = master.exchange(b"show proc\n", 2, half_close=True)
-            workers = [line.split()[0] for line in procs.splitlines()
-                       if len(line.split()) > 1 and line.split()[1] == "worker"]
-            answers = [master.exchange(f"@!{pid} show sess\n".encode(), 2, half_close=True)
-                       for pid in workers if pid.isdigit()]
-        except OSError:
-            return True
-        return any(" fe=" in line and " fe=GLOBAL " not in line
-                   for answer in answers for line in answer.splitlines())
 
     def _cmd(self) -> list[str]:
         return [shutil.which(self.binary) or self.binary, "-W", "-S",

@@ -36,18 +36,13 @@ class Runtime:
             raise ValueError("unsafe runtime payload")
         return self.exchange(f"{command} <<\n{payload.rstrip(chr(10))}\n\n".encode(), timeout)
 
-    def exchange(self, request: bytes, timeout: float = TIMEOUT, *,
-                 half_close: bool = False) -> str:
-        """One connection to the admin socket: the request, the whole answer.
-        `half_close`: say the request is over (the master's socket, which
-        otherwise waits for more commands, answers and closes on it)."""
+    def exchange(self, request: bytes, timeout: float = TIMEOUT) -> str:
+        """One connection to the admin socket: the request, the whole answer."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(self.path)
             sock.sendall(request)
-            if half_close:
-                sock.shutdown(socket.SHUT_WR)
             chunks = []
             while True:
                 data = sock.recv(65536)
