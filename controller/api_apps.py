@@ -218,15 +218,16 @@ def logs(call: Call) -> dict[str, Any] | Follow:
     except ValueError as e:
         raise TooManyRequests(f"{e}; try again later") from None
     # Subscribed before reading the history: a line added in between is in
-    # both, and is sent once.
-    early = {line.seq for line in feed.pending()}
-    first = [line.format() for line in store.tail(app.name, lines, source)
-             if line.seq not in early]
+    # both, and is sent once, with the history (the feed leaves out every
+    # line up to the history's last, however late the fan-out hands it on).
+    history = store.tail(app.name, lines, source)
+    first = [line.format() for line in history]
+    sent = history[-1].seq if history else 0
     # A batch's lines encoded once for all its followers, handed over in one
     # call (controller/api_follow.py); the sink takes a list of NDJSON lines.
     return Follow(first=first, stop=stop,
                   attach=lambda sink: feed.attach(
-                      lambda lines: sink(batch_ndjson(lines))))  # type: ignore[arg-type]
+                      lambda lines: sink(batch_ndjson(lines)), after=sent))  # type: ignore[arg-type]
 
 
 # --- issue 16, item 5: maintenance mode and canary (controller/maintenance.py) ---

@@ -40,12 +40,16 @@ class LogFeed:
         with self._lock:
             return list(self._pending)
 
-    def attach(self, sink: Sink) -> None:
+    def attach(self, sink: Sink, after: int = 0) -> None:
         """The kept lines go to `sink` outside the lock, so the fan-out never
         waits for them (up to `limit` lines, on the reactor: tens of ms).
         A batch `put` meanwhile is kept and handed over after them, in
         turn, until none is left: only then does the fan-out call `sink`
-        itself, so a line never overtakes an older one."""
+        itself, so a line never overtakes an older one. Lines numbered
+        `after` or lower, now or later, are left out: the history sent
+        before them ended there (a line added while it was read is in both)."""
+        if after:
+            sink = _after(sink, after)
         while True:
             with self._lock:
                 pending, self._pending = list(self._pending), deque(maxlen=self._pending.maxlen)
@@ -53,3 +57,14 @@ class LogFeed:
                     self._sink = sink
                     return
             sink(pending)
+
+
+def _after(sink: Sink, after: int) -> Sink:
+    def newer(lines: list[LogLine]) -> None:
+        if lines[0].seq <= after:  # a batch is in order: only its head may be old
+            lines = [line for line in lines if line.seq > after]
+            if not lines:
+                return
+        sink(lines)
+
+    return newer

@@ -57,3 +57,17 @@ def test_a_feed_never_attached_keeps_at_most_its_limit() -> None:
     feed = LogFeed(limit=3)
     feed.put_many([_line(seq) for seq in range(1, 6)])
     assert [line.seq for line in feed.pending()] == [3, 4, 5]
+
+
+def test_lines_the_history_already_sent_are_left_out_now_and_later() -> None:
+    """The history was read after subscribing and ended at line 3: lines
+    1-3 kept by the feed, or handed on by the fan-out only after the
+    attach, are not sent twice; later ones are."""
+    feed = LogFeed()
+    feed.put_many([_line(2), _line(3), _line(4)])
+    got: list[int] = []
+    feed.attach(lambda lines: got.extend(line.seq for line in lines), after=3)
+    feed.put_many([_line(3)])  # a late fan-out batch of an old line
+    feed.put_many([_line(3), _line(5)])
+    feed.put_many([_line(6)])
+    assert got == [4, 5, 6]
