@@ -144,7 +144,8 @@ def run_container_spec(settings: Settings, spec: ReleaseSpec, process_type: str,
     # spares the copy-on-write layer (1.8 s on fuse-overlayfs for the
     # Elixir example's 700 files). The entrypoint and env arrive in a
     # small root-owned volume, as Docker copies nothing into a tmpfs nor
-    # onto a read-only root.
+    # onto a read-only root. It holds the app's config and host key: every
+    # removal of such a container passes v=True, or it outlives it on disk.
     memory, cpus = replica_limits(settings, spec, host_cpus)
     storage = run_storage(settings)
     if memory > 0:  # 0: no limit

@@ -79,7 +79,7 @@ class OneOffs:
         try:
             container.put_archive(FILES_IN, container_files(made))
         except Exception:
-            container.remove(force=True)
+            container.remove(force=True, v=True)
             raise
         return container
 
@@ -207,7 +207,7 @@ class OneOffs:
         rows = client.api.containers(all=True, filters=filters)
         for row in rows:
             try:
-                client.api.remove_container(row["Id"], force=True)
+                client.api.remove_container(row["Id"], force=True, v=True)
             except Exception:  # noqa: BLE001 (already gone)
                 pass
         return len(rows)
@@ -261,6 +261,6 @@ def _ssh_answers(port: int) -> bool:
 
 def _remove(container: Any) -> None:
     try:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     except Exception:  # noqa: BLE001 (already gone)
         pass

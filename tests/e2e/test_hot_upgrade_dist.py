@@ -44,7 +44,7 @@ def node(stack_image: str):
         address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         yield port, f"app@{address}"
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
         network.remove()
 
 
@@ -101,7 +101,7 @@ def release_node(stack_image: str):
         port = erlang_node_port(container, COOKIE)
         yield port, container.attrs["Config"]["Hostname"]
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
         network.remove()
 
 

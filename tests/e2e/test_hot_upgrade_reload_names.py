@@ -81,7 +81,7 @@ def replica(stack_image: str) -> Iterator[tuple[str, int]]:
     try:
         yield container.id, erlang_node_port(container, COOKIE)
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
         client.close()
 
 

@@ -33,7 +33,7 @@ def test_a_script_that_ends_before_reading_its_stdin_reports_why(stack_image: st
         assert code == 3, (code, said)
         assert said[-1:] == ["not hot-upgradable: the release's name or version is not plain"], said
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
 
 
 @pytest.mark.parametrize("stdin", [None, b"\0" * 1000], ids=["no-stdin", "stdin"])
@@ -60,4 +60,4 @@ def test_what_a_replica_prints_is_read_bounded(stack_image: str, stdin: bytes | 
         assert max(map(len, said)) <= MAX_LINE
         assert sum(len(line) + 1 for line in said) <= MAX_OUTPUT + MAX_LINE
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)

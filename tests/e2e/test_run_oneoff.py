@@ -4,6 +4,8 @@ status the CLI's, gone afterwards; shown by `ps` while it runs; `--detach`
 sends its output to the app's logs. `ps:migrate` runs MIGRATE_COMMAND."""
 from __future__ import annotations
 
+import re
+
 import docker
 import pytest
 
@@ -21,11 +23,23 @@ def _oneoffs(server, app: str) -> list:
         client.close()
 
 
+def _anonymous_volumes() -> set[str]:
+    """Docker's unnamed volumes (64 hex digits): a container's `/shipway`
+    volume (its entrypoint, its env with the app's config, its host key)
+    outlives the container unless it is removed with it."""
+    client = docker.from_env()
+    try:
+        return {v.name for v in client.volumes.list() if re.fullmatch(r"[0-9a-f]{64}", v.name)}
+    finally:
+        client.close()
+
+
 def test_run_streams_exits_with_the_status_and_leaves_nothing(make_server, tmp_path) -> None:
     server = make_server()
     user, app = new_app(server, tmp_path / "owner", "procfile", "oneoff",
                         env={"GREETING": "from-config"})
     user.push()
+    volumes_before = _anonymous_volumes()
 
     ran = user.shipway("-a", app, "run", "--", "sh", "-c",
                        'echo hi; echo "$APP_NAME $GREETING"; exit 3', check=False)
@@ -58,6 +72,8 @@ def test_run_streams_exits_with_the_status_and_leaves_nothing(make_server, tmp_p
     wait_for(lambda: user.shipway_json("-a", app, "ps")["oneoffs"], timeout=30)
     user.shipway("-a", app, "apps:destroy", "--confirm", app)
     assert _oneoffs(server, app) == []
+    # Nothing of the one-offs (nor of the replicas) stays on the host's disk.
+    assert _anonymous_volumes() - volumes_before == set()
 
 
 def test_run_from_a_terminal_gets_a_tty_and_its_exit_status(make_server, tmp_path) -> None:

@@ -146,7 +146,7 @@ def _run_release(image: str, slug: Path, expression: str) -> str:
         assert container.wait(timeout=120)["StatusCode"] == 0, container.logs().decode()
         return container.logs(stdout=True, stderr=False).decode().strip()
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
 
 
 @pytest.mark.slow

@@ -62,7 +62,7 @@ def run_local_node(server, stack_image: str, where: Path, shell: list[str],
         container.wait(timeout=120)
         return container.logs().decode("utf-8", "replace")
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
 
 
 def test_ps_observer_reaches_the_node_through_the_tunnel_only(make_server, tmp_path,
