@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from twisted.logger import Logger
 
-from controller.db import UTCDateTime, metadata, now
+from controller.db import UTCDateTime, advisory_lock, metadata, now
 from core.errors import Conflict, TooManyRequests
 
 log = Logger(namespace="shipway.certificates")
@@ -127,9 +127,7 @@ def _lock_account(conn: Connection, limit: AccountLimit) -> None:
     would both see room for the last one. Taken before any row lock, so two
     refreshes never wait on each other in opposite orders. SQLite's write
     transaction is exclusive already."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                     {"key": f"certificate-refresh:{limit.directory}"})
+    advisory_lock(conn, f"certificate-refresh:{limit.directory}")
 
 
 def _wait(times: list[dt.datetime], count: int, limit: int) -> dt.datetime | None:

@@ -42,6 +42,15 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def advisory_lock(conn: Connection, key: str) -> None:
+    """Serialise, until the transaction ends, the writers that take the same
+    `key` on PostgreSQL (for checks that row locks cannot cover: rows that
+    do not exist yet, or counts). SQLite's write transaction is exclusive
+    already: nothing to take there."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
 def _fk(target: str) -> sa.ForeignKey:
     return sa.ForeignKey(target, ondelete="CASCADE")
 

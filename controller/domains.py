@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from controller.access import lock_app
 from controller.base import log
-from controller.db import apps, domains, now
+from controller.db import advisory_lock, apps, domains, now
 from controller.domain_ownership import (
     challenge_name, challenge_token, registrable_domain, txt_values,
 )
@@ -183,9 +183,7 @@ class DomainsMixin(FormationMixin):
         registrable domain (the message names the domain, not their name).
         On PostgreSQL, claims of one registrable domain queue on an advisory
         lock (two apps' row locks would not); SQLite's write lock covers it."""
-        if not self.db.is_sqlite:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                         {"key": "shipway-domain:" + registrable_domain(host)})
+        advisory_lock(conn, "shipway-domain:" + registrable_domain(host))
         if _claims(conn, host, app.owner_id, verified_only):
             reg = registrable_domain(host)
             log.info("controller: {host} refused for {app}: {reg} is another account's",
