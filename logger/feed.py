@@ -1,6 +1,8 @@
 """A `logs -f` follower's line queue between subscribing and sending."""
 from __future__ import annotations
 
+import bisect
+import datetime as dt
 import threading
 from collections import deque
 from typing import Callable
@@ -14,10 +16,17 @@ class LogFeed:
     """A follower's line queue: lines are kept from the moment it subscribes
     (so none is missed while the history is being sent), then handed to the
     sink once one is attached, a fan-out batch's lines in one call. Bounded:
-    a follower that never attaches cannot hold more than `limit` lines."""
+    a follower that never attaches cannot hold more than `limit` lines; past
+    it the oldest go, and the follower is told how many (as Heroku's
+    "L11 tail buffer overflow"), not left to think it saw every line."""
 
     def __init__(self, limit: int = 10_000) -> None:
         self._pending: deque[LogLine] = deque(maxlen=limit)
+        # Numbers of the lines that fell off, newest `limit` of them, and how
+        # many older ones: at the attach, those the history already showed
+        # are not counted as lost.
+        self._dropped: deque[int] = deque(maxlen=limit)
+        self._dropped_older = 0
         self._sink: Sink | None = None
         self._lock = threading.Lock()
 
@@ -29,7 +38,11 @@ class LogFeed:
         with self._lock:
             sink = self._sink
             if sink is None:
-                self._pending.extend(lines)
+                pending = self._pending
+                over = len(pending) + len(lines) - (pending.maxlen or 0)
+                if over > 0:
+                    self._note_dropped(over, lines)
+                pending.extend(lines)
                 return
         sink(lines)
 
@@ -48,15 +61,44 @@ class LogFeed:
         itself, so a line never overtakes an older one. Lines numbered
         `after` or lower, now or later, are left out: the history sent
         before them ended there (a line added while it was read is in both)."""
+        raw, maxlen = sink, self._pending.maxlen
         if after:
             sink = _after(sink, after)
         while True:
             with self._lock:
-                pending, self._pending = list(self._pending), deque(maxlen=self._pending.maxlen)
+                pending, self._pending = list(self._pending), deque(maxlen=maxlen)
+                seqs, older = list(self._dropped), self._dropped_older
+                self._dropped.clear()
+                self._dropped_older = 0
                 if not pending:
                     self._sink = sink
                     return
+            lost = _lost(seqs, older, after)
+            if lost:  # before the lines that came after them
+                raw([LogLine(dt.datetime.now(dt.timezone.utc), "shipway", "logs",
+                             f"{lost} lines dropped here: more than {maxlen} came "
+                             "while the history was read")])
             sink(pending)
+
+    def _note_dropped(self, over: int, lines: list[LogLine]) -> None:
+        """Record the `over` oldest of the kept lines and `lines` (called
+        with the lock held, before they are added)."""
+        pending, dropped = self._pending, self._dropped
+        for i in range(over):
+            line = pending[i] if i < len(pending) else lines[i - len(pending)]
+            if len(dropped) == dropped.maxlen:
+                self._dropped_older += 1
+            dropped.append(line.seq)
+
+
+def _lost(seqs: list[int], older: int, after: int) -> int:
+    """Dropped lines newer than the history's last: the ones the follower
+    never sees. Older records, beyond the newest `limit`, are counted only
+    when every newer one is past the history (then they may be)."""
+    if not seqs:
+        return 0
+    newer = len(seqs) - bisect.bisect_right(seqs, after)
+    return newer + (older if seqs[0] > after else 0)
 
 
 def _after(sink: Sink, after: int) -> Sink:

@@ -71,3 +71,54 @@ def test_lines_the_history_already_sent_are_left_out_now_and_later() -> None:
     feed.put_many([_line(3), _line(5)])
     feed.put_many([_line(6)])
     assert got == [4, 5, 6]
+
+
+def _text(lines: list[LogLine]) -> list[str]:
+    return [line.text if line.source == "shipway" else str(line.seq) for line in lines]
+
+
+def test_lines_dropped_before_the_attach_are_counted_to_the_follower() -> None:
+    """Past its limit the feed drops the oldest lines; the follower is told
+    how many, before the lines that came after them (Heroku's L11)."""
+    feed = LogFeed(limit=3)
+    feed.put_many([_line(seq) for seq in range(1, 4)])
+    feed.put_many([_line(seq) for seq in range(4, 7)])  # 1-3 fall off
+    feed.put(_line(7))  # 4 falls off
+    got: list[LogLine] = []
+    feed.attach(got.extend)
+    assert _text(got) == ["4 lines dropped here: more than 3 came while the history was read",
+                          "5", "6", "7"]
+    assert (got[0].source, got[0].process) == ("shipway", "logs")
+
+
+def test_dropped_lines_the_history_showed_are_not_counted() -> None:
+    """The history ended at line 5: of the dropped 1-6, only 6 is lost."""
+    feed = LogFeed(limit=2)
+    feed.put_many([_line(seq) for seq in range(1, 9)])
+    got: list[LogLine] = []
+    feed.attach(got.extend, after=5)
+    assert _text(got) == ["1 lines dropped here: more than 2 came while the history was read",
+                          "7", "8"]
+    feed2 = LogFeed(limit=2)
+    feed2.put_many([_line(seq) for seq in range(1, 5)])
+    got2: list[LogLine] = []
+    feed2.attach(got2.extend, after=3)
+    assert _text(got2) == ["4"]  # 1 and 2 dropped, but the history had them
+
+
+def test_drops_during_the_hand_over_are_counted_too() -> None:
+    """A burst while the kept lines are handed over overflows the feed
+    again: the second notice comes before the lines after that burst."""
+    feed = LogFeed(limit=2)
+    feed.put_many([_line(1), _line(2)])
+    got: list[list[str]] = []
+
+    def sink(lines: list[LogLine]) -> None:
+        got.append(_text(lines))
+        if len(got) == 1:
+            feed.put_many([_line(seq) for seq in range(3, 8)])  # 3-5 fall off
+
+    feed.attach(sink)
+    assert got == [["1", "2"],
+                   ["3 lines dropped here: more than 2 came while the history was read"],
+                   ["6", "7"]]
