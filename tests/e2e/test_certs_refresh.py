@@ -135,9 +135,14 @@ def test_refresh_retries_a_failed_name_and_renews_an_issued_one(
         assert {q["hostname"]: q["action"] for q in queued["queued"]} == {
             app_host: "renew", custom: "renew"}
         assert queued["woken"] is True
-        renewed = wait_for(lambda: (peer_cert(server.https_port, app_host).serial_number
-                                    != first.serial_number
-                                    and peer_cert(server.https_port, app_host)), timeout=60)
+        try:
+            renewed = wait_for(lambda: (peer_cert(server.https_port, app_host).serial_number
+                                        != first.serial_number
+                                        and peer_cert(server.https_port, app_host)), timeout=60)
+        except AssertionError as e:  # say what the server did (a CI run once timed out here)
+            said = [line for line in server.log().splitlines() if "certificat" in line]
+            raise AssertionError(f"{e}; stored: {certificate(app_host)}; server said:\n"
+                                 + "\n".join(said[-30:])) from None
         wait_for(lambda: traffic.ok > 0, timeout=10)  # requests ran after the swap too
     finally:
         traffic.stop()
