@@ -7,9 +7,11 @@ for the router's own settings, never for a route change.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -152,6 +154,7 @@ class HAProxyProcess:
         raise_soft_nofile()
         self.check_config()
         self.stop_orphans()
+        self.check_ports_free()
         Path(self.layout.pid).unlink(missing_ok=True)
         # -D: the master daemonizes (its own session), outliving this process.
         result = subprocess.run(self._cmd() + ["-D"], capture_output=True, text=True,
@@ -165,6 +168,28 @@ class HAProxyProcess:
             time.sleep(0.02)
         log.info("router: haproxy started on {host}:{port}",
                  host=self.layout.listen_host, port=self.layout.listen_port)
+
+    def check_ports_free(self) -> None:
+        """HAProxy binds with SO_REUSEPORT: started on a port another
+        HAProxy (a second server's router, the system's own) already
+        listens on, it would start and the kernel would split the
+        connections between the two, silently. A plain bind first says so."""
+        layout = self.layout
+        for port in (layout.listen_port, layout.https_port):
+            if not port:
+                continue
+            with socket.socket(socket.AF_INET6 if ":" in layout.listen_host else socket.AF_INET) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+                try:
+                    s.bind((layout.listen_host, port))
+                except OSError as e:
+                    if e.errno != errno.EADDRINUSE:
+                        raise
+                    raise RouterError(
+                        f"port {port} on {layout.listen_host} is already in use by another "
+                        "program: the router needs it for itself (choose another with "
+                        "--router-port / SHIPWAY_ROUTER_PORT, --https-port / "
+                        "SHIPWAY_HTTPS_PORT)") from None
 
     def stop_orphans(self) -> None:
         """Workers of a killed master hold the port: stop every haproxy that

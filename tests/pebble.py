@@ -33,6 +33,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _unheld_port() -> int:
+    """A port that stays free for the whole session with nobody holding it:
+    where pebble connects for HTTP-01 (the router under test binds it only
+    while it runs). Taken below the kernel's ephemeral range, which every
+    other `free_port()`, Docker's published ports and outgoing connections
+    draw from: a port from that range could be given to another test's
+    proxy in the meantime, and HAProxy's SO_REUSEPORT would then split
+    pebble's validations between the two (a renewal failed so in one CI run)."""
+    import random
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    if low <= 11000:  # no room below the range: take one from it
+        return _free_port()
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 @attrs.frozen
 class Pebble:
     directory: str  # the ACME directory URL
@@ -106,12 +133,13 @@ def run_pebble(dir: Path) -> Iterator[Pebble]:
     """pebble and pebble-challtestsrv for as long as the block runs (files in
     `dir`); the session fixture below and bench/zero_downtime.py use it."""
     ca, cert, key = _tls_files(dir)
-    dns_port, chall_mgmt, acme_port, mgmt_port, http_port = (_free_port() for _ in range(5))
+    dns_port, chall_mgmt, acme_port, mgmt_port = (_free_port() for _ in range(4))
+    http_port = _unheld_port()
     config = {"pebble": {
         "listenAddress": f"127.0.0.1:{acme_port}",
         "managementListenAddress": f"127.0.0.1:{mgmt_port}",
         "certificate": str(cert), "privateKey": str(key),
-        "httpPort": http_port, "tlsPort": _free_port(),
+        "httpPort": http_port, "tlsPort": _unheld_port(),
         "ocspResponderURL": "", "externalAccountBindingRequired": False}}
     (dir / "pebble.json").write_text(json.dumps(config))
     env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_VA_ALWAYS_VALID="0",
