@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from array import array
 import threading
 from collections import deque
 from typing import Callable
@@ -10,6 +11,7 @@ from typing import Callable
 from logger.store import LogLine
 
 Sink = Callable[[list[LogLine]], None]
+RECORDED = 10_000  # dropped line numbers kept to count them exactly (80 KB)
 
 
 class LogFeed:
@@ -22,11 +24,12 @@ class LogFeed:
 
     def __init__(self, limit: int = 10_000) -> None:
         self._pending: deque[LogLine] = deque(maxlen=limit)
-        # Numbers of the lines that fell off, newest `limit` of them, and how
-        # many older ones: at the attach, those the history already showed
-        # are not counted as lost.
-        self._dropped: deque[int] = deque(maxlen=limit)
-        self._dropped_older = 0
+        # Numbers of the lines that fell off: the oldest RECORDED of them
+        # (8 bytes each), and how many newer ones. At the attach, those the
+        # history already showed are not counted as lost; they are always
+        # the oldest (they came between the subscription and the history's read).
+        self._dropped = array("q")
+        self._dropped_newer = 0
         self._sink: Sink | None = None
         self._lock = threading.Lock()
 
@@ -67,38 +70,35 @@ class LogFeed:
         while True:
             with self._lock:
                 pending, self._pending = list(self._pending), deque(maxlen=maxlen)
-                seqs, older = list(self._dropped), self._dropped_older
-                self._dropped.clear()
-                self._dropped_older = 0
+                seqs, newer = self._dropped, self._dropped_newer
+                self._dropped, self._dropped_newer = array("q"), 0
                 if not pending:
                     self._sink = sink
                     return
-            lost = _lost(seqs, older, after)
+            lost = _lost(seqs, newer, after)
             if lost:  # before the lines that came after them
                 raw([LogLine(dt.datetime.now(dt.timezone.utc), "shipway", "logs",
-                             f"{lost} lines dropped here: more than {maxlen} came "
-                             "while the history was read")])
+                             f"{lost} line{'s' if lost > 1 else ''} dropped here: this "
+                             f"follower fell more than {maxlen} lines behind")])
             sink(pending)
 
     def _note_dropped(self, over: int, lines: list[LogLine]) -> None:
         """Record the `over` oldest of the kept lines and `lines` (called
         with the lock held, before they are added)."""
         pending, dropped = self._pending, self._dropped
-        for i in range(over):
+        room = min(over, RECORDED - len(dropped))
+        for i in range(room):
             line = pending[i] if i < len(pending) else lines[i - len(pending)]
-            if len(dropped) == dropped.maxlen:
-                self._dropped_older += 1
             dropped.append(line.seq)
+        self._dropped_newer += over - room
 
 
-def _lost(seqs: list[int], older: int, after: int) -> int:
+def _lost(oldest: "array[int]", newer: int, after: int) -> int:
     """Dropped lines newer than the history's last: the ones the follower
-    never sees. Older records, beyond the newest `limit`, are counted only
-    when every newer one is past the history (then they may be)."""
-    if not seqs:
-        return 0
-    newer = len(seqs) - bisect.bisect_right(seqs, after)
-    return newer + (older if seqs[0] > after else 0)
+    never sees. Exact unless every one of the `oldest` recorded is at or
+    below `after` (more than RECORDED dropped lines came before the history was
+    read): then all `newer` ones are counted, an upper bound."""
+    return len(oldest) - bisect.bisect_right(oldest, after) + newer
 
 
 def _after(sink: Sink, after: int) -> Sink:

@@ -86,7 +86,7 @@ def test_lines_dropped_before_the_attach_are_counted_to_the_follower() -> None:
     feed.put(_line(7))  # 4 falls off
     got: list[LogLine] = []
     feed.attach(got.extend)
-    assert _text(got) == ["4 lines dropped here: more than 3 came while the history was read",
+    assert _text(got) == ["4 lines dropped here: this follower fell more than 3 lines behind",
                           "5", "6", "7"]
     assert (got[0].source, got[0].process) == ("shipway", "logs")
 
@@ -97,7 +97,7 @@ def test_dropped_lines_the_history_showed_are_not_counted() -> None:
     feed.put_many([_line(seq) for seq in range(1, 9)])
     got: list[LogLine] = []
     feed.attach(got.extend, after=5)
-    assert _text(got) == ["1 lines dropped here: more than 2 came while the history was read",
+    assert _text(got) == ["1 line dropped here: this follower fell more than 2 lines behind",
                           "7", "8"]
     feed2 = LogFeed(limit=2)
     feed2.put_many([_line(seq) for seq in range(1, 5)])
@@ -120,5 +120,16 @@ def test_drops_during_the_hand_over_are_counted_too() -> None:
 
     feed.attach(sink)
     assert got == [["1", "2"],
-                   ["3 lines dropped here: more than 2 came while the history was read"],
+                   ["3 lines dropped here: this follower fell more than 2 lines behind"],
                    ["6", "7"]]
+
+
+def test_the_count_past_the_limit_leaves_out_what_the_history_showed() -> None:
+    """More lines dropped than the feed's limit: the oldest (1-3, which the
+    history ending at 3 showed) are still not counted; 4-6 are."""
+    feed = LogFeed(limit=2)
+    feed.put_many([_line(seq) for seq in range(1, 9)])  # 1-6 fall off, 7-8 kept
+    got: list[LogLine] = []
+    feed.attach(got.extend, after=3)
+    assert _text(got) == ["3 lines dropped here: this follower fell more than 2 lines behind",
+                          "7", "8"]

@@ -135,7 +135,8 @@ def test_feed_keeps_lines_until_attached_then_passes_them_on(store: LogStore) ->
     feed.attach(lambda lines: got.extend(line.text for line in lines))
     store.add("a", "app", "web.1", "after")
     store.flush()
-    assert got == ["y", "z", "after"] and feed.pending() == []
+    assert got == ["1 line dropped here: this follower fell more than 2 lines behind",
+                   "y", "z", "after"] and feed.pending() == []
 
 
 @pytest.mark.parametrize("raw, at, text", [
