@@ -30,7 +30,7 @@ from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, SERVER_SLOTS, Layout, dy
                                  normalize_hostname, render_chunk, render_main,
                                  slot_backend, slot_server_names)
 from router.haproxy_overlays import MAINT_BACKEND, MAINT_FILE, OverlaysMixin, render_maintenance
-from router.haproxy_process import HAProxyProcess, RouterError, maxconn  # noqa: F401 (re-exported)
+from router.haproxy_process import HAProxyProcess, RouterError, bound_ports, maxconn  # noqa: F401 (re-exported)
 from router.haproxy_mapfile import MapWriter
 from router.haproxy_runtime import Runtime
 from router.haproxy_state import read_saved_routes, read_text
@@ -107,7 +107,12 @@ class HAProxyRouter(OverlaysMixin):
             self._map_writer.flush()  # this process's last changes, before reading back
             self._load_files()
             main = render_main(self.layout)
-            settings_changed = read_text(self.layout.main_conf) != main
+            before = read_text(self.layout.main_conf)
+            settings_changed = before != main
+            if settings_changed and self.pid() is not None:
+                # A reload binds new ports with SO_REUSEPORT too: check the
+                # ones the running proxy does not hold yet.
+                self.process.check_ports_free(exclude=bound_ports(before))
             _write(self.layout.main_conf, main)
             # Maintenance mode's shared backend (router/haproxy_overlays.py).
             maint_path = f"{self.layout.conf_dir}/{MAINT_FILE}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,11 @@ START_TIMEOUT = 15.0
 
 class RouterError(RuntimeError):
     """HAProxy refused a configuration or did not come up."""
+
+
+def bound_ports(main_conf: str) -> frozenset[int]:
+    """The ports a rendered `00-main.cfg` binds."""
+    return frozenset(int(p) for p in re.findall(r"^\s*bind \S*:(\d+)\b", main_conf, re.MULTILINE))
 
 
 def _alive(pid: int) -> bool:
@@ -169,22 +175,26 @@ class HAProxyProcess:
         log.info("router: haproxy started on {host}:{port}",
                  host=self.layout.listen_host, port=self.layout.listen_port)
 
-    def check_ports_free(self) -> None:
+    def check_ports_free(self, exclude: frozenset[int] = frozenset()) -> None:
         """HAProxy binds with SO_REUSEPORT: started on a port another
         HAProxy (a second server's router, the system's own) already
         listens on, it would start and the kernel would split the
-        connections between the two, silently. A plain bind first says so."""
+        connections between the two, silently. A plain bind first says so.
+        Only "in use" refuses: any other error (a privileged port that only
+        HAProxy's capability opens, an address not here) is HAProxy's to
+        report. `exclude`: ports the running proxy already holds (a reload)."""
         layout = self.layout
         for port in (layout.listen_port, layout.https_port):
-            if not port:
+            if not port or port in exclude:
                 continue
-            with socket.socket(socket.AF_INET6 if ":" in layout.listen_host else socket.AF_INET) as s:
+            family = socket.AF_INET6 if ":" in layout.listen_host else socket.AF_INET
+            with socket.socket(family) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
                 try:
-                    s.bind((layout.listen_host, port))
+                    s.bind((layout.listen_host.strip("[]"), port))
                 except OSError as e:
                     if e.errno != errno.EADDRINUSE:
-                        raise
+                        continue
                     raise RouterError(
                         f"port {port} on {layout.listen_host} is already in use by another "
                         "program: the router needs it for itself (choose another with "
@@ -210,3 +220,6 @@ class HAProxyProcess:
                 deadline = time.monotonic() + 3
                 while _alive(int(entry)) and time.monotonic() < deadline:
                     time.sleep(0.02)
+                if _alive(int(entry)):  # not "another program" on our port: ours, stuck
+                    raise RouterError(f"an old haproxy of this router (pid {entry}) "
+                                      "did not exit after SIGKILL")

@@ -34,13 +34,12 @@ def _free_port() -> int:
 
 
 def _unheld_port() -> int:
-    """A port that stays free for the whole session with nobody holding it:
+    """A port nobody holds for the session that nothing else is handed:
     where pebble connects for HTTP-01 (the router under test binds it only
-    while it runs). Taken below the kernel's ephemeral range, which every
-    other `free_port()`, Docker's published ports and outgoing connections
-    draw from: a port from that range could be given to another test's
-    proxy in the meantime, and HAProxy's SO_REUSEPORT would then split
-    pebble's validations between the two (a renewal failed so in one CI run)."""
+    while it runs). Nothing reserves it; it is taken below the kernel's
+    ephemeral range, which every other `free_port()`, Docker's published
+    ports and outgoing connections draw from, so none of those can get it
+    meanwhile (one may have: a renewal failed in one CI run)."""
     import random
 
     try:
@@ -135,11 +134,14 @@ def run_pebble(dir: Path) -> Iterator[Pebble]:
     ca, cert, key = _tls_files(dir)
     dns_port, chall_mgmt, acme_port, mgmt_port = (_free_port() for _ in range(4))
     http_port = _unheld_port()
+    tls_port = _unheld_port()
+    while tls_port == http_port:
+        tls_port = _unheld_port()
     config = {"pebble": {
         "listenAddress": f"127.0.0.1:{acme_port}",
         "managementListenAddress": f"127.0.0.1:{mgmt_port}",
         "certificate": str(cert), "privateKey": str(key),
-        "httpPort": http_port, "tlsPort": _unheld_port(),
+        "httpPort": http_port, "tlsPort": tls_port,
         "ocspResponderURL": "", "externalAccountBindingRequired": False}}
     (dir / "pebble.json").write_text(json.dumps(config))
     env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_VA_ALWAYS_VALID="0",
