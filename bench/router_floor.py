@@ -84,8 +84,16 @@ def no_tls_rules(t: str) -> str:
     return _cut(t, r"^    acl acme_path .*\n|^    http-request (set-var\(txn\.acme\)|return|redirect) .*\n")
 
 
+def no_handover(t: str) -> str:
+    """A settings reload that closes idle clients again: no `stopping` rule."""
+    t = _cut(t, r"^    use_backend shipway_handover_\S+ if \{ stopping \}\n")
+    t = _cut(t, r"^    option idle-close-on-response\n")
+    return _cut(t, r" !\{ stopping \}", "")
+
+
 def everything_out(t: str) -> str:
-    for cut in (no_retry, no_log, small_buffers, no_headers, no_client_limit, no_tls_rules):
+    for cut in (no_handover, no_retry, no_log, small_buffers, no_headers, no_client_limit,
+                no_tls_rules):
         t = cut(t)
     return _cut(t, r"^    http-request disable-l7-retry .*\n")
 
@@ -129,6 +137,7 @@ def main() -> None:
             ("without forwarded headers", no_headers),
             ("without the per-client limit", no_client_limit),
             ("without HTTP-01/HTTPS-only rules", no_tls_rules),
+            ("without the reload handover", no_handover),
             ("all of the above out", everything_out),
             ("bare static proxy (HAProxy's floor)", static_proxy(backend)),
         ]

@@ -13,8 +13,10 @@ router's only state (read back by `start`).
 A replica that leaves is drained: set to `drain` (no new requests), and
 deleted once its sessions reach zero or after DRAIN_TIMEOUT. Only the
 router's own settings (listen address, threads) change `00-main.cfg`, which
-is applied by a master-worker reload (the listening sockets are handed over,
-so no connection is refused).
+is applied by a master-worker reload: the listening sockets are handed
+over, so no connection is refused, and the old worker hands its idle
+clients' next requests to the new one, so none is closed
+(haproxy_conf.render_handover_bind).
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, SERVER_SLOTS, Layout, dy
                                  normalize_hostname, render_chunk, render_main,
                                  slot_backend, slot_server_names)
 from router.haproxy_overlays import MAINT_BACKEND, MAINT_FILE, OverlaysMixin, render_maintenance
-from router.haproxy_process import HAProxyProcess, RouterError, bound_ports, maxconn  # noqa: F401 (re-exported)
+from router.haproxy_process import (HAProxyProcess, RouterError, bound_ports,  # noqa: F401 (re-exported)
+                                    handover_dir, maxconn)
 from router.haproxy_mapfile import MapWriter
 from router.haproxy_runtime import Runtime
 from router.haproxy_state import read_saved_routes, read_text
@@ -69,7 +72,8 @@ class HAProxyRouter(OverlaysMixin):
                              threads=threads or settings.router_workers
                              or max(1, (os.cpu_count() or 2) // 2),
                              maxconn=maxconn(),
-                             https_port=settings.https_port if https_port is None else https_port)
+                             https_port=settings.https_port if https_port is None else https_port,
+                             handover_dir=handover_dir(str(self.dir)))
         self.runtime = Runtime(self.layout.admin_socket)
         # The TLS frontend's files (certificates, crt-list, ACME and
         # HTTPS-only maps) must exist before HAProxy reads its configuration.
@@ -125,6 +129,7 @@ class HAProxyRouter(OverlaysMixin):
                     _write(path, render_chunk(chunk, {}, self.server_slots))
             if not os.path.exists(self.layout.map_path):
                 _write(self.layout.map_path, "")
+            self.process.prepare()
             if self.pid() is None:
                 self.process.launch()
                 self._reapply_overlays()  # maintenance and canaries, from memory
@@ -252,8 +257,16 @@ class HAProxyRouter(OverlaysMixin):
         return self.process.pid()
 
     def reload(self) -> None:
-        """Apply a changed `00-main.cfg` (see HAProxyProcess.reload)."""
-        self.process.reload()
+        """Apply changed settings or a new chunk of slots (see
+        HAProxyProcess.reload). The new worker reads the files: the host
+        map is written first (it trails route changes, MapWriter), and
+        maintenance and canaries, which are in no file, are put back right
+        after."""
+        with self._lock:
+            self._map_writer.flush()
+            self.process.prepare()
+            self.process.reload()
+            self._reapply_overlays()
 
     # --- internals -------------------------------------------------------------
     def _ensure_started(self) -> None:

@@ -3,7 +3,8 @@
 Pure functions, no files or processes. The configuration is a directory that
 HAProxy reads in name order (`haproxy -f conf.d/`):
 
-- `00-main.cfg`: global settings, the frontend and the 404 backend. It
+- `00-main.cfg`: global settings, the frontends, the 404 backend and the
+  handover backends (a reload that drops nothing: render_handover_bind). It
   changes only with the router's own settings (a reload, never per deploy).
 - `50-slots-NNNN.cfg`: a chunk of `CHUNK` backends, one per app slot, with
   the servers each app had at its last change. HAProxy cannot create a
@@ -57,6 +58,9 @@ class Layout:
     maxconn: int = 20000
     https_port: int = 0  # issue 16 item 3: the TLS frontend (0: none)
     per_source: int = 1000  # concurrent connections one client address may hold
+    # Where the handover sockets live (router/haproxy_process.handover_dir):
+    # "" renders no handover, and a settings reload closes idle clients.
+    handover_dir: str = ""
 
     @property
     def conf_dir(self) -> str:
@@ -81,6 +85,9 @@ class Layout:
     @property
     def pid(self) -> str:
         return f"{self.dir}/haproxy.pid"
+
+    def handover_socket(self, scheme: str) -> str:
+        return f"{self.handover_dir}/handover-{scheme}.sock"
 
     def chunk_path(self, chunk: int) -> str:
         return f"{self.conf_dir}/50-slots-{chunk:04d}.cfg"
@@ -157,7 +164,12 @@ global
     # through the in-memory ring below; the backend names the app.
     log ring@shipway_access local0 info
 
-defaults
+# The frontends and the router's own backends take these defaults; the app
+# backends (the files after this one) take shipway_apps, below, which adds
+# X-Forwarded-For. HAProxy 2.6 has no `no option forwardfor`, and a request
+# handed over by a stopping worker (render_handover_backends) must reach the next
+# worker without one: that worker adds the client's address itself.
+defaults shipway_edge
     mode http
     log global
     # Only what the router line shows (logger/router_lines.py): each field
@@ -184,7 +196,6 @@ defaults
     retries 2
     option redispatch 1
     retry-on conn-failure empty-response
-    option forwardfor
     # Any request, a client connection's first too, may take an idle pooled
     # connection to the replica (as nginx's upstream keepalive does). With
     # "safe", each new client connection opened a new one to the replica:
@@ -196,17 +207,17 @@ defaults
     http-error status 503 content-type text/html string {_quote(_NO_REPLICA_PAGE)}
     http-error status 502 content-type text/html string {_quote(_NO_REPLICA_PAGE)}
 
-frontend shipway_http
+frontend shipway_http from shipway_edge
     bind {layout.listen_host}:{layout.listen_port}
-{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto http
+{render_handover_bind(layout, "http")}{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto http
     # The bound port as a literal: %[dst_port] costs two system calls per
     # connection (getsockname, getsockopt SO_ORIGINAL_DST).
     http-request set-header X-Forwarded-Port {layout.listen_port}
     http-request set-header X-Request-Start t=%[date(0,ms)]
-{render_tls_rules(layout)}    use_backend %[req.hdr(host),lower,word(1,:),regsub(\\.$,),map({layout.map_path})]
+{render_tls_rules(layout)}{render_handover_rule(layout, "http")}    use_backend %[req.hdr(host),lower,word(1,:),regsub(\\.$,),map({layout.map_path})]
     default_backend {NOT_FOUND_BACKEND}
 {render_https_frontend(layout)}
-backend {NOT_FOUND_BACKEND}
+backend {NOT_FOUND_BACKEND} from shipway_edge
     http-request return status 404 content-type text/html string {_quote(_NOT_FOUND_PAGE)}
 
 # Access lines are written into this in-memory ring; the logger pulls them
@@ -224,6 +235,9 @@ ring shipway_access
     format raw
     maxlen 8192
     size 1048576
+{render_handover_backends(layout)}
+defaults shipway_apps from shipway_edge
+    option forwardfor
 """
 
 
@@ -290,13 +304,16 @@ def render_tls_rules(layout: Layout) -> str:
     if not layout.https_port:
         return ""
     port = "" if layout.https_port == 443 else f":{layout.https_port}"
+    # A stopping worker's maps are those of before the reload: it hands
+    # the request over instead (render_handover_rule).
+    not_stopping = " !{ stopping }" if layout.handover_dir else ""
     return (
         "    acl acme_path path_beg /.well-known/acme-challenge/\n"
         f"    http-request set-var(txn.acme) path,field(4,/),map({layout.acme_map}) if acme_path\n"
         "    http-request return status 200 content-type text/plain "
-        "lf-string %[var(txn.acme)] if acme_path { var(txn.acme) -m found }\n"
+        f"lf-string %[var(txn.acme)] if acme_path {{ var(txn.acme) -m found }}{not_stopping}\n"
         f"    http-request redirect code 301 location https://%[{_HOST}]{port}%[capture.req.uri] "
-        f"if !acme_path {{ {_HOST},map({layout.https_only_map}) -m found }}\n")
+        f"if !acme_path {{ {_HOST},map({layout.https_only_map}) -m found }}{not_stopping}\n")
 
 
 def render_https_frontend(layout: Layout) -> str:
@@ -306,11 +323,58 @@ def render_https_frontend(layout: Layout) -> str:
     if not layout.https_port:
         return ""
     return f"""
-frontend shipway_https
+frontend shipway_https from shipway_edge
     bind {layout.listen_host}:{layout.https_port} ssl crt {layout.default_cert} crt-list {layout.crt_list} alpn http/1.1
-{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto https
+{render_handover_bind(layout, "https")}{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto https
     http-request set-header X-Forwarded-Port {layout.https_port}
     http-request set-header X-Request-Start t=%[date(0,ms)]
-    use_backend %[{_HOST},map({layout.map_path})]
+{render_handover_rule(layout, "https")}    use_backend %[{_HOST},map({layout.map_path})]
     default_backend {NOT_FOUND_BACKEND}
 """
+
+
+# --- a settings reload that drops nothing (issue 16 item 1) -----------------
+# A reload starts a new worker with the new settings; the old one is told to
+# stop. HAProxy 2.6's old worker would close its idle kept-alive client
+# connections at once, failing each such client's next request. Instead it
+# keeps them (`option idle-close-on-response`) and hands each one's next
+# request over to the new worker through a unix socket that worker listens
+# on (the PROXY protocol carries the client's address), then closes the
+# connection after the answer. The old worker routes nothing to an app
+# itself: its routes are those of before the reload, and route changes
+# reach only the new worker. HAProxyProcess.stop() ends the workers once no
+# request is in flight, so that a stop does not wait for idle clients.
+HANDOVER_BACKEND = "shipway_handover_{scheme}"
+
+
+def render_handover_bind(layout: Layout, scheme: str) -> str:
+    """The frontend's second listener, for requests a stopping worker hands
+    over (no TLS: the old worker has decrypted them already), and the option
+    that keeps idle clients across a reload."""
+    if not layout.handover_dir:
+        return ""
+    owner = ""
+    if layout.user:  # the workers connect to it, not the master that binds it
+        u, _, g = layout.user.partition(" ")
+        owner = f" user {u}" + (f" group {g}" if g else "")
+    return (f"    bind unix@{layout.handover_socket(scheme)} accept-proxy{owner} mode 600\n"
+            "    option idle-close-on-response\n")
+
+
+def render_handover_rule(layout: Layout, scheme: str) -> str:
+    if not layout.handover_dir:
+        return ""
+    return f"    use_backend {HANDOVER_BACKEND.format(scheme=scheme)} if {{ stopping }}\n"
+
+
+def render_handover_backends(layout: Layout) -> str:
+    """One per frontend, so that the request reaches its twin (the https one
+    sets X-Forwarded-Proto https). A connection that sent a PROXY header is
+    never given to another client."""
+    if not layout.handover_dir:
+        return ""
+    schemes = ["http"] + (["https"] if layout.https_port else [])
+    return "".join(f"""
+backend {HANDOVER_BACKEND.format(scheme=scheme)} from shipway_edge
+    server next unix@{layout.handover_socket(scheme)} send-proxy-v2
+""" for scheme in schemes)

@@ -3,17 +3,22 @@
 Master-worker mode (`-W`, master socket) as its own daemon (`-D`), so it
 outlives `shipway server`. A reload (SIGUSR2 to the master) re-executes the
 master, whose new worker takes the listening sockets over; it is used only
-for the router's own settings, never for a route change.
+for the router's own settings, never for a route change. The old worker
+hands its idle clients' next requests to the new one
+(haproxy_conf.render_handover_bind).
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +52,32 @@ def _alive(pid: int) -> bool:
 
 
 MAXCONN_CAP = 20000
+
+
+def handover_dir(router_dir: str) -> str:
+    """Where a router's handover sockets live: a short path of its own
+    (a unix socket's path is at most 107 bytes, and a data directory can be
+    deep), reachable by the workers, which run as nobody when the master
+    is root (ensure_handover_dir)."""
+    digest = hashlib.sha256(os.path.abspath(router_dir).encode()).hexdigest()[:16]
+    base = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
+    return f"{base}/shipway-haproxy-{digest}"
+
+
+def ensure_handover_dir(path: str, shared_with_workers: bool) -> None:
+    """Create the directory, ours alone: others may pass through it (0711)
+    only if the workers run as another user; the sockets themselves are
+    0600, owned by the workers' user. A path someone else made first (in a
+    shared /tmp) is refused rather than used."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RouterError(f"{path} is not a directory of this user's: the router "
+                          "will not put its sockets there (remove it)")
+    os.chmod(path, 0o711 if shared_with_workers else 0o700)
 
 
 def maxconn() -> int:
@@ -133,18 +164,51 @@ class HAProxyProcess:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        """Soft-stop HAProxy (SIGUSR1: in-flight requests finish), then
-        anything left on our configuration."""
+        """Soft-stop HAProxy (SIGUSR1: it stops accepting, in-flight requests
+        finish), then end it (SIGTERM) once none is left: a stopping worker
+        keeps idle kept-alive clients for their next request
+        (`option idle-close-on-response`, for reloads), which a stop must not
+        wait for. Anything left on our configuration after 10 s is killed."""
         pid = self.pid()
         if pid is None:
+            self._remove_handover_dir()
             return
         os.kill(pid, signal.SIGUSR1)
         deadline = time.monotonic() + 10
+        ended = False
         while _alive(pid) and time.monotonic() < deadline:
+            if not ended and not self.requests_in_flight():
+                os.kill(pid, signal.SIGTERM)
+                ended = True
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
         self.stop_orphans()
+        self._remove_handover_dir()
+
+    def requests_in_flight(self) -> int:
+        """Requests being served by any worker, old ones too (the master
+        CLI's `@!<pid> show sess`): an idle connection has no stream, and
+        the CLI's own streams (frontend GLOBAL: this query, the access-line
+        reader) are no request."""
+        master = Runtime(self.layout.master_socket)
+        try:
+            procs = master.raw("show proc; quit", timeout=2)
+            workers = [f[0] for f in (line.split() for line in procs.splitlines())
+                       if len(f) > 1 and f[1] == "worker" and f[0].isdigit()]
+            count = 0
+            for worker in workers:
+                sess = master.raw(f"@!{worker} show sess; quit", timeout=2)
+                count += sum(1 for line in sess.splitlines()
+                             if line.startswith("0x") and " fe=" in line
+                             and " fe=GLOBAL " not in line)
+            return count
+        except OSError:
+            return 0  # the master is gone or going: nothing to wait for
+
+    def _remove_handover_dir(self) -> None:
+        if self.layout.handover_dir:
+            shutil.rmtree(self.layout.handover_dir, ignore_errors=True)
 
     def _cmd(self) -> list[str]:
         return [shutil.which(self.binary) or self.binary, "-W", "-S",
@@ -156,17 +220,27 @@ class HAProxyProcess:
         if result.returncode != 0:
             raise RouterError(f"haproxy rejected the configuration: {result.stderr.strip()}")
 
+    def prepare(self) -> None:
+        """What the configuration needs before HAProxy reads it (a start or
+        a reload): the handover sockets' directory."""
+        if self.layout.handover_dir:
+            ensure_handover_dir(self.layout.handover_dir, shared_with_workers=bool(self.layout.user))
+
     def launch(self) -> None:
         raise_soft_nofile()
-        self.check_config()
-        self.stop_orphans()
-        self.check_ports_free()
-        Path(self.layout.pid).unlink(missing_ok=True)
-        # -D: the master daemonizes (its own session), outliving this process.
-        result = subprocess.run(self._cmd() + ["-D"], capture_output=True, text=True,
-                                start_new_session=True, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise RouterError(f"haproxy did not start: {result.stderr.strip()}")
+        try:
+            self.check_config()
+            self.stop_orphans()
+            self.check_ports_free()
+            Path(self.layout.pid).unlink(missing_ok=True)
+            # -D: the master daemonizes (its own session), outliving this process.
+            result = subprocess.run(self._cmd() + ["-D"], capture_output=True, text=True,
+                                    start_new_session=True, stdin=subprocess.DEVNULL)
+            if result.returncode != 0:
+                raise RouterError(f"haproxy did not start: {result.stderr.strip()}")
+        except RouterError:
+            self._remove_handover_dir()  # prepare() made it; no proxy uses it
+            raise
         deadline = time.monotonic() + START_TIMEOUT
         while self.pid() is None or not self.runtime.alive():
             if time.monotonic() > deadline:

@@ -293,12 +293,16 @@ def _stop_nginx(data_dir: Path) -> None:
             os.kill(int(pid_file.read_text().strip()), signal.SIGQUIT)
         except (OSError, ValueError):
             pass
-    # Issue 16 (router): the HAProxy router's master (SIGTERM stops its workers).
+    # Issue 16 (router): the HAProxy router's master (SIGTERM stops its
+    # workers) and its handover sockets' directory, outside the data dir.
+    from router.haproxy_process import handover_dir
+
     for pid_file in data_dir.glob("**/haproxy.pid"):
         try:
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         except (OSError, ValueError, IndexError):
             pass
+        shutil.rmtree(handover_dir(str(pid_file.parent)), ignore_errors=True)
 
 
 @pytest.fixture

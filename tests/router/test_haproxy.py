@@ -6,6 +6,7 @@ import http.client
 import http.server
 import os
 import signal
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from router.haproxy import HAProxyRouter
 from router.haproxy_process import _alive
+from router.haproxy_runtime import Runtime
 from router.interface import Route
 from core.settings import Settings
 from tests.conftest import free_port
@@ -23,7 +25,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"), reason=
 
 
 class _Upstream:
-    """A threaded HTTP/1.1 server answering with its name; `/slow` sleeps 2 s."""
+    """A threaded HTTP/1.1 server answering with its name; `/slow` sleeps 2 s;
+    `/headers` adds the forwarding headers it got."""
 
     def __init__(self, name: str) -> None:
         outer = self
@@ -35,6 +38,10 @@ class _Upstream:
                 if self.path == "/slow":
                     time.sleep(2)
                 body = outer.name.encode()
+                if self.path == "/headers":
+                    xff = ", ".join(self.headers.get_all("X-Forwarded-For") or [])
+                    body += (f" xff={xff}"
+                             f" proto={self.headers.get('X-Forwarded-Proto')}").encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -286,6 +293,95 @@ def test_settings_reload_drops_nothing(settings: Settings, router: HAProxyRouter
     assert "nbthread 2" in Path(router.layout.main_conf).read_text()
     assert slow == [(200, "u0")]
     assert results and set(results) == {200}
+
+
+def _idle_tls(settings: Settings, count: int) -> list[http.client.HTTPSConnection]:
+    """Like _kept_alive, over the https frontend (its self-signed default certificate)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    conns = [http.client.HTTPSConnection("127.0.0.1", settings.https_port, context=ctx, timeout=10)
+             for _ in range(count)]
+    for conn in conns:
+        conn.request("GET", "/", headers={"Host": "web.localhost"})
+        assert conn.getresponse().read() == b"u0"
+    return conns
+
+
+def _next_request(conns: list, path: str = "/headers") -> list:
+    """Each connection's next request, never retried on a new connection."""
+    results = []
+    for conn in conns:
+        conn.auto_open = 0  # a closed connection is an error, not a silent reconnect
+        try:
+            conn.request("GET", path, headers={"Host": "web.localhost",
+                                               "X-Forwarded-For": "198.51.100.7"})
+            resp = conn.getresponse()
+            results.append((resp.status, resp.read().decode()))
+        except (OSError, http.client.HTTPException) as e:
+            results.append(repr(e))
+    return results
+
+
+def _old_workers(router: HAProxyRouter) -> list[str]:
+    """Workers told to stop that have not exited yet (the master CLI)."""
+    procs = Runtime(router.layout.master_socket).raw("show proc; quit", timeout=2)
+    old = procs.split("# old workers")[1].split("#")[0] if "# old workers" in procs else ""
+    return [line.split()[0] for line in old.splitlines() if line.strip()]
+
+
+def test_settings_reload_keeps_idle_clients_and_routes_them_as_of_now(
+        settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
+    """Idle kept-alive clients (plain and TLS) survive a settings reload:
+    the old worker hands each one's next request to the new worker, which
+    routes it with the routes of now. A deploy made after the reload (the
+    old replica gone, HTTPS-only turned off) is what those requests reach; the app sees the
+    client's address once in X-Forwarded-For; the old worker exits once
+    its clients have had their answer."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    idle = _kept_alive(settings, 12) + _idle_tls(settings, 4)
+    assert router.tls is not None
+    router.tls.set_https_only(["web.localhost"], True)
+    old_worker = _worker(router)
+    _settings_reload(settings)
+    assert _worker(router) != old_worker
+    assert _old_workers(router) == [old_worker]  # still holding the idle clients
+    router.set_route(Route("web", ["web.localhost"], [ups[1].addr]))  # a deploy
+    router.tls.set_https_only(["web.localhost"], False)  # no redirect from the old map either
+    assert router.wait_drained(5)
+    ups[0].close()
+    results = _next_request(idle)
+    assert results == [(200, "u1 xff=198.51.100.7, 127.0.0.1 proto=http")] * 12 + \
+        [(200, "u1 xff=198.51.100.7, 127.0.0.1 proto=https")] * 4
+    deadline = time.monotonic() + 5
+    while _old_workers(router) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _old_workers(router) == []
+    # The stopping worker's access lines name its handover backend: no app's
+    # (the new worker logs the request with the app's backend).
+    assert router.app_for_backend("shipway_handover_http") is None
+    for conn in idle:
+        conn.close()
+
+
+def test_a_stop_does_not_wait_for_an_old_workers_idle_clients(
+        settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
+    """After a settings reload the old worker keeps idle clients for their
+    next request (up to the keep-alive timeout); a stop ends it and the
+    new one at once, with every proxy process gone."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    idle = _kept_alive(settings, 5)
+    _settings_reload(settings)
+    idle += _kept_alive(settings, 5)  # the new worker's
+    assert _old_workers(router)
+    master = router.pid()
+    began = time.monotonic()
+    router.stop()
+    took = time.monotonic() - began
+    assert took < 3.0, took
+    assert router.pid() is None and not _alive(master)
+    assert not os.path.exists(router.layout.handover_dir)
+    for conn in idle:
+        conn.close()
 
 
 def test_a_stop_lets_a_request_finish_and_does_not_wait_for_idle_clients(

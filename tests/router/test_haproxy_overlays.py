@@ -11,11 +11,13 @@ from collections import Counter
 
 import pytest
 
+from router import haproxy_mapfile
 from router.haproxy import HAProxyRouter
 from router.haproxy_overlays import canary_weights
 from router.interface import Route
 from core.settings import Settings
-from tests.router.test_haproxy import _Upstream, get, router, settings, ups  # noqa: F401 (fixtures)
+from tests.router.test_haproxy import (_Upstream, _next_request, _worker, get, router,  # noqa: F401 (fixtures)
+                                       settings, ups)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"), reason="haproxy not installed")
 
@@ -109,3 +111,40 @@ def test_canary_weights() -> None:
     assert canary_weights(3, 1, 100) == (0, 1)
     a, c = canary_weights(7, 9, 33)
     assert max(a, c) <= 256 and abs(9 * c / (7 * a + 9 * c) - 0.33) < 0.01
+
+
+def test_the_app_past_the_last_slot_reloads_and_keeps_names_overlays_and_clients(
+        settings: Settings, ups: list[_Upstream], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app that finds every slot taken declares another chunk of
+    backends: a reload, made by a deploy. The new worker reads the files,
+    so the host map must hold the last change (its file trails changes:
+    made to trail by 5 s here, a busy disk), and maintenance and canaries,
+    which are in no file, must be put back; an idle client keeps its
+    connection."""
+    monkeypatch.setattr(haproxy_mapfile, "COALESCE", 5.0)
+    r = HAProxyRouter(settings, threads=1, slots=256)
+    r.start()
+    try:
+        for i in range(254):
+            r.set_route(Route(f"a{i}", [f"a{i}.localhost"], [ups[0].addr]))
+        r.set_route(Route("web", ["web.localhost"], [ups[1].addr]))
+        r.set_route(Route("api", ["api.localhost"], [ups[2].addr]))  # the 256th slot
+        r.set_maintenance("a0", True)
+        r.set_canary("api", "web", 100)
+        idle = http.client.HTTPConnection("127.0.0.1", settings.router_port, timeout=10)
+        idle.request("GET", "/", headers={"Host": "web.localhost"})
+        assert idle.getresponse().read() == b"u1"
+        r.set_route(Route("web", ["web.localhost", "late.localhost"], [ups[1].addr]))
+        old_worker = _worker(r)
+        r.set_route(Route("new", ["new.localhost"], [ups[3].addr]))  # the 257th app
+        assert _worker(r) != old_worker  # it was a reload
+        assert r._slots["new"] == 256
+        assert get(settings, "new.localhost") == (200, "u3")
+        assert get(settings, "late.localhost") == (200, "u1")
+        assert get(settings, "a1.localhost") == (200, "u0")
+        assert _full(settings, "a0.localhost").status == 503  # still in maintenance
+        assert {get(settings, "api.localhost")[1] for _ in range(6)} == {"u1"}  # still the canary
+        assert _next_request([idle]) == [(200, "u1 xff=198.51.100.7, 127.0.0.1 proto=http")]
+        idle.close()
+    finally:
+        r.stop()
