@@ -73,7 +73,7 @@ class HAProxyRouter(OverlaysMixin):
                              or max(1, (os.cpu_count() or 2) // 2),
                              maxconn=maxconn(),
                              https_port=settings.https_port if https_port is None else https_port,
-                             handover_dir=handover_dir(str(self.dir)))
+                             handover_dir=handover_dir(str(self.dir), shared_with_workers=bool(user)))
         self.runtime = Runtime(self.layout.admin_socket)
         # The TLS frontend's files (certificates, crt-list, ACME and
         # HTTPS-only maps) must exist before HAProxy reads its configuration.

@@ -89,6 +89,12 @@ class Layout:
     def handover_socket(self, scheme: str) -> str:
         return f"{self.handover_dir}/handover-{scheme}.sock"
 
+    @property
+    def worker_flags_map(self) -> str:
+        """`last 1` in the workers of a proxy being stopped for good
+        (HAProxyProcess.stop): they have no successor to hand over to."""
+        return f"{self.dir}/worker-flags.map"
+
     def chunk_path(self, chunk: int) -> str:
         return f"{self.conf_dir}/50-slots-{chunk:04d}.cfg"
 
@@ -209,7 +215,7 @@ defaults shipway_edge
 
 frontend shipway_http from shipway_edge
     bind {layout.listen_host}:{layout.listen_port}
-{render_handover_bind(layout, "http")}{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto http
+{render_handover_bind(layout, "http")}{render_limits(layout)}{NO_REPLAY}{render_handover_mark(layout)}    http-request set-header X-Forwarded-Proto http
     # The bound port as a literal: %[dst_port] costs two system calls per
     # connection (getsockname, getsockopt SO_ORIGINAL_DST).
     http-request set-header X-Forwarded-Port {layout.listen_port}
@@ -305,15 +311,15 @@ def render_tls_rules(layout: Layout) -> str:
         return ""
     port = "" if layout.https_port == 443 else f":{layout.https_port}"
     # A stopping worker's maps are those of before the reload: it hands
-    # the request over instead (render_handover_rule).
-    not_stopping = " !{ stopping }" if layout.handover_dir else ""
+    # the request over instead (render_handover_mark).
+    not_handed_over = f" !{{ {HANDED_OVER} }}" if layout.handover_dir else ""
     return (
         "    acl acme_path path_beg /.well-known/acme-challenge/\n"
         f"    http-request set-var(txn.acme) path,field(4,/),map({layout.acme_map}) if acme_path\n"
         "    http-request return status 200 content-type text/plain "
-        f"lf-string %[var(txn.acme)] if acme_path {{ var(txn.acme) -m found }}{not_stopping}\n"
+        f"lf-string %[var(txn.acme)] if acme_path {{ var(txn.acme) -m found }}{not_handed_over}\n"
         f"    http-request redirect code 301 location https://%[{_HOST}]{port}%[capture.req.uri] "
-        f"if !acme_path {{ {_HOST},map({layout.https_only_map}) -m found }}{not_stopping}\n")
+        f"if !acme_path {{ {_HOST},map({layout.https_only_map}) -m found }}{not_handed_over}\n")
 
 
 def render_https_frontend(layout: Layout) -> str:
@@ -325,7 +331,7 @@ def render_https_frontend(layout: Layout) -> str:
     return f"""
 frontend shipway_https from shipway_edge
     bind {layout.listen_host}:{layout.https_port} ssl crt {layout.default_cert} crt-list {layout.crt_list} alpn http/1.1
-{render_handover_bind(layout, "https")}{render_limits(layout)}{NO_REPLAY}    http-request set-header X-Forwarded-Proto https
+{render_handover_bind(layout, "https")}{render_limits(layout)}{NO_REPLAY}{render_handover_mark(layout)}    http-request set-header X-Forwarded-Proto https
     http-request set-header X-Forwarded-Port {layout.https_port}
     http-request set-header X-Request-Start t=%[date(0,ms)]
 {render_handover_rule(layout, "https")}    use_backend %[{_HOST},map({layout.map_path})]
@@ -342,15 +348,21 @@ frontend shipway_https from shipway_edge
 # on (the PROXY protocol carries the client's address), then closes the
 # connection after the answer. The old worker routes nothing to an app
 # itself: its routes are those of before the reload, and route changes
-# reach only the new worker. HAProxyProcess.stop() ends the workers once no
+# reach only the new worker. A proxy stopped for good has no new worker:
+# HAProxyProcess.stop() marks its workers `last` first (they then serve an
+# idle client's next request themselves, and close), and ends them once no
 # request is in flight, so that a stop does not wait for idle clients.
 HANDOVER_BACKEND = "shipway_handover_{scheme}"
+HANDED_OVER = "var(txn.handover) -m bool"
 
 
 def render_handover_bind(layout: Layout, scheme: str) -> str:
     """The frontend's second listener, for requests a stopping worker hands
     over (no TLS: the old worker has decrypted them already), and the option
-    that keeps idle clients across a reload."""
+    that keeps idle clients across a reload. The per-client limit does not
+    see these connections (`tcp-request connection` rules see the unix
+    peer, not the PROXY address): each is one the old worker had accepted
+    and counted."""
     if not layout.handover_dir:
         return ""
     owner = ""
@@ -361,10 +373,21 @@ def render_handover_bind(layout: Layout, scheme: str) -> str:
             "    option idle-close-on-response\n")
 
 
+def render_handover_mark(layout: Layout) -> str:
+    """Decided once per request, before any rule that answers by itself
+    (HTTP-01, the HTTPS-only redirect): `stopping` is false in a running
+    worker, so this costs one test per request."""
+    if not layout.handover_dir:
+        return ""
+    return ("    http-request set-var(txn.handover) bool(1) if { stopping } "
+            f"!{{ str(last),map({layout.worker_flags_map}) -m found }}\n")
+
+
 def render_handover_rule(layout: Layout, scheme: str) -> str:
     if not layout.handover_dir:
         return ""
-    return f"    use_backend {HANDOVER_BACKEND.format(scheme=scheme)} if {{ stopping }}\n"
+    return (f"    use_backend {HANDOVER_BACKEND.format(scheme=scheme)} "
+            f"if {{ stopping }} {{ {HANDED_OVER} }}\n")
 
 
 def render_handover_backends(layout: Layout) -> str:

@@ -54,21 +54,37 @@ def _alive(pid: int) -> bool:
 MAXCONN_CAP = 20000
 
 
-def handover_dir(router_dir: str) -> str:
-    """Where a router's handover sockets live: a short path of its own
-    (a unix socket's path is at most 107 bytes, and a data directory can be
-    deep), reachable by the workers, which run as nobody when the master
-    is root (ensure_handover_dir)."""
+# A unix socket's path is at most 107 bytes, and HAProxy binds it under a
+# temporary name first (`<path>.<pid>.tmp`): room for the longest.
+_MAX_HANDOVER_DIR = 107 - len("/handover-https.sock.4194304.tmp")
+
+
+def handover_dir(router_dir: str, shared_with_workers: bool) -> str:
+    """Where a router's handover sockets live. Workers of this user: in the
+    router's own directory if its path is short enough, else in the user's
+    runtime directory (or the temp directory). Workers of another user (the
+    master is root, they run as nobody): they must reach the sockets, and
+    the data directory is usually closed to them (/root), so in /run, where
+    only root creates entries (ensure_handover_dir)."""
+    own = os.path.join(os.path.abspath(router_dir), "run")
+    if not shared_with_workers and len(own) <= _MAX_HANDOVER_DIR:
+        return own
     digest = hashlib.sha256(os.path.abspath(router_dir).encode()).hexdigest()[:16]
-    base = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
+    if shared_with_workers and os.access("/run", os.W_OK):
+        base = "/run"
+    else:
+        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     return f"{base}/shipway-haproxy-{digest}"
 
 
 def ensure_handover_dir(path: str, shared_with_workers: bool) -> None:
     """Create the directory, ours alone: others may pass through it (0711)
     only if the workers run as another user; the sockets themselves are
-    0600, owned by the workers' user. A path someone else made first (in a
-    shared /tmp) is refused rather than used."""
+    0600, owned by the workers' user. That user is trusted as the workers
+    are (a process of it could as well read their memory, TLS keys
+    included): one of its processes could connect and claim any client
+    address. A path someone else made first (a shared temp directory) is
+    refused rather than used."""
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -165,19 +181,22 @@ class HAProxyProcess:
 
     def stop(self) -> None:
         """Soft-stop HAProxy (SIGUSR1: it stops accepting, in-flight requests
-        finish), then end it (SIGTERM) once none is left: a stopping worker
-        keeps idle kept-alive clients for their next request
-        (`option idle-close-on-response`, for reloads), which a stop must not
-        wait for. Anything left on our configuration after 10 s is killed."""
+        finish), then end it (SIGTERM) once none is left. Its workers are
+        marked `last` first: with no new worker to hand over to, an idle
+        client's next request is served by them and the connection closed
+        (haproxy_conf.render_handover_mark). A stopping worker keeps idle
+        kept-alive clients for their next request (for reloads), which a
+        stop must not wait for. Anything left after 10 s is killed."""
         pid = self.pid()
         if pid is None:
             self._remove_handover_dir()
             return
+        self._mark_workers_last()
         os.kill(pid, signal.SIGUSR1)
         deadline = time.monotonic() + 10
         ended = False
         while _alive(pid) and time.monotonic() < deadline:
-            if not ended and not self.requests_in_flight():
+            if not ended and self.requests_in_flight() == 0:
                 os.kill(pid, signal.SIGTERM)
                 ended = True
             time.sleep(0.05)
@@ -186,25 +205,42 @@ class HAProxyProcess:
         self.stop_orphans()
         self._remove_handover_dir()
 
-    def requests_in_flight(self) -> int:
+    def _workers(self, master: Runtime) -> list[str]:
+        """Pids of every worker, old ones too (the master CLI's `show proc`)."""
+        procs = master.raw("show proc; quit", timeout=2)
+        return [f[0] for f in (line.split() for line in procs.splitlines())
+                if len(f) > 1 and f[1] == "worker" and f[0].isdigit()]
+
+    def _mark_workers_last(self) -> None:
+        if not self.layout.handover_dir:
+            return
+        master = Runtime(self.layout.master_socket)
+        try:
+            for worker in self._workers(master):
+                master.raw(f"@!{worker} add map {self.layout.worker_flags_map} last 1; quit",
+                           timeout=2)
+        except OSError as e:  # they hand over to nothing: a 503 instead of a close
+            log.warn("router: could not mark the proxy's workers as the last: {e}", e=e)
+
+    def requests_in_flight(self) -> int | None:
         """Requests being served by any worker, old ones too (the master
         CLI's `@!<pid> show sess`): an idle connection has no stream, and
         the CLI's own streams (frontend GLOBAL: this query, the access-line
-        reader) are no request."""
+        reader) are no request. None: not known (the master did not
+        answer in time, or answered something else)."""
         master = Runtime(self.layout.master_socket)
         try:
-            procs = master.raw("show proc; quit", timeout=2)
-            workers = [f[0] for f in (line.split() for line in procs.splitlines())
-                       if len(f) > 1 and f[1] == "worker" and f[0].isdigit()]
             count = 0
-            for worker in workers:
+            for worker in self._workers(master):
                 sess = master.raw(f"@!{worker} show sess; quit", timeout=2)
+                if not sess.startswith("0x"):
+                    return None  # not a stream list (the worker just exited, an error)
                 count += sum(1 for line in sess.splitlines()
                              if line.startswith("0x") and " fe=" in line
                              and " fe=GLOBAL " not in line)
             return count
         except OSError:
-            return 0  # the master is gone or going: nothing to wait for
+            return None
 
     def _remove_handover_dir(self) -> None:
         if self.layout.handover_dir:
@@ -225,6 +261,8 @@ class HAProxyProcess:
         a reload): the handover sockets' directory."""
         if self.layout.handover_dir:
             ensure_handover_dir(self.layout.handover_dir, shared_with_workers=bool(self.layout.user))
+            if not os.path.exists(self.layout.worker_flags_map):
+                Path(self.layout.worker_flags_map).write_text("")
 
     def launch(self) -> None:
         raise_soft_nofile()
@@ -238,14 +276,15 @@ class HAProxyProcess:
                                     start_new_session=True, stdin=subprocess.DEVNULL)
             if result.returncode != 0:
                 raise RouterError(f"haproxy did not start: {result.stderr.strip()}")
+            deadline = time.monotonic() + START_TIMEOUT
+            while self.pid() is None or not self.runtime.alive():
+                if time.monotonic() > deadline:
+                    raise RouterError("haproxy did not come up")
+                time.sleep(0.02)
         except RouterError:
-            self._remove_handover_dir()  # prepare() made it; no proxy uses it
+            if self.pid() is None:
+                self._remove_handover_dir()  # prepare() made it; no proxy uses it
             raise
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.pid() is None or not self.runtime.alive():
-            if time.monotonic() > deadline:
-                raise RouterError("haproxy did not come up")
-            time.sleep(0.02)
         log.info("router: haproxy started on {host}:{port}",
                  host=self.layout.listen_host, port=self.layout.listen_port)
 

@@ -302,7 +302,8 @@ def _stop_nginx(data_dir: Path) -> None:
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         except (OSError, ValueError, IndexError):
             pass
-        shutil.rmtree(handover_dir(str(pid_file.parent)), ignore_errors=True)
+        shutil.rmtree(handover_dir(str(pid_file.parent), shared_with_workers=os.geteuid() == 0),
+                      ignore_errors=True)
 
 
 @pytest.fixture

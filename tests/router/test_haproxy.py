@@ -356,9 +356,10 @@ def test_settings_reload_keeps_idle_clients_and_routes_them_as_of_now(
     while _old_workers(router) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _old_workers(router) == []
-    # The stopping worker's access lines name its handover backend: no app's
-    # (the new worker logs the request with the app's backend).
-    assert router.app_for_backend("shipway_handover_http") is None
+    # The new worker wrote each request's access line, with the app's
+    # backend (the old worker's, naming its handover backend, are no app's).
+    lines = router.runtime.raw("show events shipway_access").splitlines()
+    assert sum('shipway-access app00000 GET "/headers" 200 ' in line for line in lines) == 16
     for conn in idle:
         conn.close()
 
@@ -384,12 +385,36 @@ def test_a_stop_does_not_wait_for_an_old_workers_idle_clients(
         conn.close()
 
 
+def test_a_stop_serves_an_idle_clients_next_request_then_closes(
+        settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
+    """While a stop waits for a request in flight, an idle kept-alive
+    client that sends is answered by the stopping proxy (it has no new
+    worker to hand over to), and its connection closed after the answer."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    idle = _kept_alive(settings, 3)
+    slow: list = []
+    t = threading.Thread(target=lambda: slow.append(get(settings, "web.localhost", "/slow")))
+    t.start()
+    time.sleep(0.4)  # in flight
+    stopper = threading.Thread(target=router.stop)
+    stopper.start()
+    time.sleep(0.5)  # the proxy is stopping
+    results = _next_request(idle)
+    will_close = [conn.sock is None for conn in idle]  # http.client drops a closing connection
+    stopper.join(15)
+    t.join(10)
+    assert slow == [(200, "u0")]
+    assert results == [(200, "u0 xff=198.51.100.7, 127.0.0.1 proto=http")] * 3
+    assert will_close == [True] * 3
+    assert router.pid() is None
+
+
 def test_a_stop_lets_a_request_finish_and_does_not_wait_for_idle_clients(
         settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
-    """A stop lets the request in flight finish (2 s) and closes idle
-    kept-alive client connections at once: it does not wait out its 10 s
-    for clients that may never send again (see router/README.md on
-    `option idle-close-on-response`, which would make it wait)."""
+    """A stop lets the request in flight finish (2 s) and then ends the
+    proxy: it does not wait out its 10 s for idle kept-alive clients that
+    may never send again (a stopping worker keeps them for a reload's
+    handover, router/README.md)."""
     router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
     idle = _kept_alive(settings, 5)
     slow: list = []
