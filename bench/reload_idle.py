@@ -3,7 +3,7 @@
 (issue 16 item 1: "a full reload ... even then drops nothing").
 
 The router as shipped (a stopping worker hands each idle client's next
-request to the new worker, router/haproxy_conf.render_handover_bind) against
+request to the new worker, router/haproxy_handover) against
 the same router without the handover (HAProxy 2.6's own soft stop, which
 closes idle client connections at once), in the same run: each round makes
 `--clients` connections that send one request and sit idle, reloads, then

@@ -16,7 +16,7 @@ router's own settings (listen address, threads) change `00-main.cfg`, which
 is applied by a master-worker reload: the listening sockets are handed
 over, so no connection is refused, and the old worker hands its idle
 clients' next requests to the new one, so none is closed
-(haproxy_conf.render_handover_bind).
+(haproxy_handover).
 """
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ from zope.interface import implementer
 from router.haproxy_conf import (CHUNK, SERVER_OPTIONS, SERVER_SLOTS, Layout, dynamic_server_name,
                                  normalize_hostname, render_chunk, render_main,
                                  slot_backend, slot_server_names)
+from router.haproxy_drain import DrainMixin
 from router.haproxy_overlays import MAINT_BACKEND, MAINT_FILE, OverlaysMixin, render_maintenance
 from router.haproxy_process import (HAProxyProcess, RouterError, bound_ports,  # noqa: F401 (re-exported)
-                                    handover_dir, maxconn)
+                                    handover_dir, maxconn, worker_user)
 from router.haproxy_mapfile import MapWriter
 from router.haproxy_runtime import Runtime
 from router.haproxy_state import read_saved_routes, read_text
@@ -57,7 +58,7 @@ def _write(path: str, text: str) -> None:
 
 
 @implementer(IRouter)
-class HAProxyRouter(OverlaysMixin):
+class HAProxyRouter(DrainMixin, OverlaysMixin):
     def __init__(self, settings: Settings, slots: int = DEFAULT_SLOTS, threads: int = 0,
                  binary: str = "haproxy", server_slots: int = SERVER_SLOTS,
                  https_port: int | None = None) -> None:
@@ -66,7 +67,7 @@ class HAProxyRouter(OverlaysMixin):
 
         self.settings = settings
         self.dir = Path(settings.data_dir) / "router" / "haproxy"
-        user = "nobody nogroup" if os.geteuid() == 0 else None
+        user = worker_user()
         self.layout = Layout(dir=str(self.dir), listen_host=settings.bind_host or "127.0.0.1",
                              listen_port=settings.router_port, user=user,
                              threads=threads or settings.router_workers
@@ -242,17 +243,6 @@ class HAProxyRouter(OverlaysMixin):
         with self._lock:
             return dict(self._routes)
 
-    def wait_drained(self, timeout: float) -> bool:
-        """Wait until every leaving replica has been drained and deleted."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._draining:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._drain_wakeup.wait(min(left, 0.05))
-            return True
-
     def pid(self) -> int | None:
         return self.process.pid()
 
@@ -351,31 +341,6 @@ class HAProxyRouter(OverlaysMixin):
             except Exception:  # noqa: BLE001 (tried again next time)
                 log.failure("router: haproxy could not be started again")
 
-    def _drain_loop(self) -> None:
-        """Delete each draining server once its sessions reach 0 (or at its
-        deadline, cutting what is left)."""
-        while True:
-            with self._lock:
-                if not self._draining:
-                    self._drain_wakeup.wait(1.0)
-                    continue
-                backends = {b for b, _ in self._draining}
-            sessions = {}
-            for b in backends:
-                try:
-                    sessions[b] = self.runtime.server_sessions(b)
-                except OSError:
-                    sessions[b] = {}
-            with self._lock:
-                now = time.monotonic()
-                for (b, n), (deadline, _) in list(self._draining.items()):
-                    left = sessions.get(b, {}).get(n)
-                    if left is None or left == 0 or now > deadline:
-                        self._delete_server(b, n, cut=bool(left))
-                        self._draining.pop((b, n), None)
-                self._drain_wakeup.notify_all()
-                self._drain_wakeup.wait(0.1)
-
     def app_for_backend(self, backend: str) -> str | None:
         """The app whose slot `backend` is, for each access line: a cached
         reverse of the slot map, rebuilt only when a slot changed hands (a
@@ -395,15 +360,3 @@ class HAProxyRouter(OverlaysMixin):
     def flush(self) -> None:
         """Write the host map now (tests and tools reading the files)."""
         self._map_writer.flush()
-
-    def _delete_server(self, backend: str, name: str, cut: bool) -> None:
-        try:
-            cmds = [f"set server {backend}/{name} state maint"]
-            if cut:
-                cmds.append(f"shutdown sessions server {backend}/{name}")
-            self.runtime.run(cmds)
-            if not name.startswith("s"):  # declared slots stay, free, in maintenance
-                self.runtime.run([f"del server {backend}/{name}"])
-        except (OSError, RuntimeError) as e:
-            log.warn("router: could not delete drained server {b}/{n}: {e}",
-                     b=backend, n=name, e=e)

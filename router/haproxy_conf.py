@@ -4,7 +4,7 @@ Pure functions, no files or processes. The configuration is a directory that
 HAProxy reads in name order (`haproxy -f conf.d/`):
 
 - `00-main.cfg`: global settings, the frontends, the 404 backend and the
-  handover backends (a reload that drops nothing: render_handover_bind). It
+  handover backends (a reload that drops nothing: haproxy_handover). It
   changes only with the router's own settings (a reload, never per deploy).
 - `50-slots-NNNN.cfg`: a chunk of `CHUNK` backends, one per app slot, with
   the servers each app had at its last change. HAProxy cannot create a
@@ -24,6 +24,9 @@ import re
 from typing import Iterable, Mapping
 
 import attrs
+
+from router.haproxy_handover import (HANDED_OVER, render_handover_backends, render_handover_bind,
+                                     render_handover_mark, render_handover_rule)
 
 
 CHUNK = 256  # slot backends per chunk file
@@ -53,7 +56,7 @@ class Layout:
     dir: str
     listen_host: str
     listen_port: int
-    user: str | None = None  # "nobody nogroup" when the master runs as root
+    user: str | None = None  # the workers' when the master runs as root (haproxy_process.worker_user)
     threads: int = 1
     maxconn: int = 20000
     https_port: int = 0  # issue 16 item 3: the TLS frontend (0: none)
@@ -337,67 +340,3 @@ frontend shipway_https from shipway_edge
 {render_handover_rule(layout, "https")}    use_backend %[{_HOST},map({layout.map_path})]
     default_backend {NOT_FOUND_BACKEND}
 """
-
-
-# --- a settings reload that drops nothing (issue 16 item 1) -----------------
-# A reload starts a new worker with the new settings; the old one is told to
-# stop. HAProxy 2.6's old worker would close its idle kept-alive client
-# connections at once, failing each such client's next request. Instead it
-# keeps them (`option idle-close-on-response`) and hands each one's next
-# request over to the new worker through a unix socket that worker listens
-# on (the PROXY protocol carries the client's address), then closes the
-# connection after the answer. The old worker routes nothing to an app
-# itself: its routes are those of before the reload, and route changes
-# reach only the new worker. A proxy stopped for good has no new worker:
-# HAProxyProcess.stop() marks its workers `last` first (they then serve an
-# idle client's next request themselves, and close), and ends them once no
-# request is in flight, so that a stop does not wait for idle clients.
-HANDOVER_BACKEND = "shipway_handover_{scheme}"
-HANDED_OVER = "var(txn.handover) -m bool"
-
-
-def render_handover_bind(layout: Layout, scheme: str) -> str:
-    """The frontend's second listener, for requests a stopping worker hands
-    over (no TLS: the old worker has decrypted them already), and the option
-    that keeps idle clients across a reload. The per-client limit does not
-    see these connections (`tcp-request connection` rules see the unix
-    peer, not the PROXY address): each is one the old worker had accepted
-    and counted."""
-    if not layout.handover_dir:
-        return ""
-    owner = ""
-    if layout.user:  # the workers connect to it, not the master that binds it
-        u, _, g = layout.user.partition(" ")
-        owner = f" user {u}" + (f" group {g}" if g else "")
-    return (f"    bind unix@{layout.handover_socket(scheme)} accept-proxy{owner} mode 600\n"
-            "    option idle-close-on-response\n")
-
-
-def render_handover_mark(layout: Layout) -> str:
-    """Decided once per request, before any rule that answers by itself
-    (HTTP-01, the HTTPS-only redirect): `stopping` is false in a running
-    worker, so this costs one test per request."""
-    if not layout.handover_dir:
-        return ""
-    return ("    http-request set-var(txn.handover) bool(1) if { stopping } "
-            f"!{{ str(last),map({layout.worker_flags_map}) -m found }}\n")
-
-
-def render_handover_rule(layout: Layout, scheme: str) -> str:
-    if not layout.handover_dir:
-        return ""
-    return (f"    use_backend {HANDOVER_BACKEND.format(scheme=scheme)} "
-            f"if {{ stopping }} {{ {HANDED_OVER} }}\n")
-
-
-def render_handover_backends(layout: Layout) -> str:
-    """One per frontend, so that the request reaches its twin (the https one
-    sets X-Forwarded-Proto https). A connection that sent a PROXY header is
-    never given to another client."""
-    if not layout.handover_dir:
-        return ""
-    schemes = ["http"] + (["https"] if layout.https_port else [])
-    return "".join(f"""
-backend {HANDOVER_BACKEND.format(scheme=scheme)} from shipway_edge
-    server next unix@{layout.handover_socket(scheme)} send-proxy-v2
-""" for scheme in schemes)

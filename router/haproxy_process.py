@@ -5,7 +5,7 @@ outlives `shipway server`. A reload (SIGUSR2 to the master) re-executes the
 master, whose new worker takes the listening sockets over; it is used only
 for the router's own settings, never for a route change. The old worker
 hands its idle clients' next requests to the new one
-(haproxy_conf.render_handover_bind).
+(haproxy_handover).
 """
 from __future__ import annotations
 
@@ -59,19 +59,49 @@ MAXCONN_CAP = 20000
 _MAX_HANDOVER_DIR = 107 - len("/handover-https.sock.4194304.tmp")
 
 
+def worker_user() -> str | None:
+    """Who the workers run as when the master is root: Debian's `haproxy`
+    system user (made by its package, used by nothing else), else nobody.
+    Whoever runs as that user can reach the handover sockets
+    (ensure_handover_dir): a user of its own keeps that to HAProxy."""
+    if os.geteuid() != 0:
+        return None
+    import grp
+    import pwd
+
+    try:
+        pwd.getpwnam("haproxy")
+        grp.getgrnam("haproxy")
+        return "haproxy haproxy"
+    except KeyError:
+        return "nobody nogroup"
+
+
 def handover_dir(router_dir: str, shared_with_workers: bool) -> str:
-    """Where a router's handover sockets live. Workers of this user: in the
-    router's own directory if its path is short enough, else in the user's
-    runtime directory (or the temp directory). Workers of another user (the
-    master is root, they run as nobody): they must reach the sockets, and
+    """Where a router's handover sockets live. The one the proxy's
+    configuration already names, if any: the choice below depends on the
+    environment (XDG_RUNTIME_DIR, TMPDIR), which differs between a service,
+    an interactive `stop-router` and sudo, and a changed path would make
+    the next start reload onto sockets nothing listens on. Else, workers of
+    this user: in the router's own directory if its path is short enough,
+    else in the user's runtime directory (or the temp directory). Workers
+    of another user (the master is root): they must reach the sockets, and
     the data directory is usually closed to them (/root), so in /run, where
-    only root creates entries (ensure_handover_dir)."""
-    own = os.path.join(os.path.abspath(router_dir), "run")
-    if not shared_with_workers and len(own) <= _MAX_HANDOVER_DIR:
+    only root creates entries (the temp directory if /run is not writable)."""
+    router_dir = os.path.abspath(router_dir)
+    try:
+        conf = Path(router_dir, "conf.d", "00-main.cfg").read_text()
+        match = re.search(r"^\s*bind unix@(\S+)/handover-http\.sock ", conf, re.MULTILINE)
+        if match:
+            return match.group(1)
+    except OSError:
+        pass
+    own = os.path.join(router_dir, "run")
+    if not shared_with_workers and len(os.fsencode(own)) <= _MAX_HANDOVER_DIR:
         return own
-    digest = hashlib.sha256(os.path.abspath(router_dir).encode()).hexdigest()[:16]
-    if shared_with_workers and os.access("/run", os.W_OK):
-        base = "/run"
+    digest = hashlib.sha256(os.fsencode(router_dir)).hexdigest()[:16]
+    if shared_with_workers:
+        base = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
     else:
         base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     return f"{base}/shipway-haproxy-{digest}"
@@ -80,11 +110,13 @@ def handover_dir(router_dir: str, shared_with_workers: bool) -> str:
 def ensure_handover_dir(path: str, shared_with_workers: bool) -> None:
     """Create the directory, ours alone: others may pass through it (0711)
     only if the workers run as another user; the sockets themselves are
-    0600, owned by the workers' user. That user is trusted as the workers
-    are (a process of it could as well read their memory, TLS keys
-    included): one of its processes could connect and claim any client
-    address. A path someone else made first (a shared temp directory) is
-    refused rather than used."""
+    0600, owned by the workers' user (worker_user), whose processes could
+    connect and claim any client address. A path someone else made first
+    (a shared temp directory) is refused rather than used."""
+    if len(os.fsencode(path)) > _MAX_HANDOVER_DIR:
+        raise RouterError(f"{path} is too long for the router's unix sockets "
+                          f"(at most {_MAX_HANDOVER_DIR} bytes): set XDG_RUNTIME_DIR "
+                          "or TMPDIR to a shorter directory")
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -184,7 +216,7 @@ class HAProxyProcess:
         finish), then end it (SIGTERM) once none is left. Its workers are
         marked `last` first: with no new worker to hand over to, an idle
         client's next request is served by them and the connection closed
-        (haproxy_conf.render_handover_mark). A stopping worker keeps idle
+        (haproxy_handover.render_handover_mark). A stopping worker keeps idle
         kept-alive clients for their next request (for reloads), which a
         stop must not wait for. Anything left after 10 s is killed."""
         pid = self.pid()
@@ -215,11 +247,16 @@ class HAProxyProcess:
         if not self.layout.handover_dir:
             return
         master = Runtime(self.layout.master_socket)
+        # Not marked, a worker hands idle clients over to nothing: a 503
+        # instead of an answer (a proxy adopted from an older configuration).
         try:
             for worker in self._workers(master):
-                master.raw(f"@!{worker} add map {self.layout.worker_flags_map} last 1; quit",
-                           timeout=2)
-        except OSError as e:  # they hand over to nothing: a 503 instead of a close
+                answer = master.raw(f"@!{worker} add map {self.layout.worker_flags_map} "
+                                    "last 1; quit", timeout=2)
+                if answer.strip():
+                    log.warn("router: worker {w} not marked as the last: {a}",
+                             w=worker, a=answer.strip())
+        except OSError as e:
             log.warn("router: could not mark the proxy's workers as the last: {e}", e=e)
 
     def requests_in_flight(self) -> int | None:
@@ -261,8 +298,7 @@ class HAProxyProcess:
         a reload): the handover sockets' directory."""
         if self.layout.handover_dir:
             ensure_handover_dir(self.layout.handover_dir, shared_with_workers=bool(self.layout.user))
-            if not os.path.exists(self.layout.worker_flags_map):
-                Path(self.layout.worker_flags_map).write_text("")
+            Path(self.layout.worker_flags_map).write_text("")  # read by new workers only
 
     def launch(self) -> None:
         raise_soft_nofile()

@@ -92,6 +92,7 @@ def stop_router(ctx: click.Context) -> None:
     router = make_router(settings)
     pid = router.pid()
     if pid is None:
+        router.stop()  # what a proxy that died left behind (its sockets' directory)
         click.echo("The router is not running.")
         return
     router.stop()

@@ -294,7 +294,7 @@ def _stop_nginx(data_dir: Path) -> None:
         except (OSError, ValueError):
             pass
     # Issue 16 (router): the HAProxy router's master (SIGTERM stops its
-    # workers) and its handover sockets' directory, outside the data dir.
+    # workers) and its handover sockets' directory (in /run when root).
     from router.haproxy_process import handover_dir
 
     for pid_file in data_dir.glob("**/haproxy.pid"):

@@ -385,6 +385,47 @@ def test_a_stop_does_not_wait_for_an_old_workers_idle_clients(
         conn.close()
 
 
+def test_a_stop_during_a_reloads_overlap_serves_both_workers_idle_clients(
+        settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
+    """Both the old worker (still holding idle clients after a reload) and
+    the new one are stopping and have no one to hand over to: each serves
+    its idle clients' next request itself instead of a 503."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    old_idle = _kept_alive(settings, 3)
+    _settings_reload(settings)
+    new_idle = _kept_alive(settings, 3)
+    slow: list = []
+    t = threading.Thread(target=lambda: slow.append(get(settings, "web.localhost", "/slow")))
+    t.start()
+    time.sleep(0.4)  # in flight: the stop waits for it
+    stopper = threading.Thread(target=router.stop)
+    stopper.start()
+    time.sleep(0.5)
+    results = _next_request(old_idle + new_idle)
+    stopper.join(15)
+    t.join(10)
+    assert slow == [(200, "u0")]
+    assert results == [(200, "u0 xff=198.51.100.7, 127.0.0.1 proto=http")] * 6
+    assert router.pid() is None
+
+
+def test_a_stop_whose_count_of_requests_goes_unanswered_cuts_nothing(
+        settings: Settings, router: HAProxyRouter, ups: list[_Upstream],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A master CLI that does not answer (a fault injected here) is not
+    taken for "no request in flight": the request in flight finishes."""
+    router.set_route(Route("web", ["web.localhost"], [ups[0].addr]))
+    monkeypatch.setattr(router.process, "requests_in_flight", lambda: None)
+    slow: list = []
+    t = threading.Thread(target=lambda: slow.append(get(settings, "web.localhost", "/slow")))
+    t.start()
+    time.sleep(0.4)
+    router.stop()
+    t.join(10)
+    assert slow == [(200, "u0")]
+    assert router.pid() is None
+
+
 def test_a_stop_lets_a_request_finish_serves_idle_clients_and_does_not_wait_for_them(
         settings: Settings, router: HAProxyRouter, ups: list[_Upstream]) -> None:
     """A stop lets the request in flight finish (2 s) and then ends the

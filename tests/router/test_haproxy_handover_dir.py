@@ -17,6 +17,20 @@ def test_workers_of_this_user_keep_their_sockets_in_the_router_dir(tmp_path: Pat
     assert handover_dir(str(short), shared_with_workers=False) == f"{short}/run"
 
 
+def test_the_dir_the_running_configuration_names_is_kept(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server started by a service and a `stop-router` run by hand may see
+    other XDG_RUNTIME_DIR/TMPDIR values: both must find the same sockets."""
+    router_dir = tmp_path / ("d" * 120)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/4321")
+    first = handover_dir(str(router_dir), shared_with_workers=False)
+    (router_dir / "conf.d").mkdir(parents=True)
+    (router_dir / "conf.d" / "00-main.cfg").write_text(
+        f"frontend x\n    bind unix@{first}/handover-http.sock accept-proxy mode 600\n")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/9999")
+    assert handover_dir(str(router_dir), shared_with_workers=False) == first
+
+
 def test_a_deep_router_dir_uses_the_users_runtime_dir(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A socket path longer than 107 bytes cannot be bound."""
