@@ -85,10 +85,11 @@ def no_tls_rules(t: str) -> str:
 
 
 def no_handover(t: str) -> str:
-    """A settings reload that closes idle clients again: no `stopping` rule."""
-    t = _cut(t, r"^    use_backend shipway_handover_\S+ if \{ stopping \}\n")
+    """A settings reload that closes idle clients again: no `stopping` rules."""
+    t = _cut(t, r"^    http-request set-var\(txn\.handover\) .*\n")
+    t = _cut(t, r"^    use_backend shipway_handover_\S+ if .*\n")
     t = _cut(t, r"^    option idle-close-on-response\n")
-    return _cut(t, r" !\{ stopping \}", "")
+    return _cut(t, r" !\{ var\(txn\.handover\) -m bool \}", "")
 
 
 def everything_out(t: str) -> str:

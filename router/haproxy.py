@@ -130,7 +130,6 @@ class HAProxyRouter(DrainMixin, OverlaysMixin):
                     _write(path, render_chunk(chunk, {}, self.server_slots))
             if not os.path.exists(self.layout.map_path):
                 _write(self.layout.map_path, "")
-            self.process.prepare()
             if self.pid() is None:
                 self.process.launch()
                 self._reapply_overlays()  # maintenance and canaries, from memory
@@ -254,7 +253,6 @@ class HAProxyRouter(DrainMixin, OverlaysMixin):
         after."""
         with self._lock:
             self._map_writer.flush()
-            self.process.prepare()
             self.process.reload()
             self._reapply_overlays()
 

@@ -89,6 +89,14 @@ class Layout:
     def pid(self) -> str:
         return f"{self.dir}/haproxy.pid"
 
+    def owner(self, indent: str, sep: str) -> str:
+        """The workers' `user U` and `group G`, joined by `sep` (the global
+        section's lines, a unix bind's options); "" when not root."""
+        if not self.user:
+            return ""
+        u, _, g = self.user.partition(" ")
+        return indent + f"user {u}" + (f"{sep}{indent}group {g}" if g else "") + sep
+
     def handover_socket(self, scheme: str) -> str:
         return f"{self.handover_dir}/handover-{scheme}.sock"
 
@@ -147,13 +155,9 @@ def _quote(text: str) -> str:
 
 def render_main(layout: Layout) -> str:
     """Global settings, the frontend, the 404 backend."""
-    user = ""
-    if layout.user:
-        u, _, g = layout.user.partition(" ")
-        user = f"    user {u}\n" + (f"    group {g}\n" if g else "")
     return f"""# Rendered by Shipway's router; edits are overwritten.
 global
-{user}    pidfile {layout.pid}
+{layout.owner("    ", chr(10))}    pidfile {layout.pid}
     maxconn {layout.maxconn}
     # maxconn may exceed half the file limit (idle clients hold one
     # descriptor, router/haproxy_process.maxconn): start anyway.

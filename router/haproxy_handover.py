@@ -37,11 +37,9 @@ def render_handover_bind(layout: Layout, scheme: str) -> str:
     and counted."""
     if not layout.handover_dir:
         return ""
-    owner = ""
-    if layout.user:  # the workers connect to it, not the master that binds it
-        u, _, g = layout.user.partition(" ")
-        owner = f" user {u}" + (f" group {g}" if g else "")
-    return (f"    bind unix@{layout.handover_socket(scheme)} accept-proxy{owner} mode 600\n"
+    # Owned by the workers: they connect to it, not the master that binds it.
+    return (f"    bind unix@{layout.handover_socket(scheme)} accept-proxy "
+            f"{layout.owner('', ' ')}mode 600\n"
             "    option idle-close-on-response\n")
 
 

@@ -195,6 +195,7 @@ class HAProxyProcess:
         """Apply a changed `00-main.cfg`: the master re-executes and a new
         worker takes the listening sockets over; the old one finishes its
         requests. Only the router's own settings ever need this."""
+        self.prepare()
         self.check_config()
         old = self.runtime.raw("show info").split("Pid: ")[1].split()[0]
         pid = self.pid()
@@ -294,14 +295,15 @@ class HAProxyProcess:
             raise RouterError(f"haproxy rejected the configuration: {result.stderr.strip()}")
 
     def prepare(self) -> None:
-        """What the configuration needs before HAProxy reads it (a start or
-        a reload): the handover sockets' directory."""
+        """What the configuration needs before HAProxy reads it (launch and
+        reload call it): the handover sockets' directory, the flags map."""
         if self.layout.handover_dir:
             ensure_handover_dir(self.layout.handover_dir, shared_with_workers=bool(self.layout.user))
             Path(self.layout.worker_flags_map).write_text("")  # read by new workers only
 
     def launch(self) -> None:
         raise_soft_nofile()
+        self.prepare()  # outside the cleanup below: a directory it refused is not ours
         try:
             self.check_config()
             self.stop_orphans()
